@@ -1,0 +1,679 @@
+//! The [`Trainer`]: minibatch SGD on one task, one decision interval at a time.
+//!
+//! [`Trainer::run_epoch`] trains for one decision interval (a full pass over the shuffled train
+//! split by default, or `steps_per_decision` minibatches) under the given [`Hyperparams`], then
+//! evaluates on the validation split and returns [`EpochStats`]. Learning rate and momentum may
+//! change between any two calls; the momentum buffers are kept (see [`crate::optim`]).
+//!
+//! # Divergence rule
+//! An interval is marked `diverged` when any of these holds:
+//! 1. a minibatch loss is not finite (the interval stops at that minibatch);
+//! 2. a parameter is not finite after the interval;
+//! 3. the validation loss is not finite;
+//! 4. the interval's mean training loss exceeds `explode_factor` (default 20) times the reference
+//!    loss, which is the untrained model's validation loss (floored at 0.01).
+//!
+//! After divergence the trainer does no more work: later calls return a diverged, zero-step stats.
+//!
+//! # Reproducibility
+//! Initialisation and shuffling come from seeded ChaCha RNGs on the host, never from a global
+//! RNG, so the same config and seed give the same numbers on the CPU backend.
+
+use std::time::Instant;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::{SplitData, Table, TaskType};
+use crate::model::{ModelSpec, Net};
+use crate::optim::{ControlledSgd, MomentumHandle};
+use crate::{Backend, Error, Result};
+
+/// Learning rate and momentum for the next decision interval.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Hyperparams {
+    /// Learning rate, finite and ≥ 0.
+    pub lr: f64,
+    /// Momentum μ in [0, 1).
+    pub momentum: f64,
+}
+
+impl Hyperparams {
+    /// Checks the values, naming the bad field.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            return Err(Error::InvalidConfig { field: "lr", reason: format!("{} is not a finite value ≥ 0", self.lr) });
+        }
+        if !(self.momentum >= 0.0 && self.momentum < 1.0) {
+            return Err(Error::InvalidConfig { field: "momentum", reason: format!("{} is outside [0, 1)", self.momentum) });
+        }
+        Ok(())
+    }
+}
+
+/// How to train a task (the data split is configured separately).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TrainerConfig {
+    /// The architecture.
+    #[serde(serialize_with = "serialize_display")]
+    pub model: ModelSpec,
+    /// Minibatch size.
+    pub batch_size: usize,
+    /// Seed for initialisation and shuffling.
+    pub seed: u64,
+    /// L2 weight decay added to the gradient (0 for none).
+    pub weight_decay: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// Minibatches per decision interval; `None` means one full pass (an epoch).
+    pub steps_per_decision: Option<usize>,
+    /// Divergence when the interval's mean train loss exceeds this factor times the initial loss.
+    pub explode_factor: f64,
+    /// Backend to run on.
+    pub backend: Backend,
+}
+
+fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+impl TrainerConfig {
+    /// A config with the documented defaults for the optional fields.
+    pub fn new(model: ModelSpec, batch_size: usize, seed: u64) -> Self {
+        Self {
+            model,
+            batch_size,
+            seed,
+            weight_decay: 0.0,
+            nesterov: false,
+            steps_per_decision: None,
+            explode_factor: 20.0,
+            backend: Backend::Flex,
+        }
+    }
+}
+
+/// Validation or test loss and metric.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct EvalStats {
+    /// Mean loss (cross-entropy, or MSE on standardized targets).
+    pub loss: f64,
+    /// Accuracy (classification) or R² (regression).
+    pub metric: f64,
+}
+
+/// The mean gradient norm of one layer over an interval.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LayerGradNorm {
+    /// Module path, e.g. `hidden.0` or `conv1`.
+    pub layer: String,
+    /// Mean over the interval's steps of the layer's gradient L2 norm.
+    pub mean: f64,
+}
+
+/// Statistics of one decision interval.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EpochStats {
+    /// 1-based index of the interval.
+    pub epoch: usize,
+    /// Passes over the train split completed so far (fractional with `steps_per_decision`).
+    pub epochs_done: f64,
+    /// Minibatch steps taken in this interval.
+    pub steps: usize,
+    /// The learning rate used.
+    pub lr: f64,
+    /// The momentum used.
+    pub momentum: f64,
+    /// Mean of the minibatch losses.
+    pub train_loss_mean: f64,
+    /// Standard deviation of the minibatch losses.
+    pub train_loss_std: f64,
+    /// Loss of the first minibatch (before its update).
+    pub train_loss_first: f64,
+    /// Loss of the last minibatch.
+    pub train_loss_last: f64,
+    /// Validation loss after the interval.
+    pub val_loss: f64,
+    /// Validation accuracy or R² after the interval.
+    pub val_metric: f64,
+    /// Mean of the per-step global gradient L2 norms.
+    pub grad_norm_mean: f64,
+    /// Standard deviation of the per-step global gradient norms.
+    pub grad_norm_std: f64,
+    /// Largest per-step global gradient norm.
+    pub grad_norm_max: f64,
+    /// Per-layer mean gradient norms, in model order.
+    pub layer_grad_norms: Vec<LayerGradNorm>,
+    /// L2 norm of all parameters after the interval.
+    pub weight_norm: f64,
+    /// ‖w_after − w_before‖ / ‖w_before‖ over the interval.
+    pub update_ratio: f64,
+    /// Wall-clock seconds of the interval (training and validation).
+    pub wall_secs: f64,
+    /// Whether the run diverged (see the module docs for the rule).
+    pub diverged: bool,
+}
+
+enum Targets {
+    Classes(Tensor<1, Int>),
+    Values(Tensor<2>),
+}
+
+struct DeviceTable {
+    x: Tensor<2>,
+    y: Targets,
+    n_rows: usize,
+    /// Σ (y − ȳ)² of the (standardized) targets, for R².
+    total_sum_squares: f64,
+}
+
+impl DeviceTable {
+    fn new(table: &Table, n_features: usize, task_type: TaskType, device: &Device) -> Self {
+        let n = table.n_rows();
+        let x = Tensor::from_data(TensorData::new(table.x.clone(), [n, n_features]), device);
+        let y = match task_type {
+            TaskType::Classification => {
+                let labels: Vec<i64> = table.y.iter().map(|&v| v as i64).collect();
+                Targets::Classes(Tensor::from_data(TensorData::new(labels, [n]), device))
+            }
+            TaskType::Regression => Targets::Values(Tensor::from_data(TensorData::new(table.y.clone(), [n, 1]), device)),
+        };
+        let mean = table.y.iter().map(|&v| v as f64).sum::<f64>() / n.max(1) as f64;
+        let total_sum_squares = table.y.iter().map(|&v| (v as f64 - mean).powi(2)).sum();
+        Self { x, y, n_rows: n, total_sum_squares }
+    }
+}
+
+/// Trains one task; see the module docs.
+pub struct Trainer {
+    config: TrainerConfig,
+    task_type: TaskType,
+    device: Device,
+    model: Option<Net>,
+    optim: ModuleOptimizer,
+    momentum: MomentumHandle,
+    train: DeviceTable,
+    val: DeviceTable,
+    test: DeviceTable,
+    rng: ChaCha8Rng,
+    permutation: Vec<usize>,
+    cursor: usize,
+    n_intervals: usize,
+    total_steps: usize,
+    initial_val: EvalStats,
+    params_before: Vec<f32>,
+    diverged: bool,
+}
+
+impl Trainer {
+    /// Builds the model and puts the split's data on the backend's device.
+    pub fn new(data: &SplitData, config: &TrainerConfig) -> Result<Self> {
+        if config.batch_size == 0 {
+            return Err(Error::InvalidConfig { field: "batch_size", reason: "must be at least 1".into() });
+        }
+        if config.steps_per_decision == Some(0) {
+            return Err(Error::InvalidConfig { field: "steps_per_decision", reason: "must be at least 1".into() });
+        }
+        if !(config.explode_factor > 1.0) {
+            return Err(Error::InvalidConfig { field: "explode_factor", reason: "must be greater than 1".into() });
+        }
+        if !(config.weight_decay >= 0.0 && config.weight_decay.is_finite()) {
+            return Err(Error::InvalidConfig { field: "weight_decay", reason: "must be a finite value ≥ 0".into() });
+        }
+        let device = config.backend.device()?;
+        let n_outputs = match data.task_type {
+            TaskType::Classification => data.n_classes,
+            TaskType::Regression => 1,
+        };
+        let model = config.model.init(data.n_features, data.image_shape, n_outputs, config.seed, &device.clone().autodiff())?;
+        let sgd = ControlledSgd::new(0.0, config.weight_decay, config.nesterov);
+        let momentum = sgd.momentum_handle();
+        let train = DeviceTable::new(&data.train, data.n_features, data.task_type, &device);
+        let val = DeviceTable::new(&data.val, data.n_features, data.task_type, &device);
+        let test = DeviceTable::new(&data.test, data.n_features, data.task_type, &device);
+        let mut trainer = Self {
+            config: config.clone(),
+            task_type: data.task_type,
+            device,
+            model: Some(model),
+            optim: ModuleOptimizer::from(sgd),
+            momentum,
+            permutation: (0..train.n_rows).collect(),
+            train,
+            val,
+            test,
+            rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_5487_f1e5),
+            cursor: usize::MAX, // Shuffle before the first step.
+            n_intervals: 0,
+            total_steps: 0,
+            initial_val: EvalStats { loss: f64::NAN, metric: f64::NAN },
+            params_before: Vec::new(),
+            diverged: false,
+        };
+        trainer.initial_val = trainer.evaluate(&trainer.val);
+        trainer.params_before = trainer.flat_params();
+        Ok(trainer)
+    }
+
+    /// The validation loss and metric of the untrained model.
+    pub fn initial_val(&self) -> EvalStats {
+        self.initial_val
+    }
+
+    /// Minibatches in one full pass over the train split.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.train.n_rows.div_ceil(self.config.batch_size)
+    }
+
+    /// Rows in the train split.
+    pub fn n_train(&self) -> usize {
+        self.train.n_rows
+    }
+
+    /// Number of trainable scalars.
+    pub fn num_params(&self) -> usize {
+        self.model().num_params()
+    }
+
+    /// Whether the run has diverged.
+    pub fn diverged(&self) -> bool {
+        self.diverged
+    }
+
+    /// The config this trainer was built from.
+    pub fn config(&self) -> &TrainerConfig {
+        &self.config
+    }
+
+    fn model(&self) -> &Net {
+        self.model.as_ref().expect("the model should be present between steps")
+    }
+
+    /// Trains one decision interval under `hp`, then evaluates on the validation split.
+    pub fn run_epoch(&mut self, hp: Hyperparams) -> Result<EpochStats> {
+        hp.validate()?;
+        let start = Instant::now();
+        self.n_intervals += 1;
+        let mut stats = EpochStats {
+            epoch: self.n_intervals,
+            epochs_done: self.total_steps as f64 / self.steps_per_epoch() as f64,
+            steps: 0,
+            lr: hp.lr,
+            momentum: hp.momentum,
+            train_loss_mean: f64::NAN,
+            train_loss_std: f64::NAN,
+            train_loss_first: f64::NAN,
+            train_loss_last: f64::NAN,
+            val_loss: f64::NAN,
+            val_metric: f64::NAN,
+            grad_norm_mean: f64::NAN,
+            grad_norm_std: f64::NAN,
+            grad_norm_max: f64::NAN,
+            layer_grad_norms: Vec::new(),
+            weight_norm: f64::NAN,
+            update_ratio: f64::NAN,
+            wall_secs: 0.0,
+            diverged: true,
+        };
+        if self.diverged {
+            return Ok(stats);
+        }
+        self.momentum.set(hp.momentum);
+        let n_steps = self.config.steps_per_decision.unwrap_or_else(|| self.steps_per_epoch());
+        let mut losses = Vec::with_capacity(n_steps);
+        let mut norms = Vec::with_capacity(n_steps);
+        let mut layer_names: Vec<String> = Vec::new();
+        let mut layer_sums: Vec<f64> = Vec::new();
+        let mut nonfinite = false;
+        for _ in 0..n_steps {
+            let indices = self.next_batch();
+            let (loss, global_norm, layer_norms, names) = self.train_step(hp.lr, &indices);
+            if layer_names.is_empty() {
+                layer_names = names;
+                layer_sums = vec![0.0; layer_names.len()];
+            }
+            losses.push(loss);
+            norms.push(global_norm);
+            for (sum, n) in layer_sums.iter_mut().zip(&layer_norms) {
+                *sum += n;
+            }
+            if !loss.is_finite() || !global_norm.is_finite() {
+                nonfinite = true;
+                break;
+            }
+        }
+        self.total_steps += losses.len();
+        stats.steps = losses.len();
+        stats.epochs_done = self.total_steps as f64 / self.steps_per_epoch() as f64;
+        (stats.train_loss_mean, stats.train_loss_std) = mean_std(&losses);
+        stats.train_loss_first = losses.first().copied().unwrap_or(f64::NAN);
+        stats.train_loss_last = losses.last().copied().unwrap_or(f64::NAN);
+        (stats.grad_norm_mean, stats.grad_norm_std) = mean_std(&norms);
+        stats.grad_norm_max = norms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        stats.layer_grad_norms = layer_names
+            .into_iter()
+            .zip(&layer_sums)
+            .map(|(layer, sum)| LayerGradNorm { layer, mean: sum / losses.len() as f64 })
+            .collect();
+
+        let params = self.flat_params();
+        let params_finite = params.iter().all(|v| v.is_finite());
+        let (weight_sq, delta_sq, before_sq) = params.iter().zip(&self.params_before).fold(
+            (0f64, 0f64, 0f64),
+            |(w, d, b), (&after, &before)| {
+                (w + (after as f64).powi(2), d + (after as f64 - before as f64).powi(2), b + (before as f64).powi(2))
+            },
+        );
+        stats.weight_norm = weight_sq.sqrt();
+        stats.update_ratio = delta_sq.sqrt() / before_sq.sqrt().max(1e-12);
+        self.params_before = params;
+
+        if !nonfinite && params_finite {
+            let val = self.evaluate(&self.val);
+            stats.val_loss = val.loss;
+            stats.val_metric = val.metric;
+        }
+        let reference = self.initial_val.loss.max(0.01);
+        stats.diverged = nonfinite
+            || !params_finite
+            || !stats.val_loss.is_finite()
+            || stats.train_loss_mean > self.config.explode_factor * reference;
+        self.diverged = stats.diverged;
+        stats.wall_secs = start.elapsed().as_secs_f64();
+        Ok(stats)
+    }
+
+    /// Loss and metric on the test split (for reporting after training only).
+    pub fn evaluate_test(&self) -> EvalStats {
+        if self.diverged {
+            return EvalStats { loss: f64::NAN, metric: f64::NAN };
+        }
+        self.evaluate(&self.test)
+    }
+
+    /// Loss and metric on the validation split.
+    pub fn evaluate_val(&self) -> EvalStats {
+        self.evaluate(&self.val)
+    }
+
+    fn next_batch(&mut self) -> Vec<i64> {
+        if self.cursor >= self.permutation.len() {
+            self.permutation.shuffle(&mut self.rng);
+            self.cursor = 0;
+        }
+        let end = (self.cursor + self.config.batch_size).min(self.permutation.len());
+        let batch = self.permutation[self.cursor..end].iter().map(|&i| i as i64).collect();
+        self.cursor = end;
+        batch
+    }
+
+    /// One SGD step; returns (loss, global grad norm, per-layer grad norms, layer names).
+    fn train_step(&mut self, lr: f64, indices: &[i64]) -> (f64, f64, Vec<f64>, Vec<String>) {
+        let batch = indices.len();
+        let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(indices.to_vec(), [batch]), &self.device);
+        let model = self.model.take().expect("the model should be present between steps");
+        let x = self.train.x.clone().select(0, idx.clone()); // [batch, n_features]
+        let output = model.forward(x); // [batch, n_outputs]
+        let loss = match &self.train.y {
+            Targets::Classes(y) => cross_entropy(output, y.clone().select(0, idx)),
+            Targets::Values(y) => (output - y.clone().select(0, idx)).square().mean(),
+        };
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+
+        // Gradient norms and the loss leave the device together: one host sync per step.
+        let (names, squares) = grad_squares(&model, &grads);
+        let mut parts = Vec::with_capacity(squares.len() + 1);
+        parts.push(loss.inner().reshape([1]));
+        parts.extend(squares);
+        let host = to_host(Tensor::cat(parts, 0));
+        let loss_value = host[0] as f64;
+        let mut layer_names: Vec<String> = Vec::new();
+        let mut layer_sq: Vec<f64> = Vec::new();
+        for (name, &sq) in names.iter().zip(&host[1..]) {
+            let layer = name.rsplit_once('.').map_or(name.as_str(), |(layer, _)| layer);
+            if layer_names.last().map(String::as_str) != Some(layer) {
+                layer_names.push(layer.to_string());
+                layer_sq.push(0.0);
+            }
+            *layer_sq.last_mut().expect("pushed above") += sq as f64;
+        }
+        let global_norm = layer_sq.iter().sum::<f64>().sqrt();
+        let layer_norms = layer_sq.iter().map(|s| s.sqrt()).collect();
+
+        self.model = Some(self.optim.step(lr, model, grads));
+        (loss_value, global_norm, layer_norms, layer_names)
+    }
+
+    fn evaluate(&self, table: &DeviceTable) -> EvalStats {
+        const CHUNK: usize = 4096;
+        let model = self.model().valid();
+        let (mut loss_sum, mut metric_sum) = (0f64, 0f64);
+        for start in (0..table.n_rows).step_by(CHUNK) {
+            let end = (start + CHUNK).min(table.n_rows);
+            let x = table.x.clone().slice([start..end]); // [chunk, n_features]
+            let output = model.forward(x); // [chunk, n_outputs]
+            let sums = match &table.y {
+                Targets::Classes(y) => {
+                    let y = y.clone().slice([start..end]); // [chunk]
+                    let n = end - start;
+                    let log_probs = burn::tensor::activation::log_softmax(output.clone(), 1);
+                    let nll = log_probs.gather(1, y.clone().reshape([n, 1])).sum().neg(); // [1]
+                    let correct = output.argmax(1).reshape([n]).equal(y).int().sum().float(); // [1]
+                    Tensor::cat(vec![nll, correct], 0)
+                }
+                Targets::Values(y) => {
+                    let sse = (output - y.clone().slice([start..end])).square().sum(); // [1]
+                    Tensor::cat(vec![sse.clone(), sse], 0)
+                }
+            };
+            let host = to_host(sums);
+            loss_sum += host[0] as f64;
+            metric_sum += host[1] as f64;
+        }
+        let n = table.n_rows as f64;
+        match self.task_type {
+            TaskType::Classification => EvalStats { loss: loss_sum / n, metric: metric_sum / n },
+            TaskType::Regression => EvalStats {
+                loss: loss_sum / n,
+                metric: 1.0 - metric_sum / table.total_sum_squares.max(1e-12),
+            },
+        }
+    }
+
+    /// All parameters, flattened in model order, on the host.
+    fn flat_params(&self) -> Vec<f32> {
+        let mut collector = ParamCollector { parts: Vec::new() };
+        self.model().visit(&mut collector);
+        to_host(Tensor::cat(collector.parts, 0))
+    }
+}
+
+/// Mean cross-entropy of logits `[batch, classes]` against labels `[batch]`.
+fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let batch = labels.dims()[0];
+    let log_probs = burn::tensor::activation::log_softmax(logits, 1); // [batch, classes]
+    log_probs.gather(1, labels.reshape([batch, 1])).mean().neg() // [1]
+}
+
+/// Copies a small vector to the host (one sync).
+fn to_host(tensor: Tensor<1>) -> Vec<f32> {
+    tensor.into_data().convert::<f32>().try_to_vec::<f32>().expect("a converted tensor should hold f32 values")
+}
+
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
+    (mean, var.sqrt())
+}
+
+/// Σg² of every parameter tensor that has a gradient (on the device), with its module path.
+fn grad_squares(model: &Net, grads: &GradientsParams) -> (Vec<String>, Vec<Tensor<1>>) {
+    let mut visitor = GradSquares { grads, path: Vec::new(), names: Vec::new(), squares: Vec::new() };
+    model.visit(&mut visitor);
+    (visitor.names, visitor.squares)
+}
+
+/// Collects Σg² per parameter tensor, with the parameter's module path.
+struct GradSquares<'a> {
+    grads: &'a GradientsParams,
+    path: Vec<String>,
+    names: Vec<String>,
+    squares: Vec<Tensor<1>>,
+}
+
+impl ModuleVisitor for GradSquares<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(grad) = self.grads.get::<D>(param.id) {
+            self.names.push(self.path.join("."));
+            self.squares.push(grad.square().sum());
+        }
+    }
+}
+
+struct ParamCollector {
+    parts: Vec<Tensor<1>>,
+}
+
+impl ModuleVisitor for ParamCollector {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val().inner();
+        let n = value.shape().num_elements();
+        self.parts.push(value.reshape([n]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{split, SplitConfig};
+    use crate::source::DatasetSource;
+
+    fn task(source: &str, task_type: TaskType, seed: u64) -> SplitData {
+        let data = DatasetSource::parse(source).unwrap().load(task_type).unwrap();
+        split(&data, &SplitConfig { seed, val_fraction: 0.2, test_fraction: 0.2, max_train_rows: None }).unwrap()
+    }
+
+    fn hp(lr: f64, momentum: f64) -> Hyperparams {
+        Hyperparams { lr, momentum }
+    }
+
+    #[test]
+    fn loss_falls_on_a_generated_task() {
+        let data = task("gen:gauss-mix:n=600,d=6", TaskType::Classification, 0);
+        let mut trainer = Trainer::new(&data, &TrainerConfig::new(ModelSpec::parse("mlp:32x2").unwrap(), 32, 0)).unwrap();
+        let initial = trainer.initial_val();
+        let mut last = None;
+        for _ in 0..5 {
+            last = Some(trainer.run_epoch(hp(0.05, 0.9)).unwrap());
+        }
+        let last = last.unwrap();
+        assert!(!last.diverged);
+        assert_eq!(last.steps, trainer.steps_per_epoch());
+        assert!(last.val_loss < 0.7 * initial.loss, "val loss {} vs initial {}", last.val_loss, initial.loss);
+        assert!(last.val_metric > 0.6, "accuracy {}", last.val_metric);
+        let test = trainer.evaluate_test();
+        assert!(test.loss.is_finite() && test.metric > 0.5);
+        assert_eq!(last.layer_grad_norms.len(), 3);
+        assert!(last.weight_norm > 0.0 && last.update_ratio > 0.0);
+    }
+
+    #[test]
+    fn same_seed_gives_bit_identical_stats() {
+        let data = task("gen:spirals:n=300,d=4", TaskType::Classification, 3);
+        let run = || {
+            let config = TrainerConfig::new(ModelSpec::parse("mlp:16x2:tanh").unwrap(), 16, 3);
+            let mut trainer = Trainer::new(&data, &config).unwrap();
+            let mut out = Vec::new();
+            for (lr, mu) in [(0.1, 0.0), (0.3, 0.9), (0.05, 0.5)] {
+                let mut s = trainer.run_epoch(hp(lr, mu)).unwrap();
+                s.wall_secs = 0.0;
+                out.push(s);
+            }
+            out
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn huge_learning_rate_diverges_without_panic() {
+        let data = task("gen:teacher-reg:n=200,d=4", TaskType::Regression, 0);
+        let mut trainer = Trainer::new(&data, &TrainerConfig::new(ModelSpec::parse("mlp:16x1").unwrap(), 16, 0)).unwrap();
+        let stats = trainer.run_epoch(hp(1e6, 0.9)).unwrap();
+        assert!(stats.diverged, "{stats:?}");
+        assert!(trainer.diverged());
+        let again = trainer.run_epoch(hp(0.01, 0.0)).unwrap();
+        assert!(again.diverged && again.steps == 0);
+        assert!(trainer.evaluate_test().loss.is_nan());
+    }
+
+    #[test]
+    fn invalid_hyperparameters_are_errors() {
+        let data = task("gen:gauss-mix:n=100,d=2", TaskType::Classification, 0);
+        let mut trainer = Trainer::new(&data, &TrainerConfig::new(ModelSpec::parse("linear").unwrap(), 8, 0)).unwrap();
+        assert!(trainer.run_epoch(hp(f64::NAN, 0.0)).unwrap_err().to_string().contains("lr"));
+        assert!(trainer.run_epoch(hp(0.1, 1.0)).unwrap_err().to_string().contains("momentum"));
+        let bad = TrainerConfig { batch_size: 0, ..TrainerConfig::new(ModelSpec::parse("linear").unwrap(), 8, 0) };
+        assert!(Trainer::new(&data, &bad).is_err());
+    }
+
+    #[test]
+    fn decision_interval_of_k_minibatches() {
+        let data = task("gen:gauss-mix:n=500,d=3", TaskType::Classification, 0);
+        let config = TrainerConfig { steps_per_decision: Some(4), ..TrainerConfig::new(ModelSpec::parse("linear").unwrap(), 10, 0) };
+        let mut trainer = Trainer::new(&data, &config).unwrap();
+        let s = trainer.run_epoch(hp(0.1, 0.0)).unwrap();
+        assert_eq!(s.steps, 4);
+        assert!((s.epochs_done - 4.0 / trainer.steps_per_epoch() as f64).abs() < 1e-12);
+    }
+
+    #[test]
+    fn gradient_norm_matches_a_hand_computed_case() {
+        // A linear softmax classifier on the full train split in one minibatch: the gradient of the
+        // mean cross-entropy is W: Xᵀ(P − Y)/n and b: Σ(P − Y)/n, computed here on the host.
+        let data = task("gen:gauss-mix:n=60,d=3,classes=3", TaskType::Classification, 1);
+        let n = data.train.n_rows();
+        let config = TrainerConfig::new(ModelSpec::parse("linear").unwrap(), n, 1);
+        let mut trainer = Trainer::new(&data, &config).unwrap();
+        let (d, k) = (3, 3);
+        let params: Vec<f64> = trainer.params_before.iter().map(|&v| v as f64).collect();
+        let (w, b) = params.split_at(d * k); // weight [d, k] row-major, then bias [k]
+        let (mut gw, mut gb) = (vec![0f64; d * k], vec![0f64; k]);
+        for r in 0..n {
+            let x = &data.train.x[r * d..(r + 1) * d];
+            let logits: Vec<f64> = (0..k).map(|j| b[j] + (0..d).map(|i| x[i] as f64 * w[i * k + j]).sum::<f64>()).collect();
+            let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+            let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+            for j in 0..k {
+                let p = (logits[j] - max).exp() / z - if data.train.y[r] as usize == j { 1.0 } else { 0.0 };
+                gb[j] += p / n as f64;
+                for i in 0..d {
+                    gw[i * k + j] += x[i] as f64 * p / n as f64;
+                }
+            }
+        }
+        let expected = gw.iter().chain(&gb).map(|g| g * g).sum::<f64>().sqrt();
+        let stats = trainer.run_epoch(hp(0.1, 0.0)).unwrap();
+        assert_eq!(stats.steps, 1);
+        assert!((stats.grad_norm_mean - expected).abs() < 1e-5 * expected, "{} vs {expected}", stats.grad_norm_mean);
+        let per_layer = stats.layer_grad_norms[0].mean;
+        assert!((per_layer - expected).abs() < 1e-5 * expected);
+        // One plain SGD step: the update is lr·‖g‖.
+        let update = stats.update_ratio * params.iter().map(|p| p * p).sum::<f64>().sqrt();
+        assert!((update - 0.1 * expected).abs() < 1e-4 * expected, "{update} vs {}", 0.1 * expected);
+    }
+}
