@@ -1,1 +1,48 @@
-//! placeholder
+//! A DNN training run as a reinforcement-learning environment, and the one loop every
+//! controller runs through.
+//!
+//! Per-interval data path: [`Trainer::run_epoch`](hyperctl_tasks::Trainer::run_epoch) →
+//! [`EpochStats`](hyperctl_tasks::EpochStats) → [`Featurizer::observe`] → observation →
+//! [`Controller::decide`] → [`Decision`] → ([`apply_action`] for learned actions) → next interval.
+//!
+//! - [`features`]: the scale-free observation (a table of every feature is in its docs).
+//! - [`action`]: the ONE action → (lr, momentum) mapping and the bounds every controller obeys.
+//! - [`env`]: [`ScheduleEnv`] (Gymnasium-shaped), its reward and divergence handling.
+//! - [`controller`]: the [`Controller`] trait and [`run_schedule`].
+//! - [`config`]: [`EnvConfig`], mirrored in `envs/schedule_env.toml`.
+//!
+//! # Architecture invariants
+//! - One function maps actions to hyperparameters ([`apply_action`]); every choice, learned or
+//!   fixed, is clamped by [`clamp_hparams`] and trained by [`ScheduleEnv::step_hparams`].
+//! - Learned and fixed controllers run through the same [`run_schedule`].
+//! - The env never reads the test split while stepping; `info` is diagnostics only.
+
+#![warn(missing_docs)]
+
+pub mod action;
+pub mod config;
+pub mod controller;
+pub mod env;
+pub mod features;
+
+pub use action::{apply_action, clamp_hparams};
+pub use config::EnvConfig;
+pub use controller::{run_schedule, Controller, Decision, DecisionInput, EpisodeContext, EpisodeResult, IntervalRecord};
+pub use env::ScheduleEnv;
+pub use features::{Featurizer, FEATURES, N_FEATURES};
+
+/// Errors of the schedule environment.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The task could not be loaded or built.
+    #[error(transparent)]
+    Task(#[from] hyperctl_tasks::Error),
+    /// An environment config value is invalid.
+    #[error("invalid env config {field}: {reason}")]
+    InvalidConfig {
+        /// The field.
+        field: &'static str,
+        /// What was expected.
+        reason: String,
+    },
+}

@@ -8,6 +8,7 @@
 //! - [`model`]: MLPs for flat inputs and a small CNN for images, initialised from a seeded RNG.
 //! - [`optim`]: SGD with momentum in PyTorch semantics whose learning rate and momentum may change
 //!   between any two steps, the velocity kept.
+//! - [`task`]: [`TaskSpec`], one training run: dataset × architecture × budget × seed.
 //! - [`trainer`]: [`Trainer::run_epoch`] → [`EpochStats`] (loss statistics, gradient norms, weight
 //!   norm, update ratio, divergence flag).
 //!
@@ -25,11 +26,13 @@ pub mod idx;
 pub mod model;
 pub mod optim;
 pub mod source;
+pub mod task;
 pub mod trainer;
 
 pub use data::{Dataset, SplitData, TaskType};
 pub use model::ModelSpec;
 pub use source::DatasetSource;
+pub use task::TaskSpec;
 pub use trainer::{EpochStats, EvalStats, Hyperparams, Trainer, TrainerConfig};
 
 use std::path::PathBuf;

@@ -1,0 +1,91 @@
+//! [`EnvConfig`]: the environment's defaults (mirrored in `envs/schedule_env.toml`).
+
+use serde::{Deserialize, Serialize};
+
+/// Bounds, action scale and penalty of the schedule environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvConfig {
+    /// Return of an episode that diverges (its rewards sum to exactly −crash_penalty).
+    #[serde(default = "defaults::crash_penalty")]
+    pub crash_penalty: f64,
+    /// Smallest learning rate.
+    #[serde(default = "defaults::lr_min")]
+    pub lr_min: f64,
+    /// Largest learning rate.
+    #[serde(default = "defaults::lr_max")]
+    pub lr_max: f64,
+    /// Smallest momentum.
+    #[serde(default = "defaults::momentum_min")]
+    pub momentum_min: f64,
+    /// Largest momentum.
+    #[serde(default = "defaults::momentum_max")]
+    pub momentum_max: f64,
+    /// Action 0 = ±1 multiplies the learning rate by 2^(±lr_log2_step).
+    #[serde(default = "defaults::lr_log2_step")]
+    pub lr_log2_step: f64,
+    /// Action 1 = ±1 multiplies (1 − momentum) by 10^(∓momentum_log10_step).
+    #[serde(default = "defaults::momentum_log10_step")]
+    pub momentum_log10_step: f64,
+}
+
+mod defaults {
+    pub fn crash_penalty() -> f64 {
+        10.0
+    }
+    pub fn lr_min() -> f64 {
+        1e-5
+    }
+    pub fn lr_max() -> f64 {
+        10.0
+    }
+    pub fn momentum_min() -> f64 {
+        0.0
+    }
+    pub fn momentum_max() -> f64 {
+        0.99
+    }
+    pub fn lr_log2_step() -> f64 {
+        1.0
+    }
+    pub fn momentum_log10_step() -> f64 {
+        0.5
+    }
+}
+
+impl EnvConfig {
+    /// The documented defaults: penalty 10, lr in [1e-5, 10], momentum in [0, 0.99], lr ×2^±1 and
+    /// (1 − μ) ×10^∓0.5 per decision at full action.
+    pub fn defaults() -> Self {
+        Self {
+            crash_penalty: defaults::crash_penalty(),
+            lr_min: defaults::lr_min(),
+            lr_max: defaults::lr_max(),
+            momentum_min: defaults::momentum_min(),
+            momentum_max: defaults::momentum_max(),
+            lr_log2_step: defaults::lr_log2_step(),
+            momentum_log10_step: defaults::momentum_log10_step(),
+        }
+    }
+
+    /// Checks the bounds; the error names the field.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |field: &'static str, reason: &str| Err(crate::Error::InvalidConfig { field, reason: reason.into() });
+        if !(self.crash_penalty.is_finite() && self.crash_penalty > 0.0) {
+            return bad("crash_penalty", "must be a finite value > 0");
+        }
+        if !(self.lr_min > 0.0 && self.lr_min < self.lr_max && self.lr_max.is_finite()) {
+            return bad("lr_min/lr_max", "need 0 < lr_min < lr_max < ∞");
+        }
+        if !(self.momentum_min >= 0.0 && self.momentum_min < self.momentum_max && self.momentum_max < 1.0) {
+            return bad("momentum_min/momentum_max", "need 0 ≤ momentum_min < momentum_max < 1");
+        }
+        if !(self.lr_log2_step > 0.0 && self.lr_log2_step <= 10.0) {
+            return bad("lr_log2_step", "must be in (0, 10]");
+        }
+        if !(self.momentum_log10_step > 0.0 && self.momentum_log10_step <= 2.0) {
+            return bad("momentum_log10_step", "must be in (0, 2]");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! [`ScheduleEnv`]: one training task as a Gymnasium-shaped environment.
+//!
+//! - `reset(seed)` splits the data and initialises a fresh model from the seed (`None`: the next
+//!   seed of the env's own stream) and returns the pre-training observation.
+//! - `step(action)` maps the action to the next interval's hyperparameters with the ONE mapping
+//!   ([`apply_action`]), trains one interval, and returns the next observation and the reward.
+//! - Reward: `r_t = ln V_{t−1} − ln V_t` on the validation loss (V₀: the untrained model), so an
+//!   episode's return is `ln(V₀ / V_T)`, the same for any loss scale.
+//! - Divergence (see [`hyperctl_tasks::trainer`] for the rule) terminates the episode and its last
+//!   reward makes the return exactly `−crash_penalty`.
+//! - The budget (`epochs` intervals) truncates the episode. The progress feature is observed, so a
+//!   learner may treat truncation as terminal.
+//! - The test split is never used by `reset`/`step`; [`ScheduleEnv::evaluate_test`] reports it
+//!   after an episode.
+
+use std::sync::Arc;
+
+use hyperctl_env_core::{BoxSpace, Env, Info, Obs, Step};
+use hyperctl_tasks::{Backend, Dataset, EpochStats, EvalStats, Hyperparams, TaskSpec, Trainer};
+
+use crate::action::{apply_action, clamp_hparams};
+use crate::config::EnvConfig;
+use crate::features::{observation_space, Featurizer};
+use crate::Error;
+
+/// The schedule environment over one [`TaskSpec`].
+pub struct ScheduleEnv {
+    task: TaskSpec,
+    config: EnvConfig,
+    backend: Backend,
+    data: Arc<Dataset>,
+    observation_space: BoxSpace,
+    action_space: BoxSpace,
+    next_seed: u64,
+    episode: Option<Episode>,
+}
+
+struct Episode {
+    seed: u64,
+    trainer: Trainer,
+    featurizer: Featurizer,
+    hp: Hyperparams,
+    intervals_done: usize,
+    prev_ln_val: f64,
+    return_so_far: f64,
+    last_stats: Option<EpochStats>,
+    done: bool,
+}
+
+impl ScheduleEnv {
+    /// Loads the task's data and checks that a trainer can be built for it.
+    pub fn new(task: TaskSpec, config: EnvConfig, backend: Backend) -> Result<Self, Error> {
+        let data = Arc::new(task.load()?);
+        Self::with_data(task, data, config, backend)
+    }
+
+    /// Like [`ScheduleEnv::new`] with data already loaded (shared between envs of one dataset).
+    pub fn with_data(task: TaskSpec, data: Arc<Dataset>, config: EnvConfig, backend: Backend) -> Result<Self, Error> {
+        config.validate()?;
+        task.validate()?;
+        // Building once here turns every data/model mismatch into an error now, not a panic later.
+        task.build(&data, task.seed, backend)?;
+        Ok(Self {
+            next_seed: task.seed,
+            task,
+            config,
+            backend,
+            data,
+            observation_space: observation_space(),
+            action_space: BoxSpace::uniform(2, -1.0, 1.0).expect("[-1, 1]^2 is a valid box"),
+            episode: None,
+        })
+    }
+
+    /// The task.
+    pub fn task(&self) -> &TaskSpec {
+        &self.task
+    }
+
+    /// The environment config.
+    pub fn config(&self) -> &EnvConfig {
+        &self.config
+    }
+
+    /// The backend the trainer runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The hyperparameters the next interval will use unless changed.
+    pub fn current_hparams(&self) -> Hyperparams {
+        self.episode().hp
+    }
+
+    /// The seed of the current episode.
+    pub fn episode_seed(&self) -> u64 {
+        self.episode().seed
+    }
+
+    /// Statistics of the last interval, if any ran.
+    pub fn last_stats(&self) -> Option<&EpochStats> {
+        self.episode().last_stats.as_ref()
+    }
+
+    /// The current episode's trainer (for steps per epoch, parameter counts, ...).
+    pub fn trainer(&self) -> &Trainer {
+        &self.episode().trainer
+    }
+
+    /// Maps an action to hyperparameters from the current ones (the ONE mapping).
+    pub fn action_to_hparams(&self, action: &[f32]) -> Hyperparams {
+        apply_action(self.episode().hp, action, &self.config)
+    }
+
+    /// Test loss and metric of the current model (report after the episode; NaN if diverged).
+    pub fn evaluate_test(&self) -> EvalStats {
+        self.episode().trainer.evaluate_test()
+    }
+
+    fn episode(&self) -> &Episode {
+        self.episode.as_ref().expect("reset should be called before using the episode")
+    }
+
+    /// Runs one interval under `hp` (clamped into the env's bounds): the step that both
+    /// learned actions and fixed schedules go through.
+    pub fn step_hparams(&mut self, hp: Hyperparams) -> Step {
+        let config = self.config.clone();
+        let budget = self.task.epochs;
+        let ep = self.episode.as_mut().expect("reset should be called before step");
+        assert!(!ep.done, "step called after the episode ended; call reset");
+        let hp = clamp_hparams(hp, &config);
+        ep.hp = hp;
+        let stats = ep.trainer.run_epoch(hp).expect("clamped hyperparameters should be valid");
+        ep.intervals_done += 1;
+        let terminated = stats.diverged;
+        let reward = if terminated {
+            -config.crash_penalty - ep.return_so_far
+        } else {
+            let ln_val = stats.val_loss.max(1e-12).ln();
+            let r = ep.prev_ln_val - ln_val;
+            ep.prev_ln_val = ln_val;
+            r
+        };
+        ep.return_so_far += reward;
+        let truncated = !terminated && ep.intervals_done >= budget;
+        ep.done = terminated || truncated;
+        let obs = ep.featurizer.observe(&stats, hp);
+        let mut info = Info::new();
+        for (key, value) in [
+            ("epoch", stats.epoch as f64),
+            ("lr", stats.lr),
+            ("momentum", stats.momentum),
+            ("train_loss", stats.train_loss_mean),
+            ("val_loss", stats.val_loss),
+            ("val_metric", stats.val_metric),
+            ("grad_norm", stats.grad_norm_mean),
+            ("diverged", if stats.diverged { 1.0 } else { 0.0 }),
+            ("episode_return", ep.return_so_far),
+            ("wall_secs", stats.wall_secs),
+        ] {
+            info.insert(key.to_string(), value);
+        }
+        ep.last_stats = Some(stats);
+        Step { obs, reward, terminated, truncated, info }
+    }
+}
+
+impl Env for ScheduleEnv {
+    fn observation_space(&self) -> &BoxSpace {
+        &self.observation_space
+    }
+
+    fn action_space(&self) -> &BoxSpace {
+        &self.action_space
+    }
+
+    fn reset(&mut self, seed: Option<u64>) -> (Obs, Info) {
+        let seed = seed.unwrap_or(self.next_seed);
+        self.next_seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let trainer = self
+            .task
+            .build(&self.data, seed, self.backend)
+            .expect("the task was built once in ScheduleEnv::new, so it should build for any seed");
+        let initial_val = trainer.initial_val();
+        let featurizer = Featurizer::new(initial_val.loss, self.task.epochs);
+        let hp = clamp_hparams(self.task.init, &self.config);
+        let obs = featurizer.initial(hp);
+        let mut info = Info::new();
+        info.insert("initial_val_loss".into(), initial_val.loss);
+        info.insert("initial_val_metric".into(), initial_val.metric);
+        info.insert("seed".into(), seed as f64);
+        self.episode = Some(Episode {
+            seed,
+            trainer,
+            featurizer,
+            hp,
+            intervals_done: 0,
+            prev_ln_val: initial_val.loss.max(1e-12).ln(),
+            return_so_far: 0.0,
+            last_stats: None,
+            done: false,
+        });
+        (obs, info)
+    }
+
+    fn step(&mut self, action: &[f32]) -> Step {
+        let hp = self.action_to_hparams(&self.action_space.clip(action));
+        self.step_hparams(hp)
+    }
+}

@@ -1,0 +1,223 @@
+//! The [`Featurizer`]: per-interval [`EpochStats`] → a scale-free observation vector.
+//!
+//! Every feature is a log-ratio, a normalized noise level, a log of a hyperparameter or the
+//! progress, so the same policy can read tasks whose losses and gradients differ by orders of
+//! magnitude. `V₀` is the untrained model's validation loss, `G₁` the first interval's mean
+//! gradient norm. Every value is clipped into its bounds; a value that cannot be computed (NaN)
+//! takes its neutral value. Before the first interval only lr, momentum and progress are known;
+//! the other features are neutral.
+//!
+//! | # | name | definition | bounds | neutral |
+//! |---|---|---|---|---|
+//! | 0 | `train_loss_rel` | ln(train_loss_mean / V₀) | [−10, 5] | 0 |
+//! | 1 | `val_loss_rel` | ln(val_loss / V₀) | [−10, 5] | 0 |
+//! | 2 | `val_vs_best` | ln(val_loss / best earlier val loss, V₀ included) | [−5, 5] | 0 |
+//! | 3 | `gen_gap` | ln(val_loss / train_loss_mean) | [−5, 5] | 0 |
+//! | 4 | `val_slope` | least-squares slope per interval of ln(val loss) over the last 4 points (V₀ included) | [−5, 5] | 0 |
+//! | 5 | `train_noise` | ln(1 + train_loss_std / train_loss_mean) | [0, 5] | 0 |
+//! | 6 | `train_trend` | ln(train_loss_last / train_loss_first) | [−10, 10] | 0 |
+//! | 7 | `grad_norm_rel` | ln(grad_norm_mean / G₁) | [−10, 10] | 0 |
+//! | 8 | `grad_noise` | ln(1 + grad_norm_std / grad_norm_mean) | [0, 5] | 0 |
+//! | 9 | `log10_update_ratio` | log10(‖Δw‖ / ‖w‖) over the interval | [−8, 2] | −8 |
+//! | 10 | `log10_lr` | log10(lr) of the next interval | [−5, 1] | — |
+//! | 11 | `log10_one_minus_momentum` | log10(1 − μ) of the next interval | [−2, 0] | — |
+//! | 12 | `progress` | intervals done / budget | [0, 1] | — |
+
+use hyperctl_env_core::{BoxSpace, Obs};
+use hyperctl_tasks::{EpochStats, Hyperparams};
+
+/// Name, lower bound, upper bound and neutral value of each feature, in order.
+pub const FEATURES: [(&str, f32, f32, f32); 13] = [
+    ("train_loss_rel", -10.0, 5.0, 0.0),
+    ("val_loss_rel", -10.0, 5.0, 0.0),
+    ("val_vs_best", -5.0, 5.0, 0.0),
+    ("gen_gap", -5.0, 5.0, 0.0),
+    ("val_slope", -5.0, 5.0, 0.0),
+    ("train_noise", 0.0, 5.0, 0.0),
+    ("train_trend", -10.0, 10.0, 0.0),
+    ("grad_norm_rel", -10.0, 10.0, 0.0),
+    ("grad_noise", 0.0, 5.0, 0.0),
+    ("log10_update_ratio", -8.0, 2.0, -8.0),
+    ("log10_lr", -5.0, 1.0, -2.0),
+    ("log10_one_minus_momentum", -2.0, 0.0, 0.0),
+    ("progress", 0.0, 1.0, 0.0),
+];
+
+/// Number of features.
+pub const N_FEATURES: usize = FEATURES.len();
+
+/// Points used for the validation-loss slope.
+const SLOPE_WINDOW: usize = 4;
+
+/// The observation space of the featurizer.
+pub fn observation_space() -> BoxSpace {
+    BoxSpace::new(FEATURES.iter().map(|f| f.1).collect(), FEATURES.iter().map(|f| f.2).collect())
+        .expect("the feature bounds should be valid")
+}
+
+/// Turns a stream of interval statistics into observations (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Featurizer {
+    initial_val_loss: f64,
+    budget: usize,
+    best_val: f64,
+    ln_val_history: Vec<f64>,
+    first_grad_norm: Option<f64>,
+    intervals_done: usize,
+}
+
+impl Featurizer {
+    /// A featurizer for an episode whose untrained validation loss is `initial_val_loss` and whose
+    /// budget is `budget` intervals.
+    pub fn new(initial_val_loss: f64, budget: usize) -> Self {
+        let v0 = floor_loss(initial_val_loss);
+        Self {
+            initial_val_loss: v0,
+            budget: budget.max(1),
+            best_val: v0,
+            ln_val_history: vec![v0.ln()],
+            first_grad_norm: None,
+            intervals_done: 0,
+        }
+    }
+
+    /// The observation before any interval has run.
+    pub fn initial(&self, next: Hyperparams) -> Obs {
+        let mut raw = [f64::NAN; N_FEATURES];
+        self.fill_hparams(&mut raw, next);
+        finish(raw)
+    }
+
+    /// Takes in the statistics of the interval just finished and returns the observation for the
+    /// decision about the next interval, which would run under `next` unless changed.
+    pub fn observe(&mut self, stats: &EpochStats, next: Hyperparams) -> Obs {
+        self.intervals_done += 1;
+        let v0 = self.initial_val_loss;
+        let val = stats.val_loss;
+        let train = stats.train_loss_mean;
+        let mut raw = [f64::NAN; N_FEATURES];
+        raw[0] = ln_ratio(train, v0);
+        raw[1] = ln_ratio(val, v0);
+        raw[2] = ln_ratio(val, self.best_val);
+        raw[3] = ln_ratio(val, train);
+        if val.is_finite() {
+            self.ln_val_history.push(floor_loss(val).ln());
+            self.best_val = self.best_val.min(floor_loss(val));
+        }
+        raw[4] = slope(&self.ln_val_history[self.ln_val_history.len().saturating_sub(SLOPE_WINDOW)..]);
+        raw[5] = (stats.train_loss_std / train).ln_1p();
+        raw[6] = ln_ratio(stats.train_loss_last, stats.train_loss_first);
+        let g1 = *self.first_grad_norm.get_or_insert(stats.grad_norm_mean);
+        raw[7] = ln_ratio(stats.grad_norm_mean, g1);
+        raw[8] = (stats.grad_norm_std / stats.grad_norm_mean).ln_1p();
+        raw[9] = stats.update_ratio.log10();
+        self.fill_hparams(&mut raw, next);
+        finish(raw)
+    }
+
+    fn fill_hparams(&self, raw: &mut [f64; N_FEATURES], next: Hyperparams) {
+        raw[10] = next.lr.log10();
+        raw[11] = (1.0 - next.momentum).log10();
+        raw[12] = self.intervals_done as f64 / self.budget as f64;
+    }
+}
+
+/// Loss floor so logarithms stay finite.
+fn floor_loss(loss: f64) -> f64 {
+    if loss.is_nan() { loss } else { loss.max(1e-12) }
+}
+
+fn ln_ratio(a: f64, b: f64) -> f64 {
+    (floor_loss(a) / floor_loss(b)).ln()
+}
+
+/// Least-squares slope of `ys` against 0, 1, 2, ...
+fn slope(ys: &[f64]) -> f64 {
+    let n = ys.len() as f64;
+    if ys.len() < 2 {
+        return 0.0;
+    }
+    let x_mean = (n - 1.0) / 2.0;
+    let y_mean = ys.iter().sum::<f64>() / n;
+    let (num, den) = ys.iter().enumerate().fold((0.0, 0.0), |(num, den), (i, y)| {
+        let dx = i as f64 - x_mean;
+        (num + dx * (y - y_mean), den + dx * dx)
+    });
+    num / den
+}
+
+/// Maps NaN to the neutral value and clips into bounds.
+fn finish(raw: [f64; N_FEATURES]) -> Obs {
+    raw.iter()
+        .zip(FEATURES.iter())
+        .map(|(&v, &(_, lo, hi, neutral))| if v.is_nan() { neutral } else { (v as f32).clamp(lo, hi) })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(train: f64, val: f64, grad: f64) -> EpochStats {
+        EpochStats {
+            epoch: 1,
+            epochs_done: 1.0,
+            steps: 10,
+            lr: 0.1,
+            momentum: 0.9,
+            train_loss_mean: train,
+            train_loss_std: 0.1 * train,
+            train_loss_first: 1.2 * train,
+            train_loss_last: 0.9 * train,
+            val_loss: val,
+            val_metric: 0.5,
+            grad_norm_mean: grad,
+            grad_norm_std: 0.5 * grad,
+            grad_norm_max: 2.0 * grad,
+            layer_grad_norms: vec![],
+            weight_norm: 3.0,
+            update_ratio: 0.01,
+            wall_secs: 0.0,
+            diverged: false,
+        }
+    }
+
+    #[test]
+    fn features_are_scale_free() {
+        let hp = Hyperparams { lr: 0.1, momentum: 0.9 };
+        let run = |scale: f64| {
+            let mut f = Featurizer::new(2.0 * scale, 10);
+            f.observe(&stats(1.5 * scale, 1.6 * scale, 3.0), hp);
+            f.observe(&stats(1.0 * scale, 1.2 * scale, 6.0), hp)
+        };
+        let (a, b) = (run(1.0), run(1000.0));
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!((x - y).abs() < 1e-5, "feature {} differs: {x} vs {y}", FEATURES[i].0);
+        }
+        assert!((a[1] - (1.2f32 / 2.0).ln()).abs() < 1e-6);
+        assert!((a[7] - 2f32.ln()).abs() < 1e-6);
+        assert!((a[10] + 1.0).abs() < 1e-6 && (a[11] + 1.0).abs() < 1e-6);
+        assert!((a[12] - 0.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn nonfinite_statistics_stay_inside_the_space() {
+        let space = observation_space();
+        let hp = Hyperparams { lr: 1e3, momentum: 0.0 };
+        let mut f = Featurizer::new(f64::NAN, 3);
+        assert!(space.contains(&f.initial(hp)));
+        for (t, v) in [(f64::NAN, f64::INFINITY), (f64::INFINITY, 0.0), (0.0, f64::NAN), (1e300, 1e-300)] {
+            let mut s = stats(t, v, f64::NAN);
+            s.update_ratio = f64::INFINITY;
+            s.train_loss_first = 0.0;
+            let obs = f.observe(&s, hp);
+            assert!(space.contains(&obs), "{obs:?}");
+        }
+    }
+
+    #[test]
+    fn slope_of_a_line_is_its_gradient() {
+        assert!((slope(&[1.0, 0.5, 0.0, -0.5]) + 0.5).abs() < 1e-12);
+        assert_eq!(slope(&[3.0]), 0.0);
+    }
+}
