@@ -1,1 +1,69 @@
-fn main() {}
+//! `hyperctl`: learned, reactive hyperparameter control of DNN training.
+//!
+//! This crate is glue: it parses argv (the only crate that does), sets up logging, picks the
+//! backend, reads and writes files, and calls the library crates. See `../shared/INTERFACE.md` and
+//! the README for the commands.
+
+#![warn(missing_docs)]
+
+mod output;
+mod plot;
+mod train;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Learned, reactive hyperparameter control of deep-network training.
+#[derive(Debug, Parser)]
+#[command(name = "hyperctl", version, about, long_about = None)]
+struct Cli {
+    /// Compute backend: `flex` (CPU, default) or `wgpu` (GPU; needs a build with `--features gpu`).
+    #[arg(long, global = true, default_value = "flex")]
+    backend: String,
+    /// Worker threads for the CPU backend's kernels (default: all cores). Results do not depend on it.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// More log output on stderr (-v: debug, -vv: trace). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train one task under one controller, printing one line (or JSON object) per epoch.
+    Train(train::TrainArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        // SAFETY: nothing else runs yet (no threads have been spawned), so changing the process
+        // environment cannot race with a reader.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string()) };
+    }
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Train(args) => train::run(args, &cli.backend),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -1,1 +1,35 @@
-//! placeholder
+//! Controller implementations and their SPEC strings (`name[:key=value,...]`).
+//!
+//! | SPEC | controller |
+//! |---|---|
+//! | `constant[:lr=L,momentum=M]` | the same lr and momentum every interval; each left out starts from (and stays at) the task's initial value |
+//!
+//! Every controller implements [`hyperctl_schedule_env::Controller`] and runs through
+//! [`hyperctl_schedule_env::run_schedule`], like the learned policy.
+//!
+//! # Architecture invariants
+//! - Controllers choose hyperparameters only through [`Decision`](hyperctl_schedule_env::Decision);
+//!   bounds, rewards and divergence are the env's.
+//! - A SPEC prints back as given (`spec()`), so results name controllers exactly as users wrote them.
+
+#![warn(missing_docs)]
+
+pub mod constant;
+pub mod spec;
+
+pub use constant::Constant;
+pub use spec::{ControllerSpec, SpecError};
+
+use hyperctl_schedule_env::Controller;
+
+/// Builds the controller a SPEC string names.
+pub fn build(spec: &str) -> Result<Box<dyn Controller>, SpecError> {
+    let parsed = ControllerSpec::parse(spec)?;
+    match parsed.name.as_str() {
+        "constant" => Ok(Box::new(Constant::from_spec(&parsed)?)),
+        other => Err(SpecError::new(spec, format!("unknown controller `{other}`; expected one of: {}", KNOWN.join(", ")))),
+    }
+}
+
+/// The controller names [`build`] knows.
+pub const KNOWN: &[&str] = &["constant"];

@@ -14,7 +14,7 @@ use crate::{Error, Result};
 
 /// Opens `path`, transparently gunzipping files whose name ends in `.gz`.
 pub(crate) fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>> {
-    let file = File::open(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    let file = File::open(path).map_err(|source| Error::Io { path: path.into(), error: source })?;
     let reader = BufReader::new(file);
     if path.extension().is_some_and(|e| e == "gz") {
         Ok(Box::new(flate2::read::GzDecoder::new(reader)))
@@ -34,7 +34,7 @@ pub fn load_csv(path: &Path, task_type: TaskType) -> Result<Dataset> {
     let map_csv = |e: csv::Error| {
         let line = e.position().map(|p| p.line()).unwrap_or(0);
         match e.into_kind() {
-            csv::ErrorKind::Io(source) => Error::Io { path: path.into(), source },
+            csv::ErrorKind::Io(source) => Error::Io { path: path.into(), error: source },
             other => Error::Csv { path: path.into(), line, reason: format!("{other:?}") },
         }
     };

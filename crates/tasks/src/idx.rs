@@ -28,7 +28,7 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let mut bytes = Vec::new();
     open_maybe_gz(path)?
         .read_to_end(&mut bytes)
-        .map_err(|source| Error::Io { path: path.into(), source })?;
+        .map_err(|source| Error::Io { path: path.into(), error: source })?;
     parse_idx(path, &bytes)
 }
 
@@ -71,15 +71,15 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
     } else {
         Err(Error::Io {
             path: raw,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("neither {stem} nor {stem}.gz exists")),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, format!("neither {stem} nor {stem}.gz exists")),
         })
     }
 }
 
 fn load_part(dir: &Path, prefix: &str) -> Result<(Table, [usize; 3])> {
     let images_path = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
-    let labels_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
     let images = read_idx(&images_path)?;
+    let labels_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
     let labels = read_idx(&labels_path)?;
     if images.dims.len() != 3 {
         return Err(Error::Idx {

@@ -41,12 +41,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be opened or read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, not chained, so it prints once).
+        error: std::io::Error,
     },
     /// A CSV file is malformed.
     #[error("{path}: line {line}: {reason}")]

@@ -1,0 +1,214 @@
+//! `hyperctl train`: one task under one controller, one line (or JSON object) per epoch.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use hyperctl_schedule_env::{run_schedule, EnvConfig, EpisodeResult, IntervalRecord, ScheduleEnv};
+use hyperctl_tasks::{Backend, DatasetSource, Hyperparams, ModelSpec, TaskSpec, TaskType};
+use serde_json::json;
+
+use crate::output::{write_atomic, RunMeta};
+
+/// Arguments of `hyperctl train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Dataset source: `csv:PATH` (.csv/.csv.gz, last column the target), `idx:DIR` (MNIST format)
+    /// or `gen:FAMILY[:k=v,...]` (gauss-mix, teacher-cls, spirals, teacher-reg, shapes).
+    #[arg(long)]
+    dataset: String,
+    /// `classification` or `regression` (generated and IDX sources imply it).
+    #[arg(long)]
+    task_type: Option<String>,
+    /// Model: `mlp:WIDTHxDEPTH[:relu|tanh|gelu]`, `linear` or `cnn:small`.
+    #[arg(long, default_value = "mlp:64x2")]
+    model: String,
+    /// Budget in epochs (decision intervals).
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    /// Minibatch size.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Seed of the split, initialisation and shuffling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Learning rate training starts from (what controllers leaving `lr` out use).
+    #[arg(long, default_value_t = hyperctl_tasks::task::DEFAULT_INIT_LR)]
+    init_lr: f64,
+    /// Momentum training starts from.
+    #[arg(long, default_value_t = hyperctl_tasks::task::DEFAULT_INIT_MOMENTUM)]
+    init_momentum: f64,
+    /// Fraction of rows for validation.
+    #[arg(long, default_value_t = 0.2)]
+    val_fraction: f64,
+    /// Fraction of rows for test (ignored when the data has its own test part, as MNIST).
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f64,
+    /// Keep at most this many train rows.
+    #[arg(long)]
+    max_train_rows: Option<usize>,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Use Nesterov momentum.
+    #[arg(long)]
+    nesterov: bool,
+    /// Decide every K minibatches instead of every epoch (for large datasets).
+    #[arg(long)]
+    steps_per_decision: Option<usize>,
+    /// The controller SPEC, e.g. `constant:lr=0.1,momentum=0.9`.
+    #[arg(long)]
+    controller: String,
+    /// Environment config (TOML, see envs/schedule_env.toml); defaults otherwise.
+    #[arg(long)]
+    env_config: Option<PathBuf>,
+    /// Print one JSON object per epoch, then a final object with the test loss and metric.
+    #[arg(long)]
+    json: bool,
+    /// Write trace.jsonl, result.json and trace.svg into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Reads an environment config file (TOML), naming the file on error.
+pub fn load_env_config(path: Option<&PathBuf>) -> anyhow::Result<EnvConfig> {
+    let Some(path) = path else { return Ok(EnvConfig::defaults()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config: EnvConfig = toml::from_str(&text).with_context(|| format!("{}: invalid env config", path.display()))?;
+    config.validate().with_context(|| format!("{}", path.display()))?;
+    Ok(config)
+}
+
+fn task_from_args(args: &TrainArgs) -> anyhow::Result<TaskSpec> {
+    let source = DatasetSource::parse(&args.dataset)?;
+    let task_type = match (&args.task_type, source.implied_task_type()) {
+        (Some(t), _) => t.parse::<TaskType>()?,
+        (None, Some(implied)) => implied,
+        (None, None) => bail!("--task-type is required for `{}` (classification or regression)", args.dataset),
+    };
+    let model = ModelSpec::parse(&args.model)?;
+    let mut task = TaskSpec::new(source, task_type, model, args.epochs, args.batch_size, args.seed);
+    task.init = Hyperparams { lr: args.init_lr, momentum: args.init_momentum };
+    task.val_fraction = args.val_fraction;
+    task.test_fraction = args.test_fraction;
+    task.max_train_rows = args.max_train_rows;
+    task.weight_decay = args.weight_decay;
+    task.nesterov = args.nesterov;
+    task.steps_per_decision = args.steps_per_decision;
+    task.validate()?;
+    Ok(task)
+}
+
+/// One epoch as a JSON object (the `--json` line and the trace file's line).
+fn interval_json(record: &IntervalRecord) -> serde_json::Value {
+    let s = &record.stats;
+    json!({
+        "epoch": s.epoch,
+        "lr": s.lr,
+        "momentum": s.momentum,
+        "train_loss": s.train_loss_mean,
+        "train_loss_std": s.train_loss_std,
+        "val_loss": s.val_loss,
+        "val_metric": s.val_metric,
+        "grad_norm": s.grad_norm_mean,
+        "grad_norm_max": s.grad_norm_max,
+        "weight_norm": s.weight_norm,
+        "update_ratio": s.update_ratio,
+        "steps": s.steps,
+        "wall_secs": s.wall_secs,
+        "diverged": s.diverged,
+        "reward": record.reward,
+    })
+}
+
+fn metric_name(task_type: TaskType) -> &'static str {
+    match task_type {
+        TaskType::Classification => "accuracy",
+        TaskType::Regression => "r2",
+    }
+}
+
+fn final_json(result: &EpisodeResult, task: &TaskSpec, env_config: &EnvConfig, meta: &RunMeta) -> serde_json::Value {
+    json!({
+        "final": true,
+        "test_loss": result.test.loss,
+        "test_metric": result.test.metric,
+        "metric": metric_name(task.task_type),
+        "diverged": result.diverged,
+        "episode_return": result.episode_return,
+        "epochs_run": result.intervals.len(),
+        "initial_val_loss": result.initial_val.loss,
+        "final_val_loss": result.intervals.last().map(|r| r.stats.val_loss),
+        "wall_secs": result.wall_secs,
+        "controller": result.controller,
+        "seed": result.seed,
+        "task": task,
+        "env_config": env_config,
+        "meta": meta,
+    })
+}
+
+/// Runs `hyperctl train`.
+pub fn run(args: TrainArgs, backend: &str) -> anyhow::Result<()> {
+    let backend: Backend = backend.parse()?;
+    let task = task_from_args(&args)?;
+    let env_config = load_env_config(args.env_config.as_ref())?;
+    let mut controller = hyperctl_controllers::build(&args.controller)?;
+    let mut env = ScheduleEnv::new(task.clone(), env_config.clone(), backend)
+        .with_context(|| format!("cannot set up task `{}`", task.id))?;
+    let meta = RunMeta::new(backend.name(), task.seed);
+    tracing::info!(task = %task.id, controller = %args.controller, backend = backend.name(), "training");
+
+    let metric = metric_name(task.task_type);
+    let short_metric = if metric == "accuracy" { "acc" } else { "r2" };
+    let mut lines: Vec<String> = Vec::new();
+    let epochs = task.epochs;
+    let json_mode = args.json;
+    let result = run_schedule(&mut env, controller.as_mut(), task.seed, |record| {
+        let line = interval_json(record).to_string();
+        if json_mode {
+            println!("{line}");
+        } else {
+            let s = &record.stats;
+            println!(
+                "epoch {:>4}/{epochs}  lr {:.3e}  mom {:.3}  train {:.4}  val {:.4}  {short_metric} {:.4}  |g| {:.3e}  {:.2}s{}",
+                s.epoch,
+                s.lr,
+                s.momentum,
+                s.train_loss_mean,
+                s.val_loss,
+                s.val_metric,
+                s.grad_norm_mean,
+                s.wall_secs,
+                if s.diverged { "  DIVERGED" } else { "" }
+            );
+        }
+        lines.push(line);
+    });
+    let final_value = final_json(&result, &task, &env_config, &meta);
+    if json_mode {
+        println!("{final_value}");
+    } else {
+        println!(
+            "test loss {:.4}  test {metric} {:.4}  return {:.4}{}  ({} epochs, {:.1}s, seed {}, {})",
+            result.test.loss,
+            result.test.metric,
+            result.episode_return,
+            if result.diverged { "  DIVERGED" } else { "" },
+            result.intervals.len(),
+            result.wall_secs,
+            result.seed,
+            backend.name(),
+        );
+    }
+    if let Some(dir) = &args.out {
+        let mut trace = lines.join("\n");
+        trace.push('\n');
+        write_atomic(&dir.join("trace.jsonl"), trace.as_bytes())?;
+        write_atomic(&dir.join("result.json"), serde_json::to_string_pretty(&final_value)?.as_bytes())?;
+        let title = format!("{} — {}", task.id, result.controller);
+        crate::plot::trace_svg(&result.intervals, &title, &dir.join("trace.svg"))?;
+        tracing::info!(dir = %dir.display(), "wrote trace.jsonl, result.json, trace.svg");
+    }
+    Ok(())
+}
