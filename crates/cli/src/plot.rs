@@ -6,6 +6,9 @@ use anyhow::Context;
 use hyperctl_schedule_env::IntervalRecord;
 use plotters::prelude::*;
 
+/// Picks one value per interval for a line.
+type Pick = fn(&IntervalRecord) -> f64;
+
 /// Draws train/validation loss (top) and lr and 1 − momentum (bottom) against the epoch.
 pub fn trace_svg(records: &[IntervalRecord], title: &str, path: &Path) -> anyhow::Result<()> {
     let mut svg = String::new();
@@ -13,61 +16,50 @@ pub fn trace_svg(records: &[IntervalRecord], title: &str, path: &Path) -> anyhow
         let root = SVGBackend::with_string(&mut svg, (800, 600)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         let (top, bottom) = root.split_vertically(340);
-        let epochs = records.len().max(1) as f64;
-        let finite = |v: f64| v.is_finite() && v > 0.0;
-
-        let losses: Vec<f64> = records
-            .iter()
-            .flat_map(|r| [r.stats.train_loss_mean, r.stats.val_loss])
-            .filter(|&v| finite(v))
-            .collect();
-        let (lo, hi) = bounds(&losses);
-        let mut chart = ChartBuilder::on(&top)
-            .caption(title, ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.5..epochs + 0.5, (lo..hi).log_scale())
-            .map_err(plot_err)?;
-        configure(&mut chart, "loss")?;
-        for (label, color, pick) in [
-            ("train loss", BLUE, (|r: &IntervalRecord| r.stats.train_loss_mean) as fn(&IntervalRecord) -> f64),
-            ("val loss", RED, |r: &IntervalRecord| r.stats.val_loss),
-        ] {
-            let points = records.iter().map(|r| (r.stats.epoch as f64, pick(r))).filter(|p| finite(p.1));
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                .map_err(plot_err)?
-                .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(plot_err)?;
-
-        let hparams: Vec<f64> =
-            records.iter().flat_map(|r| [r.stats.lr, 1.0 - r.stats.momentum]).filter(|&v| finite(v)).collect();
-        let (lo, hi) = bounds(&hparams);
-        let mut chart = ChartBuilder::on(&bottom)
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.5..epochs + 0.5, (lo..hi).log_scale())
-            .map_err(plot_err)?;
-        configure(&mut chart, "lr, 1 - momentum")?;
-        for (label, color, pick) in [
-            ("lr", GREEN, (|r: &IntervalRecord| r.stats.lr) as fn(&IntervalRecord) -> f64),
-            ("1 - momentum", MAGENTA, |r: &IntervalRecord| 1.0 - r.stats.momentum),
-        ] {
-            let points = records.iter().map(|r| (r.stats.epoch as f64, pick(r))).filter(|p| finite(p.1));
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                .map_err(plot_err)?
-                .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(plot_err)?;
+        let losses: [(&str, RGBColor, Pick); 2] =
+            [("train loss", BLUE, |r| r.stats.train_loss_mean), ("val loss", RED, |r| r.stats.val_loss)];
+        panel(&top, records, Some(title), "loss", &losses)?;
+        let hparams: [(&str, RGBColor, Pick); 2] =
+            [("lr", GREEN, |r| r.stats.lr), ("1 - momentum", MAGENTA, |r| 1.0 - r.stats.momentum)];
+        panel(&bottom, records, None, "lr, 1 - momentum", &hparams)?;
         root.present().map_err(plot_err)?;
     }
     crate::output::write_atomic(path, svg.as_bytes()).context("cannot write the trace plot")
+}
+
+/// One log-scale panel with a line per `(label, color, pick)` against the epoch.
+fn panel(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    records: &[IntervalRecord],
+    caption: Option<&str>,
+    y_desc: &str,
+    lines: &[(&str, RGBColor, Pick)],
+) -> anyhow::Result<()> {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    let values: Vec<f64> =
+        records.iter().flat_map(|r| lines.iter().map(move |(_, _, pick)| pick(r))).filter(|&v| positive(v)).collect();
+    let (lo, hi) = bounds(&values);
+    let epochs = records.len().max(1) as f64;
+    let mut builder = ChartBuilder::on(area);
+    if let Some(caption) = caption {
+        builder.caption(caption, ("sans-serif", 16));
+    }
+    let mut chart = builder
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.5..epochs + 0.5, (lo..hi).log_scale())
+        .map_err(plot_err)?;
+    configure(&mut chart, y_desc)?;
+    for &(label, color, pick) in lines {
+        let points = records.iter().map(|r| (r.stats.epoch as f64, pick(r))).filter(|p| positive(p.1));
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(plot_err)
 }
 
 type LogChart<'a> = ChartContext<
