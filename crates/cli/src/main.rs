@@ -8,6 +8,7 @@
 
 mod output;
 mod plot;
+mod tasks_cmd;
 mod train;
 
 use std::process::ExitCode;
@@ -35,9 +36,19 @@ struct Cli {
 enum Command {
     /// Train one task under one controller, printing one line (or JSON object) per epoch.
     Train(train::TrainArgs),
+    /// List or validate task collections.
+    #[command(subcommand)]
+    Tasks(tasks_cmd::TasksCommand),
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`hyperctl tasks list generated | head`) like other Unix tools,
+    // instead of panicking in `println!`.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Some(threads) = cli.threads {
         // SAFETY: nothing else runs yet (no threads have been spawned), so changing the process
@@ -47,6 +58,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Train(args) => train::run(args, &cli.backend),
+        Command::Tasks(command) => tasks_cmd::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,10 +13,15 @@ use crate::output::{write_atomic, RunMeta};
 /// Arguments of `hyperctl train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
+    /// A task from a collection, `COLLECTION#TASK_ID` (instead of the inline --dataset ... flags).
+    task: Option<String>,
+    /// Data root for the collection's relative paths (default: $HYPERCTL_DATA, else its folder).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Dataset source: `csv:PATH` (.csv/.csv.gz, last column the target), `idx:DIR` (MNIST format)
     /// or `gen:FAMILY[:k=v,...]` (gauss-mix, teacher-cls, spirals, teacher-reg, shapes).
-    #[arg(long)]
-    dataset: String,
+    #[arg(long, required_unless_present = "task", conflicts_with = "task")]
+    dataset: Option<String>,
     /// `classification` or `regression` (generated and IDX sources imply it).
     #[arg(long)]
     task_type: Option<String>,
@@ -44,6 +49,9 @@ pub struct TrainArgs {
     /// Fraction of rows for test (ignored when the data has its own test part, as MNIST).
     #[arg(long, default_value_t = 0.2)]
     test_fraction: f64,
+    /// Keep this fraction of the train split, in (0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    train_fraction: f64,
     /// Keep at most this many train rows.
     #[arg(long)]
     max_train_rows: Option<usize>,
@@ -80,17 +88,29 @@ pub fn load_env_config(path: Option<&PathBuf>) -> anyhow::Result<EnvConfig> {
 }
 
 fn task_from_args(args: &TrainArgs) -> anyhow::Result<TaskSpec> {
-    let source = DatasetSource::parse(&args.dataset)?;
+    if let Some(reference) = &args.task {
+        let Some((collection, id)) = hyperctl_collections::split_task_ref(reference) else {
+            bail!("task `{reference}`: expected COLLECTION#TASK_ID (or the inline --dataset ... flags)");
+        };
+        let collection = crate::tasks_cmd::load(collection, args.data_dir.as_deref())?;
+        let Some(found) = collection.get(id) else {
+            bail!("collection `{}` has no task `{id}` (see `hyperctl tasks list`)", collection.name);
+        };
+        return Ok(found.task.clone());
+    }
+    let dataset = args.dataset.as_deref().expect("clap requires --dataset without a TASK");
+    let source = DatasetSource::parse(dataset)?;
     let task_type = match (&args.task_type, source.implied_task_type()) {
         (Some(t), _) => t.parse::<TaskType>()?,
         (None, Some(implied)) => implied,
-        (None, None) => bail!("--task-type is required for `{}` (classification or regression)", args.dataset),
+        (None, None) => bail!("--task-type is required for `{dataset}` (classification or regression)"),
     };
     let model = ModelSpec::parse(&args.model)?;
     let mut task = TaskSpec::new(source, task_type, model, args.epochs, args.batch_size, args.seed);
     task.init = Hyperparams { lr: args.init_lr, momentum: args.init_momentum };
     task.val_fraction = args.val_fraction;
     task.test_fraction = args.test_fraction;
+    task.train_fraction = args.train_fraction;
     task.max_train_rows = args.max_train_rows;
     task.weight_decay = args.weight_decay;
     task.nesterov = args.nesterov;

@@ -102,7 +102,9 @@ pub struct SplitConfig {
     pub val_fraction: f64,
     /// Fraction of rows for test, in [0, 0.5) (ignored when the dataset has a predefined test part).
     pub test_fraction: f64,
-    /// Keep at most this many train rows (after shuffling); `None` keeps all.
+    /// Keep this fraction of the train rows (after shuffling), in (0, 1].
+    pub train_fraction: f64,
+    /// Keep at most this many train rows (after shuffling and `train_fraction`); `None` keeps all.
     pub max_train_rows: Option<usize>,
 }
 
@@ -178,6 +180,14 @@ pub fn split(data: &Dataset, config: &SplitConfig) -> Result<SplitData> {
     train_rows.shuffle(&mut rng);
     val_rows.shuffle(&mut rng);
     test_rows.shuffle(&mut rng);
+    if !(config.train_fraction > 0.0 && config.train_fraction <= 1.0) {
+        return Err(Error::InvalidConfig {
+            field: "train_fraction",
+            reason: format!("{} is outside (0, 1]", config.train_fraction),
+        });
+    }
+    let keep = ((train_rows.len() as f64 * config.train_fraction).ceil() as usize).max(1);
+    train_rows.truncate(keep);
     if let Some(max) = config.max_train_rows {
         if max == 0 {
             return Err(Error::InvalidConfig { field: "max_train_rows", reason: "must be at least 1".into() });
@@ -304,7 +314,7 @@ mod tests {
     }
 
     fn cfg(seed: u64) -> SplitConfig {
-        SplitConfig { seed, val_fraction: 0.2, test_fraction: 0.2, max_train_rows: None }
+        SplitConfig { seed, val_fraction: 0.2, test_fraction: 0.2, train_fraction: 1.0, max_train_rows: None }
     }
 
     #[test]
@@ -358,5 +368,7 @@ mod tests {
     fn max_train_rows_subsamples_train_only() {
         let a = split(&toy(100, 2), &SplitConfig { max_train_rows: Some(10), ..cfg(3) }).unwrap();
         assert_eq!((a.train.n_rows(), a.val.n_rows()), (10, 20));
+        let b = split(&toy(100, 2), &SplitConfig { train_fraction: 0.25, ..cfg(3) }).unwrap();
+        assert_eq!((b.train.n_rows(), b.val.n_rows()), (15, 20));
     }
 }

@@ -38,6 +38,8 @@ pub struct TaskSpec {
     pub val_fraction: f64,
     /// Fraction of rows held out for test (unless the data has its own test part).
     pub test_fraction: f64,
+    /// Fraction of the train split kept, in (0, 1].
+    pub train_fraction: f64,
     /// Cap on train rows.
     pub max_train_rows: Option<usize>,
     /// L2 weight decay.
@@ -54,7 +56,7 @@ fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S:
 
 impl TaskSpec {
     /// A task with documented defaults for the optional parts (init lr 0.01, momentum 0,
-    /// val 0.2, test 0.2, no cap, no weight decay, one decision per epoch).
+    /// val 0.2, test 0.2, all train rows, no weight decay, one decision per epoch).
     pub fn new(source: DatasetSource, task_type: TaskType, model: ModelSpec, epochs: usize, batch_size: usize, seed: u64) -> Self {
         let id = format!("{source}|{model}|e{epochs}|b{batch_size}");
         Self {
@@ -68,6 +70,7 @@ impl TaskSpec {
             init: Hyperparams { lr: DEFAULT_INIT_LR, momentum: DEFAULT_INIT_MOMENTUM },
             val_fraction: 0.2,
             test_fraction: 0.2,
+            train_fraction: 1.0,
             max_train_rows: None,
             weight_decay: 0.0,
             nesterov: false,
@@ -100,6 +103,7 @@ impl TaskSpec {
                 seed,
                 val_fraction: self.val_fraction,
                 test_fraction: self.test_fraction,
+                train_fraction: self.train_fraction,
                 max_train_rows: self.max_train_rows,
             },
         )

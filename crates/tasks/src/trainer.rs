@@ -565,7 +565,7 @@ mod tests {
 
     fn task(source: &str, task_type: TaskType, seed: u64) -> SplitData {
         let data = DatasetSource::parse(source).unwrap().load(task_type).unwrap();
-        split(&data, &SplitConfig { seed, val_fraction: 0.2, test_fraction: 0.2, max_train_rows: None }).unwrap()
+        split(&data, &SplitConfig { seed, val_fraction: 0.2, test_fraction: 0.2, train_fraction: 1.0, max_train_rows: None }).unwrap()
     }
 
     fn hp(lr: f64, momentum: f64) -> Hyperparams {
