@@ -25,39 +25,39 @@ pub struct TrainArgs {
     /// `classification` or `regression` (generated and IDX sources imply it).
     #[arg(long)]
     task_type: Option<String>,
-    /// Model: `mlp:WIDTHxDEPTH[:relu|tanh|gelu]`, `linear` or `cnn:small`.
-    #[arg(long, default_value = "mlp:64x2")]
-    model: String,
-    /// Budget in epochs (decision intervals).
-    #[arg(long, default_value_t = 20)]
-    epochs: usize,
-    /// Minibatch size.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    /// Seed of the split, initialisation and shuffling.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Learning rate training starts from (what controllers leaving `lr` out use).
-    #[arg(long, default_value_t = hyperctl_tasks::task::DEFAULT_INIT_LR)]
-    init_lr: f64,
-    /// Momentum training starts from.
-    #[arg(long, default_value_t = hyperctl_tasks::task::DEFAULT_INIT_MOMENTUM)]
-    init_momentum: f64,
-    /// Fraction of rows for validation.
-    #[arg(long, default_value_t = 0.2)]
-    val_fraction: f64,
-    /// Fraction of rows for test (ignored when the data has its own test part, as MNIST).
-    #[arg(long, default_value_t = 0.2)]
-    test_fraction: f64,
-    /// Keep this fraction of the train split, in (0, 1].
-    #[arg(long, default_value_t = 1.0)]
-    train_fraction: f64,
+    /// Model: `mlp:WIDTHxDEPTH[:relu|tanh|gelu]`, `linear` or `cnn:small` [default: mlp:64x2].
+    #[arg(long)]
+    model: Option<String>,
+    /// Budget in epochs (decision intervals) [default: 20].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Minibatch size [default: 32].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Seed of the split, initialisation and shuffling [default: 0; with TASK, the task's seed].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Learning rate training starts from, what controllers leaving `lr` out use [default: 0.01].
+    #[arg(long)]
+    init_lr: Option<f64>,
+    /// Momentum training starts from [default: 0].
+    #[arg(long)]
+    init_momentum: Option<f64>,
+    /// Fraction of rows for validation [default: 0.2].
+    #[arg(long)]
+    val_fraction: Option<f64>,
+    /// Fraction of rows for test, ignored when the data has its own test part [default: 0.2].
+    #[arg(long)]
+    test_fraction: Option<f64>,
+    /// Keep this fraction of the train split, in (0, 1] [default: 1].
+    #[arg(long)]
+    train_fraction: Option<f64>,
     /// Keep at most this many train rows.
     #[arg(long)]
     max_train_rows: Option<usize>,
-    /// L2 weight decay.
-    #[arg(long, default_value_t = 0.0)]
-    weight_decay: f64,
+    /// L2 weight decay [default: 0].
+    #[arg(long)]
+    weight_decay: Option<f64>,
     /// Use Nesterov momentum.
     #[arg(long)]
     nesterov: bool,
@@ -96,7 +96,27 @@ fn task_from_args(args: &TrainArgs) -> anyhow::Result<TaskSpec> {
         let Some(found) = collection.get(id) else {
             bail!("collection `{}` has no task `{id}` (see `hyperctl tasks list`)", collection.name);
         };
-        return Ok(found.task.clone());
+        let inline = [
+            ("--task-type", args.task_type.is_some()),
+            ("--model", args.model.is_some()),
+            ("--epochs", args.epochs.is_some()),
+            ("--batch-size", args.batch_size.is_some()),
+            ("--init-lr", args.init_lr.is_some()),
+            ("--init-momentum", args.init_momentum.is_some()),
+            ("--val-fraction", args.val_fraction.is_some()),
+            ("--test-fraction", args.test_fraction.is_some()),
+            ("--train-fraction", args.train_fraction.is_some()),
+            ("--max-train-rows", args.max_train_rows.is_some()),
+            ("--weight-decay", args.weight_decay.is_some()),
+            ("--nesterov", args.nesterov),
+            ("--steps-per-decision", args.steps_per_decision.is_some()),
+        ];
+        if let Some((flag, _)) = inline.iter().find(|(_, given)| *given) {
+            bail!("{flag} describes an inline task; `{reference}` is defined by its collection (only --seed may override it)");
+        }
+        let mut task = found.task.clone();
+        task.seed = args.seed.unwrap_or(task.seed);
+        return Ok(task);
     }
     let dataset = args.dataset.as_deref().expect("clap requires --dataset without a TASK");
     let source = DatasetSource::parse(dataset)?;
@@ -105,14 +125,18 @@ fn task_from_args(args: &TrainArgs) -> anyhow::Result<TaskSpec> {
         (None, Some(implied)) => implied,
         (None, None) => bail!("--task-type is required for `{dataset}` (classification or regression)"),
     };
-    let model = ModelSpec::parse(&args.model)?;
-    let mut task = TaskSpec::new(source, task_type, model, args.epochs, args.batch_size, args.seed);
-    task.init = Hyperparams { lr: args.init_lr, momentum: args.init_momentum };
-    task.val_fraction = args.val_fraction;
-    task.test_fraction = args.test_fraction;
-    task.train_fraction = args.train_fraction;
+    let model = ModelSpec::parse(args.model.as_deref().unwrap_or("mlp:64x2"))?;
+    let mut task =
+        TaskSpec::new(source, task_type, model, args.epochs.unwrap_or(20), args.batch_size.unwrap_or(32), args.seed.unwrap_or(0));
+    task.init = Hyperparams {
+        lr: args.init_lr.unwrap_or(task.init.lr),
+        momentum: args.init_momentum.unwrap_or(task.init.momentum),
+    };
+    task.val_fraction = args.val_fraction.unwrap_or(task.val_fraction);
+    task.test_fraction = args.test_fraction.unwrap_or(task.test_fraction);
+    task.train_fraction = args.train_fraction.unwrap_or(task.train_fraction);
     task.max_train_rows = args.max_train_rows;
-    task.weight_decay = args.weight_decay;
+    task.weight_decay = args.weight_decay.unwrap_or(task.weight_decay);
     task.nesterov = args.nesterov;
     task.steps_per_decision = args.steps_per_decision;
     task.validate()?;

@@ -166,3 +166,55 @@ fn mnist_subset_trains_a_cnn_when_present() {
     let (first, second) = (lines[0]["val_loss"].as_f64().unwrap(), lines[1]["val_loss"].as_f64().unwrap());
     assert!(second < first && second < 1.5, "{first} -> {second}");
 }
+
+#[test]
+fn tasks_list_shows_every_task_with_cost_and_filters_by_split() {
+    let out = hyperctl(&["tasks", "list", "generated"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap();
+    assert!(last.starts_with("322 tasks,") && last.contains("total cost"), "{last}");
+    let lines = json_lines(&hyperctl(&["tasks", "list", "generated", "--split", "test", "--json"]));
+    let tasks: Vec<&Value> = lines.iter().filter(|l| l.get("summary").is_none()).collect();
+    assert!(tasks.iter().all(|t| t["split"] == "test") && tasks.len() == 85);
+    let total: f64 = tasks.iter().map(|t| t["cost"].as_f64().unwrap()).sum();
+    let summary = lines.last().unwrap();
+    assert!((summary["cost"].as_f64().unwrap() - total).abs() <= 1e-6 * total);
+    for t in &tasks {
+        let expected = t["steps"].as_f64().unwrap() * t["params"].as_f64().unwrap();
+        assert_eq!(t["cost"].as_f64().unwrap(), expected);
+    }
+}
+
+#[test]
+fn tasks_validate_reports_all_problems_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[task]]\nid = \"a\"\ndataset = \"csv:nope.csv\"\ntask_type = \"regression\"\nmodel = \"linear\"\nepochs = 1\nbatch_size = 4\nsplit = \"x\"\n\n[[task]]\nid = \"b\"\ndataset = \"gen:spirals\"\nmodle = \"linear\"\nepochs = 1\nbatch_size = 4\nsplit = \"x\"\n",
+    )
+    .unwrap();
+    let out = hyperctl(&["tasks", "validate", path.to_str().unwrap()]);
+    assert_clean_failure(&out, &["bad.toml:13: task: unknown field `modle`, did you mean `model`?"]);
+    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("modle", "model")).unwrap();
+    let out = hyperctl(&["tasks", "validate", path.to_str().unwrap()]);
+    assert_clean_failure(&out, &["bad.toml:1: task `a`: missing data file", "nope.csv"]);
+    let ok = hyperctl(&["tasks", "validate", "generated"]);
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("ok: 322 tasks"), "{}", String::from_utf8_lossy(&ok.stderr));
+}
+
+#[test]
+fn train_runs_a_task_named_by_collection_and_id() {
+    let lines = json_lines(&hyperctl(&["train", "generated#gm-train-003", "--controller", "constant", "--json"]));
+    let fin = lines.last().unwrap();
+    assert_eq!(fin["task"]["id"], "gm-train-003");
+    assert_eq!(fin["epochs_run"].as_u64().unwrap() as usize, lines.len() - 1);
+    assert_eq!(lines[0]["lr"], fin["task"]["init"]["lr"], "constant without lr keeps the task's initial lr");
+    let out = hyperctl(&["train", "generated#nope", "--controller", "constant"]);
+    assert_clean_failure(&out, &["has no task `nope`"]);
+    let out = hyperctl(&["train", "generated#gm-train-003", "--epochs", "3", "--controller", "constant"]);
+    assert_clean_failure(&out, &["--epochs describes an inline task"]);
+    let reseeded = json_lines(&hyperctl(&["train", "generated#gm-train-003", "--seed", "5", "--controller", "constant", "--json"]));
+    assert_eq!(reseeded.last().unwrap()["seed"], 5);
+}
