@@ -3,6 +3,8 @@
 //! | SPEC | controller |
 //! |---|---|
 //! | `constant[:lr=L,momentum=M]` | the same lr and momentum every interval; each left out starts from (and stays at) the task's initial value |
+//! | `step`, `exponential`, `cosine`, `warmup-cosine`, `onecycle` | fixed schedules with PyTorch semantics ([`schedules`]) |
+//! | `plateau`, `simple-reactive`, `hypergradient` | reactive heuristics ([`reactive`]) |
 //!
 //! Every controller implements [`hyperctl_schedule_env::Controller`] and runs through
 //! [`hyperctl_schedule_env::run_schedule`], like the learned policy.
@@ -15,9 +17,13 @@
 #![warn(missing_docs)]
 
 pub mod constant;
+pub mod reactive;
+pub mod schedules;
 pub mod spec;
 
 pub use constant::Constant;
+pub use reactive::Reactive;
+pub use schedules::Schedule;
 pub use spec::{ControllerSpec, SpecError};
 
 use hyperctl_schedule_env::Controller;
@@ -27,9 +33,12 @@ pub fn build(spec: &str) -> Result<Box<dyn Controller>, SpecError> {
     let parsed = ControllerSpec::parse(spec)?;
     match parsed.name.as_str() {
         "constant" => Ok(Box::new(Constant::from_spec(&parsed)?)),
+        "step" | "exponential" | "cosine" | "warmup-cosine" | "onecycle" => Ok(Box::new(Schedule::from_spec(&parsed)?)),
+        "plateau" | "simple-reactive" | "hypergradient" => Ok(Box::new(Reactive::from_spec(&parsed)?)),
         other => Err(SpecError::new(spec, format!("unknown controller `{other}`; expected one of: {}", KNOWN.join(", ")))),
     }
 }
 
 /// The controller names [`build`] knows.
-pub const KNOWN: &[&str] = &["constant"];
+pub const KNOWN: &[&str] =
+    &["constant", "step", "exponential", "cosine", "warmup-cosine", "onecycle", "plateau", "simple-reactive", "hypergradient"];

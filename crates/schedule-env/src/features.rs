@@ -175,6 +175,7 @@ mod tests {
             grad_norm_std: 0.5 * grad,
             grad_norm_max: 2.0 * grad,
             layer_grad_norms: vec![],
+            grad_cos_mean: 0.0,
             weight_norm: 3.0,
             update_ratio: 0.01,
             wall_secs: 0.0,

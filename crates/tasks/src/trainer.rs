@@ -148,6 +148,10 @@ pub struct EpochStats {
     pub grad_norm_max: f64,
     /// Per-layer mean gradient norms, in model order.
     pub layer_grad_norms: Vec<LayerGradNorm>,
+    /// Mean cosine between consecutive minibatch gradients (g_t · g_{t−1} / ‖g_t‖‖g_{t−1}‖) over
+    /// the interval's steps; the first step of a run has no predecessor. NaN when no pair exists.
+    /// Positive: successive steps agree (the lr could grow); negative: they oscillate.
+    pub grad_cos_mean: f64,
     /// L2 norm of all parameters after the interval.
     pub weight_norm: f64,
     /// ‖w_after − w_before‖ / ‖w_before‖ over the interval.
@@ -206,7 +210,19 @@ pub struct Trainer {
     total_steps: usize,
     initial_val: EvalStats,
     params_before: Vec<f32>,
+    /// The previous step's gradients (flattened, model order) and their global norm.
+    prev_grads: Option<(Vec<Tensor<1>>, f64)>,
     diverged: bool,
+}
+
+/// What one SGD step reports.
+struct StepOut {
+    loss: f64,
+    global_norm: f64,
+    layer_norms: Vec<f64>,
+    layer_names: Vec<String>,
+    /// Cosine with the previous step's gradient, when there was one.
+    grad_cos: Option<f64>,
 }
 
 impl Trainer {
@@ -252,6 +268,7 @@ impl Trainer {
             total_steps: 0,
             initial_val: EvalStats { loss: f64::NAN, metric: f64::NAN },
             params_before: Vec::new(),
+            prev_grads: None,
             diverged: false,
         };
         trainer.initial_val = trainer.evaluate(&trainer.val);
@@ -314,6 +331,7 @@ impl Trainer {
             grad_norm_std: f64::NAN,
             grad_norm_max: f64::NAN,
             layer_grad_norms: Vec::new(),
+            grad_cos_mean: f64::NAN,
             weight_norm: f64::NAN,
             update_ratio: f64::NAN,
             wall_secs: 0.0,
@@ -328,16 +346,18 @@ impl Trainer {
         let mut norms = Vec::with_capacity(n_steps);
         let mut layer_names: Vec<String> = Vec::new();
         let mut layer_sums: Vec<f64> = Vec::new();
+        let mut cosines = Vec::with_capacity(n_steps);
         let mut nonfinite = false;
         for _ in 0..n_steps {
             let indices = self.next_batch();
-            let (loss, global_norm, layer_norms, names) = self.train_step(hp.lr, &indices);
+            let StepOut { loss, global_norm, layer_norms, layer_names: names, grad_cos } = self.train_step(hp.lr, &indices);
             if layer_names.is_empty() {
                 layer_names = names;
                 layer_sums = vec![0.0; layer_names.len()];
             }
             losses.push(loss);
             norms.push(global_norm);
+            cosines.extend(grad_cos);
             for (sum, n) in layer_sums.iter_mut().zip(&layer_norms) {
                 *sum += n;
             }
@@ -354,6 +374,7 @@ impl Trainer {
         stats.train_loss_last = losses.last().copied().unwrap_or(f64::NAN);
         (stats.grad_norm_mean, stats.grad_norm_std) = mean_std(&norms);
         stats.grad_norm_max = norms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        stats.grad_cos_mean = mean_std(&cosines).0;
         stats.layer_grad_norms = layer_names
             .into_iter()
             .zip(&layer_sums)
@@ -411,8 +432,8 @@ impl Trainer {
         batch
     }
 
-    /// One SGD step; returns (loss, global grad norm, per-layer grad norms, layer names).
-    fn train_step(&mut self, lr: f64, indices: &[i64]) -> (f64, f64, Vec<f64>, Vec<String>) {
+    /// One SGD step.
+    fn train_step(&mut self, lr: f64, indices: &[i64]) -> StepOut {
         let batch = indices.len();
         let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(indices.to_vec(), [batch]), &self.device);
         let model = self.model.take().expect("the model should be present between steps");
@@ -424,16 +445,26 @@ impl Trainer {
         };
         let grads = GradientsParams::from_grads(loss.backward(), &model);
 
-        // Gradient norms and the loss leave the device together: one host sync per step.
-        let (names, squares) = grad_squares(&model, &grads);
-        let mut parts = Vec::with_capacity(squares.len() + 1);
+        // The loss, the gradient norms and the dot product with the previous step's gradient
+        // leave the device together: one host sync per step.
+        let GradSquares { names, squares, flat, .. } = grad_squares(&model, &grads);
+        let n_params = squares.len();
+        let mut parts = Vec::with_capacity(n_params + 2);
         parts.push(loss.inner().reshape([1]));
         parts.extend(squares);
+        let prev_norm = match self.prev_grads.take() {
+            Some((prev, norm)) if prev.len() == flat.len() => {
+                let dots: Vec<Tensor<1>> = flat.iter().zip(prev).map(|(g, p)| (g.clone() * p).sum()).collect();
+                parts.push(Tensor::cat(dots, 0).sum().reshape([1]));
+                Some(norm)
+            }
+            _ => None,
+        };
         let host = to_host(Tensor::cat(parts, 0));
         let loss_value = host[0] as f64;
         let mut layer_names: Vec<String> = Vec::new();
         let mut layer_sq: Vec<f64> = Vec::new();
-        for (name, &sq) in names.iter().zip(&host[1..]) {
+        for (name, &sq) in names.iter().zip(&host[1..=n_params]) {
             let layer = name.rsplit_once('.').map_or(name.as_str(), |(layer, _)| layer);
             if layer_names.last().map(String::as_str) != Some(layer) {
                 layer_names.push(layer.to_string());
@@ -443,9 +474,11 @@ impl Trainer {
         }
         let global_norm = layer_sq.iter().sum::<f64>().sqrt();
         let layer_norms = layer_sq.iter().map(|s| s.sqrt()).collect();
+        let grad_cos = prev_norm.map(|prev| host[n_params + 1] as f64 / (global_norm * prev).max(1e-30));
+        self.prev_grads = Some((flat, global_norm));
 
         self.model = Some(self.optim.step(lr, model, grads));
-        (loss_value, global_norm, layer_norms, layer_names)
+        StepOut { loss: loss_value, global_norm, layer_norms, layer_names, grad_cos }
     }
 
     fn evaluate(&self, table: &DeviceTable) -> EvalStats {
@@ -513,11 +546,12 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// Σg² of every parameter tensor that has a gradient (on the device), with its module path.
-fn grad_squares(model: &Net, grads: &GradientsParams) -> (Vec<String>, Vec<Tensor<1>>) {
-    let mut visitor = GradSquares { grads, path: Vec::new(), names: Vec::new(), squares: Vec::new() };
+/// Σg² of every parameter tensor that has a gradient (on the device), with its module path and
+/// the flattened gradient.
+fn grad_squares<'a>(model: &Net, grads: &'a GradientsParams) -> GradSquares<'a> {
+    let mut visitor = GradSquares { grads, path: Vec::new(), names: Vec::new(), squares: Vec::new(), flat: Vec::new() };
     model.visit(&mut visitor);
-    (visitor.names, visitor.squares)
+    visitor
 }
 
 /// Collects Σg² per parameter tensor, with the parameter's module path.
@@ -526,6 +560,7 @@ struct GradSquares<'a> {
     path: Vec<String>,
     names: Vec<String>,
     squares: Vec<Tensor<1>>,
+    flat: Vec<Tensor<1>>,
 }
 
 impl ModuleVisitor for GradSquares<'_> {
@@ -540,7 +575,9 @@ impl ModuleVisitor for GradSquares<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(grad) = self.grads.get::<D>(param.id) {
             self.names.push(self.path.join("."));
-            self.squares.push(grad.square().sum());
+            let n = grad.shape().num_elements();
+            self.squares.push(grad.clone().square().sum());
+            self.flat.push(grad.reshape([n]));
         }
     }
 }
