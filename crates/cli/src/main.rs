@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+mod compare_cmd;
 mod output;
 mod plot;
 mod tasks_cmd;
@@ -36,6 +37,8 @@ struct Cli {
 enum Command {
     /// Train one task under one controller, printing one line (or JSON object) per epoch.
     Train(train::TrainArgs),
+    /// Compare controllers on a task collection: every controller × task × seed, same budget.
+    Compare(compare_cmd::CompareArgs),
     /// List or validate task collections.
     #[command(subcommand)]
     Tasks(tasks_cmd::TasksCommand),
@@ -50,7 +53,11 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    if let Some(threads) = cli.threads {
+    // `compare` runs many trainings in parallel: one kernel thread each unless told otherwise.
+    let threads = cli
+        .threads
+        .or(matches!(cli.command, Command::Compare(_)).then_some(1));
+    if let Some(threads) = threads {
         // SAFETY: nothing else runs yet (no threads have been spawned), so changing the process
         // environment cannot race with a reader.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string()) };
@@ -59,6 +66,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train::run(args, &cli.backend),
         Command::Tasks(command) => tasks_cmd::run(command),
+        Command::Compare(args) => compare_cmd::run(args, &cli.backend),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -77,5 +85,8 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -16,11 +16,15 @@ pub fn trace_svg(records: &[IntervalRecord], title: &str, path: &Path) -> anyhow
         let root = SVGBackend::with_string(&mut svg, (800, 600)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         let (top, bottom) = root.split_vertically(340);
-        let losses: [(&str, RGBColor, Pick); 2] =
-            [("train loss", BLUE, |r| r.stats.train_loss_mean), ("val loss", RED, |r| r.stats.val_loss)];
+        let losses: [(&str, RGBColor, Pick); 2] = [
+            ("train loss", BLUE, |r| r.stats.train_loss_mean),
+            ("val loss", RED, |r| r.stats.val_loss),
+        ];
         panel(&top, records, Some(title), "loss", &losses)?;
-        let hparams: [(&str, RGBColor, Pick); 2] =
-            [("lr", GREEN, |r| r.stats.lr), ("1 - momentum", MAGENTA, |r| 1.0 - r.stats.momentum)];
+        let hparams: [(&str, RGBColor, Pick); 2] = [
+            ("lr", GREEN, |r| r.stats.lr),
+            ("1 - momentum", MAGENTA, |r| 1.0 - r.stats.momentum),
+        ];
         panel(&bottom, records, None, "lr, 1 - momentum", &hparams)?;
         root.present().map_err(plot_err)?;
     }
@@ -36,8 +40,11 @@ fn panel(
     lines: &[(&str, RGBColor, Pick)],
 ) -> anyhow::Result<()> {
     let positive = |v: f64| v.is_finite() && v > 0.0;
-    let values: Vec<f64> =
-        records.iter().flat_map(|r| lines.iter().map(move |(_, _, pick)| pick(r))).filter(|&v| positive(v)).collect();
+    let values: Vec<f64> = records
+        .iter()
+        .flat_map(|r| lines.iter().map(move |(_, _, pick)| pick(r)))
+        .filter(|&v| positive(v))
+        .collect();
     let (lo, hi) = bounds(&values);
     let epochs = records.len().max(1) as f64;
     let mut builder = ChartBuilder::on(area);
@@ -52,20 +59,31 @@ fn panel(
         .map_err(plot_err)?;
     configure(&mut chart, y_desc)?;
     for &(label, color, pick) in lines {
-        let points = records.iter().map(|r| (r.stats.epoch as f64, pick(r))).filter(|p| positive(p.1));
+        let points = records
+            .iter()
+            .map(|r| (r.stats.epoch as f64, pick(r)))
+            .filter(|p| positive(p.1));
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(plot_err)?
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(plot_err)
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()
+        .map_err(plot_err)
 }
 
 type LogChart<'a> = ChartContext<
     'a,
     SVGBackend<'a>,
-    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::combinators::LogCoord<f64>>,
+    Cartesian2d<
+        plotters::coord::types::RangedCoordf64,
+        plotters::coord::combinators::LogCoord<f64>,
+    >,
 >;
 
 /// Light mesh, integer epochs, compact log-axis labels.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use hyperctl_collections::{dataset_infos, model_params, validate, Collection};
+use hyperctl_collections::{Collection, dataset_infos, model_params, validate};
 use serde_json::json;
 
 /// `hyperctl tasks ...`
@@ -50,7 +50,10 @@ pub struct ValidateArgs {
 /// Loads a collection, turning its problems into one error listing them all.
 pub fn load(collection: &str, data_dir: Option<&std::path::Path>) -> anyhow::Result<Collection> {
     hyperctl_collections::load(collection, data_dir).map_err(|problems| {
-        anyhow::anyhow!("collection `{collection}` has {} problem(s):\n{problems}", problems.0.len())
+        anyhow::anyhow!(
+            "collection `{collection}` has {} problem(s):\n{problems}",
+            problems.0.len()
+        )
     })
 }
 
@@ -63,7 +66,12 @@ pub fn run(command: TasksCommand) -> anyhow::Result<()> {
             let problems = validate(&collection, !args.no_load);
             if !problems.is_empty() {
                 let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-                bail!("collection `{}` has {} problem(s):\n{}", args.collection, problems.len(), text.join("\n"));
+                bail!(
+                    "collection `{}` has {} problem(s):\n{}",
+                    args.collection,
+                    problems.len(),
+                    text.join("\n")
+                );
             }
             let mut per_split: Vec<(String, usize)> = Vec::new();
             for t in &collection.tasks {
@@ -73,7 +81,12 @@ pub fn run(command: TasksCommand) -> anyhow::Result<()> {
                 }
             }
             let splits: Vec<String> = per_split.iter().map(|(s, n)| format!("{s} {n}")).collect();
-            println!("ok: {} tasks in `{}` ({})", collection.tasks.len(), collection.name, splits.join(", "));
+            println!(
+                "ok: {} tasks in `{}` ({})",
+                collection.tasks.len(),
+                collection.name,
+                splits.join(", ")
+            );
             Ok(())
         }
     }
@@ -84,19 +97,38 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
     let infos = dataset_infos(&collection);
     let tasks: Vec<_> = collection.split(args.split.as_deref()).collect();
     if tasks.is_empty() {
-        bail!("collection `{}` has no tasks in split `{}`", args.collection, args.split.unwrap_or_default());
+        bail!(
+            "collection `{}` has no tasks in split `{}`",
+            args.collection,
+            args.split.unwrap_or_default()
+        );
     }
     if !args.json {
         println!(
             "{:<28} {:<10} {:<44} {:<14} {:>5} {:>6} {:>8} {:>5} {:>8} {:>8} {:>9}",
-            "id", "split", "dataset", "model", "batch", "epochs", "init_lr", "mom", "steps", "params", "cost"
+            "id",
+            "split",
+            "dataset",
+            "model",
+            "batch",
+            "epochs",
+            "init_lr",
+            "mom",
+            "steps",
+            "params",
+            "cost"
         );
     }
     let (mut total_cost, mut total_steps, mut unknown) = (0f64, 0usize, 0usize);
     for t in &tasks {
-        let info = infos.get(&t.task.source.to_string()).and_then(|i| i.as_ref().ok());
+        let info = infos
+            .get(&t.task.source.to_string())
+            .and_then(|i| i.as_ref().ok());
         let (steps, params) = match info {
-            Some(info) => (Some(info.steps(&t.task)), Some(model_params(&t.task.model, info))),
+            Some(info) => (
+                Some(info.steps(&t.task)),
+                Some(model_params(&t.task.model, info)),
+            ),
             None => (None, None),
         };
         let cost = steps.zip(params).map(|(s, p)| s as f64 * p as f64);
@@ -147,10 +179,17 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
         tasks.len(),
         total_steps,
         total_cost,
-        if unknown > 0 { format!("; {unknown} task(s) of unknown cost (data not loadable)") } else { String::new() }
+        if unknown > 0 {
+            format!("; {unknown} task(s) of unknown cost (data not loadable)")
+        } else {
+            String::new()
+        }
     );
     if args.json {
-        println!("{}", json!({ "summary": true, "tasks": tasks.len(), "steps": total_steps, "cost": total_cost, "unknown_cost": unknown }));
+        println!(
+            "{}",
+            json!({ "summary": true, "tasks": tasks.len(), "steps": total_steps, "cost": total_cost, "unknown_cost": unknown })
+        );
     } else {
         println!("{summary}");
     }

@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::Args;
-use hyperctl_schedule_env::{run_schedule, EnvConfig, EpisodeResult, IntervalRecord, ScheduleEnv};
+use hyperctl_schedule_env::{EnvConfig, EpisodeResult, IntervalRecord, ScheduleEnv, run_schedule};
 use hyperctl_tasks::{Backend, DatasetSource, Hyperparams, ModelSpec, TaskSpec, TaskType};
 use serde_json::json;
 
-use crate::output::{write_atomic, RunMeta};
+use crate::output::{RunMeta, write_atomic};
 
 /// Arguments of `hyperctl train`.
 #[derive(Debug, Args)]
@@ -80,21 +80,32 @@ pub struct TrainArgs {
 
 /// Reads an environment config file (TOML), naming the file on error.
 pub fn load_env_config(path: Option<&PathBuf>) -> anyhow::Result<EnvConfig> {
-    let Some(path) = path else { return Ok(EnvConfig::defaults()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let config: EnvConfig = toml::from_str(&text).with_context(|| format!("{}: invalid env config", path.display()))?;
-    config.validate().with_context(|| format!("{}", path.display()))?;
+    let Some(path) = path else {
+        return Ok(EnvConfig::defaults());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config: EnvConfig =
+        toml::from_str(&text).with_context(|| format!("{}: invalid env config", path.display()))?;
+    config
+        .validate()
+        .with_context(|| format!("{}", path.display()))?;
     Ok(config)
 }
 
 fn task_from_args(args: &TrainArgs) -> anyhow::Result<TaskSpec> {
     if let Some(reference) = &args.task {
         let Some((collection, id)) = hyperctl_collections::split_task_ref(reference) else {
-            bail!("task `{reference}`: expected COLLECTION#TASK_ID (or the inline --dataset ... flags)");
+            bail!(
+                "task `{reference}`: expected COLLECTION#TASK_ID (or the inline --dataset ... flags)"
+            );
         };
         let collection = crate::tasks_cmd::load(collection, args.data_dir.as_deref())?;
         let Some(found) = collection.get(id) else {
-            bail!("collection `{}` has no task `{id}` (see `hyperctl tasks list`)", collection.name);
+            bail!(
+                "collection `{}` has no task `{id}` (see `hyperctl tasks list`)",
+                collection.name
+            );
         };
         let inline = [
             ("--task-type", args.task_type.is_some()),
@@ -112,22 +123,35 @@ fn task_from_args(args: &TrainArgs) -> anyhow::Result<TaskSpec> {
             ("--steps-per-decision", args.steps_per_decision.is_some()),
         ];
         if let Some((flag, _)) = inline.iter().find(|(_, given)| *given) {
-            bail!("{flag} describes an inline task; `{reference}` is defined by its collection (only --seed may override it)");
+            bail!(
+                "{flag} describes an inline task; `{reference}` is defined by its collection (only --seed may override it)"
+            );
         }
         let mut task = found.task.clone();
         task.seed = args.seed.unwrap_or(task.seed);
         return Ok(task);
     }
-    let dataset = args.dataset.as_deref().expect("clap requires --dataset without a TASK");
+    let dataset = args
+        .dataset
+        .as_deref()
+        .expect("clap requires --dataset without a TASK");
     let source = DatasetSource::parse(dataset)?;
     let task_type = match (&args.task_type, source.implied_task_type()) {
         (Some(t), _) => t.parse::<TaskType>()?,
         (None, Some(implied)) => implied,
-        (None, None) => bail!("--task-type is required for `{dataset}` (classification or regression)"),
+        (None, None) => {
+            bail!("--task-type is required for `{dataset}` (classification or regression)")
+        }
     };
     let model = ModelSpec::parse(args.model.as_deref().unwrap_or("mlp:64x2"))?;
-    let mut task =
-        TaskSpec::new(source, task_type, model, args.epochs.unwrap_or(20), args.batch_size.unwrap_or(32), args.seed.unwrap_or(0));
+    let mut task = TaskSpec::new(
+        source,
+        task_type,
+        model,
+        args.epochs.unwrap_or(20),
+        args.batch_size.unwrap_or(32),
+        args.seed.unwrap_or(0),
+    );
     task.init = Hyperparams {
         lr: args.init_lr.unwrap_or(task.init.lr),
         momentum: args.init_momentum.unwrap_or(task.init.momentum),
@@ -172,7 +196,12 @@ fn metric_name(task_type: TaskType) -> &'static str {
     }
 }
 
-fn final_json(result: &EpisodeResult, task: &TaskSpec, env_config: &EnvConfig, meta: &RunMeta) -> serde_json::Value {
+fn final_json(
+    result: &EpisodeResult,
+    task: &TaskSpec,
+    env_config: &EnvConfig,
+    meta: &RunMeta,
+) -> serde_json::Value {
     json!({
         "final": true,
         "test_loss": result.test.loss,
@@ -249,7 +278,10 @@ pub fn run(args: TrainArgs, backend: &str) -> anyhow::Result<()> {
         let mut trace = lines.join("\n");
         trace.push('\n');
         write_atomic(&dir.join("trace.jsonl"), trace.as_bytes())?;
-        write_atomic(&dir.join("result.json"), serde_json::to_string_pretty(&final_value)?.as_bytes())?;
+        write_atomic(
+            &dir.join("result.json"),
+            serde_json::to_string_pretty(&final_value)?.as_bytes(),
+        )?;
         let title = format!("{} — {}", task.id, result.controller);
         crate::plot::trace_svg(&result.intervals, &title, &dir.join("trace.svg"))?;
         tracing::info!(dir = %dir.display(), "wrote trace.jsonl, result.json, trace.svg");

@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn hyperctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hyperctl")).args(args).output().expect("the binary should start")
+    Command::new(env!("CARGO_BIN_EXE_hyperctl"))
+        .args(args)
+        .output()
+        .expect("the binary should start")
 }
 
 fn shared_data() -> PathBuf {
@@ -14,8 +17,15 @@ fn shared_data() -> PathBuf {
 }
 
 fn json_lines(out: &Output) -> Vec<Value> {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect()
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
 }
 
 fn assert_clean_failure(out: &Output, expected: &[&str]) {
@@ -43,12 +53,33 @@ fn without_time(lines: &[Value]) -> Vec<Value> {
 #[test]
 fn train_on_a_generated_task_prints_json_epochs_and_a_final_record() {
     let out = hyperctl(&[
-        "train", "--dataset", "gen:gauss-mix:n=600,d=6", "--model", "mlp:32x2", "--epochs", "6", "--batch-size", "32",
-        "--seed", "1", "--controller", "constant:lr=0.05,momentum=0.9", "--json",
+        "train",
+        "--dataset",
+        "gen:gauss-mix:n=600,d=6",
+        "--model",
+        "mlp:32x2",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "32",
+        "--seed",
+        "1",
+        "--controller",
+        "constant:lr=0.05,momentum=0.9",
+        "--json",
     ]);
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 7);
-    for key in ["epoch", "lr", "momentum", "train_loss", "val_loss", "val_metric", "grad_norm", "diverged"] {
+    for key in [
+        "epoch",
+        "lr",
+        "momentum",
+        "train_loss",
+        "val_loss",
+        "val_metric",
+        "grad_norm",
+        "diverged",
+    ] {
         assert!(lines[0].get(key).is_some(), "missing {key}");
     }
     let first = lines[0]["val_loss"].as_f64().unwrap();
@@ -67,8 +98,20 @@ fn train_on_a_generated_task_prints_json_epochs_and_a_final_record() {
 fn results_do_not_depend_on_the_thread_count() {
     let run = |threads: &str| {
         without_time(&json_lines(&hyperctl(&[
-            "--threads", threads, "train", "--dataset", "gen:teacher-cls:n=2000,d=128", "--model", "mlp:512x2",
-            "--epochs", "2", "--batch-size", "512", "--controller", "constant:lr=0.1,momentum=0.9", "--json",
+            "--threads",
+            threads,
+            "train",
+            "--dataset",
+            "gen:teacher-cls:n=2000,d=128",
+            "--model",
+            "mlp:512x2",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "512",
+            "--controller",
+            "constant:lr=0.1,momentum=0.9",
+            "--json",
         ])))
     };
     assert_eq!(run("1"), run("2"));
@@ -79,21 +122,54 @@ fn out_dir_gets_trace_result_and_plot_and_no_temp_files() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
     let out = hyperctl(&[
-        "train", "--dataset", "gen:teacher-reg:n=300,d=4", "--model", "mlp:16x1", "--epochs", "3",
-        "--controller", "constant:lr=0.05", "--out", out_dir.to_str().unwrap(),
+        "train",
+        "--dataset",
+        "gen:teacher-reg:n=300,d=4",
+        "--model",
+        "mlp:16x1",
+        "--epochs",
+        "3",
+        "--controller",
+        "constant:lr=0.05",
+        "--out",
+        out_dir.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("epoch    3/3") && stdout.contains("test r2"), "{stdout}");
-    let mut names: Vec<String> =
-        std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(
+        stdout.contains("epoch    3/3") && stdout.contains("test r2"),
+        "{stdout}"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     assert_eq!(names, ["result.json", "trace.jsonl", "trace.svg"]);
-    let result: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("result.json")).unwrap()).unwrap();
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("result.json")).unwrap())
+            .unwrap();
     assert_eq!(result["controller"], "constant:lr=0.05");
-    assert_eq!(result["task"]["init"]["momentum"], 0.0, "omitted momentum comes from the task");
-    assert_eq!(std::fs::read_to_string(out_dir.join("trace.jsonl")).unwrap().lines().count(), 3);
-    assert!(std::fs::read_to_string(out_dir.join("trace.svg")).unwrap().starts_with("<svg"));
+    assert_eq!(
+        result["task"]["init"]["momentum"], 0.0,
+        "omitted momentum comes from the task"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("trace.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    assert!(
+        std::fs::read_to_string(out_dir.join("trace.svg"))
+            .unwrap()
+            .starts_with("<svg")
+    );
 }
 
 #[test]
@@ -103,24 +179,68 @@ fn malformed_inputs_fail_with_a_clear_message_and_exit_2() {
     std::fs::write(&ragged, "a,b,target\n1,2,0\n3,1\n").unwrap();
     let csv = format!("csv:{}", ragged.display());
     let args = |dataset: &str, controller: &str| -> Output {
-        hyperctl(&["train", "--dataset", dataset, "--task-type", "classification", "--epochs", "2", "--controller", controller])
+        hyperctl(&[
+            "train",
+            "--dataset",
+            dataset,
+            "--task-type",
+            "classification",
+            "--epochs",
+            "2",
+            "--controller",
+            controller,
+        ])
     };
-    assert_clean_failure(&args(&csv, "constant:lr=0.1"), &["ragged.csv", "line 3", "row has 2 cells"]);
-    assert_clean_failure(&args("csv:/nonexistent/data.csv", "constant:lr=0.1"), &["/nonexistent/data.csv"]);
-    assert_clean_failure(&args("gen:spirals", "constant:lr=abc"), &["constant:lr=abc", "not a finite number"]);
-    assert_clean_failure(&args("gen:spirals", "warmup:lr=1"), &["unknown controller `warmup`"]);
+    assert_clean_failure(
+        &args(&csv, "constant:lr=0.1"),
+        &["ragged.csv", "line 3", "row has 2 cells"],
+    );
+    assert_clean_failure(
+        &args("csv:/nonexistent/data.csv", "constant:lr=0.1"),
+        &["/nonexistent/data.csv"],
+    );
+    assert_clean_failure(
+        &args("gen:spirals", "constant:lr=abc"),
+        &["constant:lr=abc", "not a finite number"],
+    );
+    assert_clean_failure(
+        &args("gen:spirals", "warmup:lr=1"),
+        &["unknown controller `warmup`"],
+    );
     assert_clean_failure(&args("zip:foo", "constant"), &["unknown source kind `zip`"]);
     let bad_idx = dir.path().join("idx");
     std::fs::create_dir_all(&bad_idx).unwrap();
-    std::fs::write(bad_idx.join("train-images-idx3-ubyte"), [0u8, 0, 8, 3, 0, 0, 0, 9]).unwrap();
-    assert_clean_failure(&args(&format!("idx:{}", bad_idx.display()), "constant"), &["train-images-idx3-ubyte", "offset"]);
-    let out = hyperctl(&["train", "--dataset", &csv, "--epochs", "2", "--controller", "constant"]);
+    std::fs::write(
+        bad_idx.join("train-images-idx3-ubyte"),
+        [0u8, 0, 8, 3, 0, 0, 0, 9],
+    )
+    .unwrap();
+    assert_clean_failure(
+        &args(&format!("idx:{}", bad_idx.display()), "constant"),
+        &["train-images-idx3-ubyte", "offset"],
+    );
+    let out = hyperctl(&[
+        "train",
+        "--dataset",
+        &csv,
+        "--epochs",
+        "2",
+        "--controller",
+        "constant",
+    ]);
     assert_clean_failure(&out, &["--task-type is required"]);
     let env_config = dir.path().join("env.toml");
     std::fs::write(&env_config, "crash_penalty = -1\n").unwrap();
     let out = hyperctl(&[
-        "train", "--dataset", "gen:spirals:n=100", "--epochs", "1", "--controller", "constant",
-        "--env-config", env_config.to_str().unwrap(),
+        "train",
+        "--dataset",
+        "gen:spirals:n=100",
+        "--epochs",
+        "1",
+        "--controller",
+        "constant",
+        "--env-config",
+        env_config.to_str().unwrap(),
     ]);
     assert_clean_failure(&out, &["env.toml", "crash_penalty"]);
 }
@@ -128,8 +248,16 @@ fn malformed_inputs_fail_with_a_clear_message_and_exit_2() {
 #[test]
 fn huge_learning_rate_ends_the_run_as_diverged_without_panic() {
     let lines = json_lines(&hyperctl(&[
-        "train", "--dataset", "gen:teacher-reg:n=300,d=4", "--model", "mlp:16x1", "--epochs", "5",
-        "--controller", "constant:lr=1e6,momentum=0.9", "--json",
+        "train",
+        "--dataset",
+        "gen:teacher-reg:n=300,d=4",
+        "--model",
+        "mlp:16x1",
+        "--epochs",
+        "5",
+        "--controller",
+        "constant:lr=1e6,momentum=0.9",
+        "--json",
     ]));
     let fin = lines.last().unwrap();
     assert_eq!(fin["diverged"], true);
@@ -145,8 +273,22 @@ fn iris_from_shared_data_trains_when_present() {
         return;
     }
     let lines = json_lines(&hyperctl(&[
-        "train", "--dataset", &format!("csv:{}", iris.display()), "--task-type", "classification", "--model", "mlp:64x2",
-        "--epochs", "20", "--batch-size", "32", "--seed", "0", "--controller", "constant:lr=0.1,momentum=0.9", "--json",
+        "train",
+        "--dataset",
+        &format!("csv:{}", iris.display()),
+        "--task-type",
+        "classification",
+        "--model",
+        "mlp:64x2",
+        "--epochs",
+        "20",
+        "--batch-size",
+        "32",
+        "--seed",
+        "0",
+        "--controller",
+        "constant:lr=0.1,momentum=0.9",
+        "--json",
     ]));
     let fin = lines.last().unwrap();
     assert!(fin["test_metric"].as_f64().unwrap() > 0.85, "{fin}");
@@ -160,22 +302,54 @@ fn mnist_subset_trains_a_cnn_when_present() {
         return;
     }
     let lines = json_lines(&hyperctl(&[
-        "train", "--dataset", &format!("idx:{}", mnist.display()), "--model", "cnn:small", "--epochs", "2",
-        "--batch-size", "64", "--max-train-rows", "1500", "--controller", "constant:lr=0.05,momentum=0.9", "--json",
+        "train",
+        "--dataset",
+        &format!("idx:{}", mnist.display()),
+        "--model",
+        "cnn:small",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--max-train-rows",
+        "1500",
+        "--controller",
+        "constant:lr=0.05,momentum=0.9",
+        "--json",
     ]));
-    let (first, second) = (lines[0]["val_loss"].as_f64().unwrap(), lines[1]["val_loss"].as_f64().unwrap());
+    let (first, second) = (
+        lines[0]["val_loss"].as_f64().unwrap(),
+        lines[1]["val_loss"].as_f64().unwrap(),
+    );
     assert!(second < first && second < 1.5, "{first} -> {second}");
 }
 
 #[test]
 fn tasks_list_shows_every_task_with_cost_and_filters_by_split() {
     let out = hyperctl(&["tasks", "list", "generated"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap();
-    assert!(last.starts_with("322 tasks,") && last.contains("total cost"), "{last}");
-    let lines = json_lines(&hyperctl(&["tasks", "list", "generated", "--split", "test", "--json"]));
-    let tasks: Vec<&Value> = lines.iter().filter(|l| l.get("summary").is_none()).collect();
+    assert!(
+        last.starts_with("322 tasks,") && last.contains("total cost"),
+        "{last}"
+    );
+    let lines = json_lines(&hyperctl(&[
+        "tasks",
+        "list",
+        "generated",
+        "--split",
+        "test",
+        "--json",
+    ]));
+    let tasks: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("summary").is_none())
+        .collect();
     assert!(tasks.iter().all(|t| t["split"] == "test") && tasks.len() == 85);
     let total: f64 = tasks.iter().map(|t| t["cost"].as_f64().unwrap()).sum();
     let summary = lines.last().unwrap();
@@ -196,25 +370,68 @@ fn tasks_validate_reports_all_problems_and_exits_2() {
     )
     .unwrap();
     let out = hyperctl(&["tasks", "validate", path.to_str().unwrap()]);
-    assert_clean_failure(&out, &["bad.toml:13: task: unknown field `modle`, did you mean `model`?"]);
-    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("modle", "model")).unwrap();
+    assert_clean_failure(
+        &out,
+        &["bad.toml:13: task: unknown field `modle`, did you mean `model`?"],
+    );
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("modle", "model"),
+    )
+    .unwrap();
     let out = hyperctl(&["tasks", "validate", path.to_str().unwrap()]);
-    assert_clean_failure(&out, &["bad.toml:1: task `a`: missing data file", "nope.csv"]);
+    assert_clean_failure(
+        &out,
+        &["bad.toml:1: task `a`: missing data file", "nope.csv"],
+    );
     let ok = hyperctl(&["tasks", "validate", "generated"]);
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("ok: 322 tasks"), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("ok: 322 tasks"),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 }
 
 #[test]
 fn train_runs_a_task_named_by_collection_and_id() {
-    let lines = json_lines(&hyperctl(&["train", "generated#gm-train-003", "--controller", "constant", "--json"]));
+    let lines = json_lines(&hyperctl(&[
+        "train",
+        "generated#gm-train-003",
+        "--controller",
+        "constant",
+        "--json",
+    ]));
     let fin = lines.last().unwrap();
     assert_eq!(fin["task"]["id"], "gm-train-003");
-    assert_eq!(fin["epochs_run"].as_u64().unwrap() as usize, lines.len() - 1);
-    assert_eq!(lines[0]["lr"], fin["task"]["init"]["lr"], "constant without lr keeps the task's initial lr");
+    assert_eq!(
+        fin["epochs_run"].as_u64().unwrap() as usize,
+        lines.len() - 1
+    );
+    assert_eq!(
+        lines[0]["lr"], fin["task"]["init"]["lr"],
+        "constant without lr keeps the task's initial lr"
+    );
     let out = hyperctl(&["train", "generated#nope", "--controller", "constant"]);
     assert_clean_failure(&out, &["has no task `nope`"]);
-    let out = hyperctl(&["train", "generated#gm-train-003", "--epochs", "3", "--controller", "constant"]);
+    let out = hyperctl(&[
+        "train",
+        "generated#gm-train-003",
+        "--epochs",
+        "3",
+        "--controller",
+        "constant",
+    ]);
     assert_clean_failure(&out, &["--epochs describes an inline task"]);
-    let reseeded = json_lines(&hyperctl(&["train", "generated#gm-train-003", "--seed", "5", "--controller", "constant", "--json"]));
+    let reseeded = json_lines(&hyperctl(&[
+        "train",
+        "generated#gm-train-003",
+        "--seed",
+        "5",
+        "--controller",
+        "constant",
+        "--json",
+    ]));
     assert_eq!(reseeded.last().unwrap()["seed"], 5);
 }

@@ -5,27 +5,49 @@ use std::path::{Path, PathBuf};
 
 use hyperctl_tasks::generated::FAMILIES;
 use hyperctl_tasks::{DatasetSource, Hyperparams, ModelSpec, TaskSpec, TaskType};
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 use crate::info::DatasetInfo;
-use crate::sample::{as_f64, as_text, as_usize, Sampled};
-use crate::{did_you_mean, Collection, CollectionTask, Problem, Problems};
+use crate::sample::{Sampled, as_f64, as_text, as_usize};
+use crate::{Collection, CollectionTask, Problem, Problems, did_you_mean};
 
 const TOP_KEYS: &[&str] = &["name", "description", "seed", "task", "template", "include"];
 /// Fields that make a task, shared by explicit tasks and templates.
 const TASK_FIELDS: &[&str] = &[
-    "dataset", "task_type", "model", "epochs", "batch_size", "group", "init_lr", "init_momentum", "seed",
-    "val_fraction", "test_fraction", "train_fraction", "max_train_rows", "weight_decay", "nesterov",
+    "dataset",
+    "task_type",
+    "model",
+    "epochs",
+    "batch_size",
+    "group",
+    "init_lr",
+    "init_momentum",
+    "seed",
+    "val_fraction",
+    "test_fraction",
+    "train_fraction",
+    "max_train_rows",
+    "weight_decay",
+    "nesterov",
     "steps_per_decision",
 ];
 const TASK_ONLY_KEYS: &[&str] = &["id", "split"];
 const TEMPLATE_ONLY_KEYS: &[&str] = &["name", "split", "splits", "count", "models"];
-const DATASET_KEYS: &[&str] =
-    &["generated", "files", "manifest", "task", "min_rows", "max_rows", "min_features", "max_features", "exclude"];
+const DATASET_KEYS: &[&str] = &[
+    "generated",
+    "files",
+    "manifest",
+    "task",
+    "min_rows",
+    "max_rows",
+    "min_features",
+    "max_features",
+    "exclude",
+];
 const MODEL_KEYS: &[&str] = &["widths", "depths", "activations"];
 const INCLUDE_KEYS: &[&str] = &["collection", "splits", "prefix"];
 const MAX_INCLUDE_DEPTH: usize = 4;
@@ -39,11 +61,18 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     fn problem(&mut self, line: Option<usize>, message: String) {
-        self.problems.push(Problem { file: self.file.to_path_buf(), line, message });
+        self.problems.push(Problem {
+            file: self.file.to_path_buf(),
+            line,
+            message,
+        });
     }
 
     /// Reports keys of `table` that are not in `allowed`, with a suggestion.
@@ -51,7 +80,11 @@ impl Ctx<'_> {
         for (key, _) in table.iter() {
             if !allowed.contains(&key.get_ref().as_ref()) {
                 let line = self.line(key.span().start);
-                let msg = format!("{context}: unknown field `{}`{}", key.get_ref(), did_you_mean(key.get_ref(), allowed));
+                let msg = format!(
+                    "{context}: unknown field `{}`{}",
+                    key.get_ref(),
+                    did_you_mean(key.get_ref(), allowed)
+                );
                 self.problem(Some(line), msg);
             }
         }
@@ -60,7 +93,9 @@ impl Ctx<'_> {
 
 /// The entries of an array of tables with their lines (empty when the key is absent).
 fn entries<'t>(doc: &'t DeTable, key: &str) -> Vec<(&'t DeTable<'t>, usize)> {
-    let Some(value) = doc.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v) else { return Vec::new() };
+    let Some(value) = doc.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v) else {
+        return Vec::new();
+    };
     match value.get_ref() {
         DeValue::Array(items) => items
             .iter()
@@ -74,10 +109,13 @@ fn entries<'t>(doc: &'t DeTable, key: &str) -> Vec<(&'t DeTable<'t>, usize)> {
 }
 
 fn subtable<'t>(table: &'t DeTable, key: &str) -> Option<(&'t DeTable<'t>, usize)> {
-    table.iter().find(|(k, _)| k.get_ref() == key).and_then(|(k, v)| match v.get_ref() {
-        DeValue::Table(t) => Some((t, k.span().start)),
-        _ => None,
-    })
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref() == key)
+        .and_then(|(k, v)| match v.get_ref() {
+            DeValue::Table(t) => Some((t, k.span().start)),
+            _ => None,
+        })
 }
 
 pub(crate) fn expand(
@@ -87,7 +125,11 @@ pub(crate) fn expand(
     data_dir: Option<&Path>,
     depth: usize,
 ) -> Result<Collection, Problems> {
-    let mut ctx = Ctx { file, text, problems: Vec::new() };
+    let mut ctx = Ctx {
+        file,
+        text,
+        problems: Vec::new(),
+    };
     let spanned = match DeTable::parse(text) {
         Ok(t) => t,
         Err(e) => {
@@ -110,7 +152,11 @@ pub(crate) fn expand(
         .get("name")
         .and_then(|v| v.as_str())
         .map(str::to_string)
-        .unwrap_or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+        .unwrap_or_else(|| {
+            file.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
     let seed = match doc.get("seed") {
         None => 0,
         Some(v) => as_usize(v).map(|s| s as u64).unwrap_or_else(|| {
@@ -128,20 +174,33 @@ pub(crate) fn expand(
         known_info: BTreeMap::new(),
     };
 
-    let task_values = doc.get("task").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    let task_values = doc
+        .get("task")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
     for ((entry_det, offset), value) in entries(det, "task").into_iter().zip(task_values) {
         let line = ctx.line(offset);
         let allowed: Vec<&str> = TASK_FIELDS.iter().chain(TASK_ONLY_KEYS).copied().collect();
         ctx.check_keys(entry_det, &allowed, "task");
-        let Some(table) = value.as_table() else { continue };
-        let id = table.get("id").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let Some(table) = value.as_table() else {
+            continue;
+        };
+        let id = table
+            .get("id")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
         let context = format!("task `{id}`");
         if id.is_empty() {
             ctx.problem(Some(line), "task: `id` (a string) is required".into());
             continue;
         }
         let Some(split) = table.get("split").and_then(|v| v.as_str()) else {
-            ctx.problem(Some(line), format!("{context}: `split` (a string) is required"));
+            ctx.problem(
+                Some(line),
+                format!("{context}: `split` (a string) is required"),
+            );
             continue;
         };
         match build_task(table, id.clone(), root) {
@@ -159,20 +218,38 @@ pub(crate) fn expand(
         }
     }
 
-    let template_values = doc.get("template").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    let template_values = doc
+        .get("template")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
     for ((entry_det, offset), value) in entries(det, "template").into_iter().zip(template_values) {
         let line = ctx.line(offset);
-        let Some(table) = value.as_table() else { continue };
-        let tname = table.get("name").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let Some(table) = value.as_table() else {
+            continue;
+        };
+        let tname = table
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
         let context = format!("template `{tname}`");
-        let allowed: Vec<&str> = TASK_FIELDS.iter().chain(TEMPLATE_ONLY_KEYS).copied().collect();
+        let allowed: Vec<&str> = TASK_FIELDS
+            .iter()
+            .chain(TEMPLATE_ONLY_KEYS)
+            .copied()
+            .collect();
         ctx.check_keys(entry_det, &allowed, &context);
         if let Some((model_det, _)) = subtable(entry_det, "model") {
             ctx.check_keys(model_det, MODEL_KEYS, &format!("{context}.model"));
         }
         if let Some((ds_det, _)) = subtable(entry_det, "dataset") {
             let mut allowed: Vec<&str> = DATASET_KEYS.to_vec();
-            if let Some(family) = table.get("dataset").and_then(|d| d.get("generated")).and_then(|f| f.as_str()) {
+            if let Some(family) = table
+                .get("dataset")
+                .and_then(|d| d.get("generated"))
+                .and_then(|f| f.as_str())
+            {
                 if let Some((_, params)) = FAMILIES.iter().find(|(n, _)| *n == family) {
                     allowed.extend(params.iter().map(|(p, _)| *p));
                 }
@@ -184,43 +261,68 @@ pub(crate) fn expand(
             continue;
         }
         match expand_template(table, &tname, seed, root, &mut collection) {
-            Ok(tasks) => collection.tasks.extend(tasks.into_iter().map(|(task, split, group)| CollectionTask {
-                task,
-                split,
-                group,
-                line: Some(line),
-                file: file.to_path_buf(),
-            })),
+            Ok(tasks) => collection
+                .tasks
+                .extend(
+                    tasks
+                        .into_iter()
+                        .map(|(task, split, group)| CollectionTask {
+                            task,
+                            split,
+                            group,
+                            line: Some(line),
+                            file: file.to_path_buf(),
+                        }),
+                ),
             Err(msg) => ctx.problem(Some(line), format!("{context}: {msg}")),
         }
     }
 
-    let include_values = doc.get("include").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    let include_values = doc
+        .get("include")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
     for ((entry_det, offset), value) in entries(det, "include").into_iter().zip(include_values) {
         let line = ctx.line(offset);
         ctx.check_keys(entry_det, INCLUDE_KEYS, "include");
-        let Some(table) = value.as_table() else { continue };
+        let Some(table) = value.as_table() else {
+            continue;
+        };
         let Some(target) = table.get("collection").and_then(|v| v.as_str()) else {
-            ctx.problem(Some(line), "include: `collection` (a path or embedded name) is required".into());
+            ctx.problem(
+                Some(line),
+                "include: `collection` (a path or embedded name) is required".into(),
+            );
             continue;
         };
         if depth >= MAX_INCLUDE_DEPTH {
-            ctx.problem(Some(line), format!("include `{target}`: includes nested deeper than {MAX_INCLUDE_DEPTH}"));
+            ctx.problem(
+                Some(line),
+                format!("include `{target}`: includes nested deeper than {MAX_INCLUDE_DEPTH}"),
+            );
             continue;
         }
-        let splits: Option<Vec<String>> = table
-            .get("splits")
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect());
+        let splits: Option<Vec<String>> = table.get("splits").and_then(|v| v.as_array()).map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        });
         let beside = file.parent().map(|p| p.join(target)).filter(|p| p.exists());
-        let spec = beside.map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| target.to_string());
+        let spec = beside
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| target.to_string());
         let included = crate::read_collection(&spec).and_then(|(inc_file, inc_text)| {
             let inc_root = crate::data_root(&inc_file, data_dir);
             expand(&inc_file, &inc_text, &inc_root, data_dir, depth + 1)
         });
         match included {
             Ok(inc) => {
-                let prefix = table.get("prefix").and_then(|v| v.as_str()).map(str::to_string).unwrap_or(inc.name.clone());
+                let prefix = table
+                    .get("prefix")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+                    .unwrap_or(inc.name.clone());
                 for split in &inc.declared_splits {
                     if splits.as_ref().is_none_or(|s| s.contains(split)) {
                         push_declared(&mut collection.declared_splits, split);
@@ -250,7 +352,11 @@ pub(crate) fn expand(
     for (line, id) in duplicates {
         ctx.problem(line, format!("task id `{id}` is used more than once"));
     }
-    if ctx.problems.is_empty() { Ok(collection) } else { Err(Problems(ctx.problems)) }
+    if ctx.problems.is_empty() {
+        Ok(collection)
+    } else {
+        Err(Problems(ctx.problems))
+    }
 }
 
 fn push_declared(declared: &mut Vec<String>, split: &str) {
@@ -264,10 +370,16 @@ fn push_declared(declared: &mut Vec<String>, split: &str) {
 fn build_task(fields: &toml::Table, id: String, root: &Path) -> Result<(TaskSpec, String), String> {
     let text = |key: &str| fields.get(key).map(as_text);
     let number = |key: &str| -> Result<Option<f64>, String> {
-        fields.get(key).map(|v| as_f64(v).ok_or_else(|| format!("`{key}` must be a number"))).transpose()
+        fields
+            .get(key)
+            .map(|v| as_f64(v).ok_or_else(|| format!("`{key}` must be a number")))
+            .transpose()
     };
     let whole = |key: &str| -> Result<Option<usize>, String> {
-        fields.get(key).map(|v| as_usize(v).ok_or_else(|| format!("`{key}` must be a whole number ≥ 0"))).transpose()
+        fields
+            .get(key)
+            .map(|v| as_usize(v).ok_or_else(|| format!("`{key}` must be a whole number ≥ 0")))
+            .transpose()
     };
     let dataset = text("dataset").ok_or("`dataset` is required")?;
     let source = DatasetSource::parse(&dataset).map_err(|e| e.to_string())?;
@@ -276,17 +388,27 @@ fn build_task(fields: &toml::Table, id: String, root: &Path) -> Result<(TaskSpec
         (None, Some(implied)) => implied,
         (None, None) => return Err(format!("`task_type` is required for `{dataset}`")),
     };
-    let model = ModelSpec::parse(&text("model").ok_or("`model` is required")?).map_err(|e| e.to_string())?;
+    let model = ModelSpec::parse(&text("model").ok_or("`model` is required")?)
+        .map_err(|e| e.to_string())?;
     let epochs = whole("epochs")?.ok_or("`epochs` is required")?;
     let batch_size = whole("batch_size")?.ok_or("`batch_size` is required")?;
     if !(1..=100_000).contains(&epochs) {
         return Err(format!("`epochs` = {epochs} is outside 1..=100000"));
     }
     if !(1..=1_000_000).contains(&batch_size) {
-        return Err(format!("`batch_size` = {batch_size} is outside 1..=1000000"));
+        return Err(format!(
+            "`batch_size` = {batch_size} is outside 1..=1000000"
+        ));
     }
     let group = text("group").unwrap_or_else(|| default_group(&source));
-    let mut task = TaskSpec::new(source.resolved(root), task_type, model, epochs, batch_size, whole("seed")?.unwrap_or(0) as u64);
+    let mut task = TaskSpec::new(
+        source.resolved(root),
+        task_type,
+        model,
+        epochs,
+        batch_size,
+        whole("seed")?.unwrap_or(0) as u64,
+    );
     task.id = id;
     task.init = Hyperparams {
         lr: number("init_lr")?.unwrap_or(task.init.lr),
@@ -296,11 +418,18 @@ fn build_task(fields: &toml::Table, id: String, root: &Path) -> Result<(TaskSpec
         return Err(format!("`init_lr` = {} is outside (0, 10]", task.init.lr));
     }
     if !(0.0..1.0).contains(&task.init.momentum) {
-        return Err(format!("`init_momentum` = {} is outside [0, 1)", task.init.momentum));
+        return Err(format!(
+            "`init_momentum` = {} is outside [0, 1)",
+            task.init.momentum
+        ));
     }
     let fraction = |key: &str, default: f64, lo: f64, hi: f64| -> Result<f64, String> {
         let v = number(key)?.unwrap_or(default);
-        if v >= lo && v <= hi { Ok(v) } else { Err(format!("`{key}` = {v} is outside [{lo}, {hi}]")) }
+        if v >= lo && v <= hi {
+            Ok(v)
+        } else {
+            Err(format!("`{key}` = {v} is outside [{lo}, {hi}]"))
+        }
     };
     task.val_fraction = fraction("val_fraction", task.val_fraction, 0.01, 0.5)?;
     task.test_fraction = fraction("test_fraction", task.test_fraction, 0.0, 0.49)?;
@@ -322,7 +451,12 @@ fn default_group(source: &DatasetSource) -> String {
     match source {
         DatasetSource::Csv(p) | DatasetSource::Idx(p) => p
             .file_name()
-            .map(|f| f.to_string_lossy().trim_end_matches(".gz").trim_end_matches(".csv").to_string())
+            .map(|f| {
+                f.to_string_lossy()
+                    .trim_end_matches(".gz")
+                    .trim_end_matches(".csv")
+                    .to_string()
+            })
             .unwrap_or_else(|| source.to_string()),
         DatasetSource::Generated { .. } => source.to_string(),
     }
@@ -330,7 +464,9 @@ fn default_group(source: &DatasetSource) -> String {
 
 /// A stable 64-bit hash of a name (FNV-1a), so template streams do not depend on order.
 fn fnv(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// One dataset a template can draw: its source string, group, and known facts.
@@ -350,26 +486,48 @@ fn expand_template(
     collection: &mut Collection,
 ) -> Result<Vec<(TaskSpec, String, String)>, String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv(name));
-    let count = table.get("count").and_then(as_usize).ok_or("`count` (a whole number ≥ 1) is required")?;
+    let count = table
+        .get("count")
+        .and_then(as_usize)
+        .ok_or("`count` (a whole number ≥ 1) is required")?;
     if count == 0 {
         return Err("`count` must be at least 1".into());
     }
     let splits: Vec<(String, f64)> = match (table.get("split"), table.get("splits")) {
-        (Some(s), None) => vec![(s.as_str().ok_or("`split` must be a string")?.to_string(), 1.0)],
+        (Some(s), None) => vec![(
+            s.as_str().ok_or("`split` must be a string")?.to_string(),
+            1.0,
+        )],
         (None, Some(toml::Value::Table(t))) => t
             .iter()
-            .map(|(k, v)| as_f64(v).filter(|f| *f > 0.0).map(|f| (k.clone(), f)).ok_or(format!("`splits.{k}` must be a fraction > 0")))
+            .map(|(k, v)| {
+                as_f64(v)
+                    .filter(|f| *f > 0.0)
+                    .map(|f| (k.clone(), f))
+                    .ok_or(format!("`splits.{k}` must be a fraction > 0"))
+            })
             .collect::<Result<_, _>>()?,
-        _ => return Err("give exactly one of `split = \"...\"` or `splits = { name = fraction, ... }`".into()),
+        _ => {
+            return Err(
+                "give exactly one of `split = \"...\"` or `splits = { name = fraction, ... }`"
+                    .into(),
+            );
+        }
     };
     for (s, _) in &splits {
         push_declared(&mut collection.declared_splits, s);
     }
-    let dataset = table.get("dataset").and_then(|d| d.as_table()).ok_or("`dataset` (a table) is required")?;
+    let dataset = table
+        .get("dataset")
+        .and_then(|d| d.as_table())
+        .ok_or("`dataset` (a table) is required")?;
 
     // Sampled task fields (everything but dataset/model).
     let mut sampled: Vec<(&str, Sampled)> = Vec::new();
-    for key in TASK_FIELDS.iter().filter(|k| !matches!(**k, "dataset" | "model" | "group" | "task_type")) {
+    for key in TASK_FIELDS
+        .iter()
+        .filter(|k| !matches!(**k, "dataset" | "model" | "group" | "task_type"))
+    {
         if let Some(v) = table.get(*key) {
             let s = Sampled::parse(v).map_err(|e| format!("`{key}`: {e}"))?;
             let range = match *key {
@@ -389,14 +547,22 @@ fn expand_template(
 
     // Candidates and how many tasks each gets.
     let per_candidate: Vec<(Candidate, usize)> = if let Some(family) = dataset.get("generated") {
-        let family = family.as_str().ok_or("`dataset.generated` must be a family name")?;
+        let family = family
+            .as_str()
+            .ok_or("`dataset.generated` must be a family name")?;
         let (_, defaults) = FAMILIES.iter().find(|(n, _)| *n == family).ok_or_else(|| {
             let names: Vec<&str> = FAMILIES.iter().map(|(n, _)| *n).collect();
             format!("unknown family `{family}`{}", did_you_mean(family, &names))
         })?;
         let params: Vec<(&str, Sampled)> = defaults
             .iter()
-            .filter_map(|(p, _)| dataset.get(*p).map(|v| Sampled::parse(v).map(|s| (*p, s)).map_err(|e| format!("`dataset.{p}`: {e}"))))
+            .filter_map(|(p, _)| {
+                dataset.get(*p).map(|v| {
+                    Sampled::parse(v)
+                        .map(|s| (*p, s))
+                        .map_err(|e| format!("`dataset.{p}`: {e}"))
+                })
+            })
             .collect::<Result<_, _>>()?;
         (0..count)
             .map(|_| {
@@ -414,7 +580,16 @@ fn expand_template(
                 }
                 let source = format!("gen:{family}:{}", args.join(","));
                 let info = generated_info(family, &values);
-                (Candidate { group: source.clone(), dataset: source, task_type: None, info: Some(info), label: String::new() }, 1)
+                (
+                    Candidate {
+                        group: source.clone(),
+                        dataset: source,
+                        task_type: None,
+                        info: Some(info),
+                        label: String::new(),
+                    },
+                    1,
+                )
             })
             .collect()
     } else if let Some(files) = dataset.get("files") {
@@ -423,21 +598,45 @@ fn expand_template(
             .filter(|a| !a.is_empty())
             .ok_or("`dataset.files` must be a non-empty list of sources")?
             .iter()
-            .map(|f| f.as_str().map(str::to_string).ok_or("`dataset.files` entries must be strings"))
+            .map(|f| {
+                f.as_str()
+                    .map(str::to_string)
+                    .ok_or("`dataset.files` entries must be strings")
+            })
             .collect::<Result<_, _>>()?;
-        let group = table.get("group").and_then(|g| g.as_str()).map(str::to_string);
-        let task_type = table.get("task_type").and_then(|t| t.as_str()).map(str::to_string);
+        let group = table
+            .get("group")
+            .and_then(|g| g.as_str())
+            .map(str::to_string);
+        let task_type = table
+            .get("task_type")
+            .and_then(|t| t.as_str())
+            .map(str::to_string);
         (0..count)
             .map(|_| {
                 let f = files[rand::RngExt::random_range(&mut rng, 0..files.len())].clone();
                 let source = DatasetSource::parse(&f).map_err(|e| e.to_string())?;
                 let group = group.clone().unwrap_or_else(|| default_group(&source));
-                Ok((Candidate { dataset: f, task_type: task_type.clone(), group, info: None, label: String::new() }, 1))
+                Ok((
+                    Candidate {
+                        dataset: f,
+                        task_type: task_type.clone(),
+                        group,
+                        info: None,
+                        label: String::new(),
+                    },
+                    1,
+                ))
             })
             .collect::<Result<_, String>>()?
     } else if let Some(manifest) = dataset.get("manifest") {
-        let manifest = manifest.as_str().ok_or("`dataset.manifest` must be a path")?;
-        manifest_candidates(root, Path::new(manifest), dataset)?.into_iter().map(|c| (c, count)).collect()
+        let manifest = manifest
+            .as_str()
+            .ok_or("`dataset.manifest` must be a path")?;
+        manifest_candidates(root, Path::new(manifest), dataset)?
+            .into_iter()
+            .map(|c| (c, count))
+            .collect()
     } else {
         return Err("`dataset` needs one of `generated`, `files` or `manifest`".into());
     };
@@ -447,7 +646,10 @@ fn expand_template(
     for (candidate, variants) in &per_candidate {
         for v in 0..*variants {
             let mut fields = toml::Table::new();
-            fields.insert("dataset".into(), toml::Value::String(candidate.dataset.clone()));
+            fields.insert(
+                "dataset".into(),
+                toml::Value::String(candidate.dataset.clone()),
+            );
             if let Some(t) = &candidate.task_type {
                 fields.insert("task_type".into(), toml::Value::String(t.clone()));
             }
@@ -457,26 +659,41 @@ fn expand_template(
                 fields.insert(key.to_string(), s.draw(&mut rng));
             }
             if !fields.contains_key("seed") {
-                fields.insert("seed".into(), toml::Value::Integer(rand::RngExt::random_range(&mut rng, 0..1_000_000i64)));
+                fields.insert(
+                    "seed".into(),
+                    toml::Value::Integer(rand::RngExt::random_range(&mut rng, 0..1_000_000i64)),
+                );
             }
             let id = if candidate.label.is_empty() {
                 format!("{name}-{:03}", drawn.len())
             } else {
                 format!("{name}-{}-{v}", candidate.label)
             };
-            let (task, group) = build_task(&fields, id.clone(), root).map_err(|e| format!("task `{id}`: {e}"))?;
+            let (task, group) =
+                build_task(&fields, id.clone(), root).map_err(|e| format!("task `{id}`: {e}"))?;
             if let Some(info) = candidate.info {
-                collection.known_info.entry(task.source.to_string()).or_insert(info);
+                collection
+                    .known_info
+                    .entry(task.source.to_string())
+                    .or_insert(info);
             }
             drawn.push((task, group));
         }
     }
     let assigned = assign_splits(&drawn, &splits, &mut rng);
-    Ok(drawn.into_iter().zip(assigned).map(|((task, group), split)| (task, split, group)).collect())
+    Ok(drawn
+        .into_iter()
+        .zip(assigned)
+        .map(|((task, group), split)| (task, split, group))
+        .collect())
 }
 
 /// Partitions the distinct groups (sorted, then shuffled) among the splits by their fractions.
-fn assign_splits(drawn: &[(TaskSpec, String)], splits: &[(String, f64)], rng: &mut ChaCha8Rng) -> Vec<String> {
+fn assign_splits(
+    drawn: &[(TaskSpec, String)],
+    splits: &[(String, f64)],
+    rng: &mut ChaCha8Rng,
+) -> Vec<String> {
     if splits.len() == 1 {
         return vec![splits[0].0.clone(); drawn.len()];
     }
@@ -498,7 +715,10 @@ fn assign_splits(drawn: &[(TaskSpec, String)], splits: &[(String, f64)], rng: &m
         }
         start = end;
     }
-    drawn.iter().map(|(_, g)| owner[g.as_str()].to_string()).collect()
+    drawn
+        .iter()
+        .map(|(_, g)| owner[g.as_str()].to_string())
+        .collect()
 }
 
 /// `model = { widths, depths, activations }` or `models = [...]`.
@@ -517,7 +737,11 @@ impl ModelSampler {
                     depths[rng.random_range(0..depths.len())],
                     &acts[rng.random_range(0..acts.len())],
                 );
-                if d == 0 { "linear".into() } else { format!("mlp:{w}x{d}:{a}") }
+                if d == 0 {
+                    "linear".into()
+                } else {
+                    format!("mlp:{w}x{d}:{a}")
+                }
             }
             ModelSampler::Choice(specs) => specs[rng.random_range(0..specs.len())].clone(),
         }
@@ -561,20 +785,38 @@ fn model_sampler(table: &toml::Table) -> Result<ModelSampler, String> {
 fn generated_info(family: &str, v: &BTreeMap<&str, f64>) -> DatasetInfo {
     let get = |k: &str| v.get(k).copied().unwrap_or(0.0) as usize;
     let (n_features, image_shape) = match family {
-        "shapes" => (get("side") * get("side"), Some([1, get("side"), get("side")])),
+        "shapes" => (
+            get("side") * get("side"),
+            Some([1, get("side"), get("side")]),
+        ),
         _ => (get("d"), None),
     };
-    let n_outputs = if family == "teacher-reg" { 1 } else { get("classes") };
-    DatasetInfo { n_rows: get("n"), n_features, n_outputs, image_shape, has_test_part: false }
+    let n_outputs = if family == "teacher-reg" {
+        1
+    } else {
+        get("classes")
+    };
+    DatasetInfo {
+        n_rows: get("n"),
+        n_features,
+        n_outputs,
+        image_shape,
+        has_test_part: false,
+    }
 }
 
 /// Every dataset of a manifest (at `manifest`, relative to the data root) matching the filters.
 /// Dataset paths stay relative to the data root, like every other source in a collection.
-fn manifest_candidates(root: &Path, manifest: &Path, filters: &toml::Table) -> Result<Vec<Candidate>, String> {
+fn manifest_candidates(
+    root: &Path,
+    manifest: &Path,
+    filters: &toml::Table,
+) -> Result<Vec<Candidate>, String> {
     let path = &root.join(manifest);
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read manifest {}: {e}", path.display()))?;
-    let doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("manifest {}: not valid JSON: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read manifest {}: {e}", path.display()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("manifest {}: not valid JSON: {e}", path.display()))?;
     let datasets = doc
         .get("datasets")
         .and_then(|d| d.as_array())
@@ -582,11 +824,17 @@ fn manifest_candidates(root: &Path, manifest: &Path, filters: &toml::Table) -> R
     let base: PathBuf = manifest.parent().unwrap_or(Path::new("")).to_path_buf();
     let want_task = filters.get("task").and_then(|v| v.as_str());
     let bound = |key: &str| filters.get(key).and_then(as_usize);
-    let exclude: Vec<&str> =
-        filters.get("exclude").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|s| s.as_str()).collect()).unwrap_or_default();
+    let exclude: Vec<&str> = filters
+        .get("exclude")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+        .unwrap_or_default();
     let mut out = Vec::new();
     for (i, d) in datasets.iter().enumerate() {
-        let field = |k: &str| d.get(k).ok_or_else(|| format!("manifest {}: dataset {i} has no `{k}`", path.display()));
+        let field = |k: &str| {
+            d.get(k)
+                .ok_or_else(|| format!("manifest {}: dataset {i} has no `{k}`", path.display()))
+        };
         let name = field("name")?.as_str().unwrap_or_default().to_string();
         let task = field("task")?.as_str().unwrap_or_default().to_string();
         let rows = field("n_rows")?.as_u64().unwrap_or(0) as usize;
@@ -613,13 +861,20 @@ fn manifest_candidates(root: &Path, manifest: &Path, filters: &toml::Table) -> R
         out.push(Candidate {
             dataset,
             task_type: Some(task),
-            group: d.get("group").and_then(|g| g.as_str()).unwrap_or(&name).to_string(),
+            group: d
+                .get("group")
+                .and_then(|g| g.as_str())
+                .unwrap_or(&name)
+                .to_string(),
             info: Some(info),
             label: name,
         });
     }
     if out.is_empty() {
-        return Err(format!("no dataset of manifest {} matches the filters", path.display()));
+        return Err(format!(
+            "no dataset of manifest {} matches the filters",
+            path.display()
+        ));
     }
     Ok(out)
 }

@@ -37,7 +37,11 @@ impl DatasetInfo {
     /// Train rows the task will use (same rounding as the split, up to class-wise rounding).
     pub fn train_rows(&self, task: &TaskSpec) -> usize {
         let n = self.n_rows as f64;
-        let test = if self.has_test_part { 0.0 } else { (task.test_fraction * n).round() };
+        let test = if self.has_test_part {
+            0.0
+        } else {
+            (task.test_fraction * n).round()
+        };
         let val = (task.val_fraction * n).round();
         let train = ((n - test - val).max(1.0) * task.train_fraction).ceil() as usize;
         task.max_train_rows.map_or(train, |m| train.min(m)).max(1)
@@ -45,7 +49,9 @@ impl DatasetInfo {
 
     /// Minibatch steps over the whole budget.
     pub fn steps(&self, task: &TaskSpec) -> usize {
-        let per_interval = task.steps_per_decision.unwrap_or_else(|| self.train_rows(task).div_ceil(task.batch_size.max(1)));
+        let per_interval = task
+            .steps_per_decision
+            .unwrap_or_else(|| self.train_rows(task).div_ceil(task.batch_size.max(1)));
         per_interval * task.epochs
     }
 

@@ -59,11 +59,12 @@ use std::path::{Path, PathBuf};
 
 use hyperctl_tasks::TaskSpec;
 
-pub use info::{model_params, DatasetInfo};
+pub use info::{DatasetInfo, model_params};
 pub use validate::{dataset_infos, validate};
 
 /// Collections compiled into the binary, usable by name without the `envs/` folder.
-pub const EMBEDDED: &[(&str, &str)] = &[("generated", include_str!("../../../envs/generated.toml"))];
+pub const EMBEDDED: &[(&str, &str)] =
+    &[("generated", include_str!("../../../envs/generated.toml"))];
 
 /// One problem in a collection, located by file and (when known) line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,8 +127,13 @@ pub struct Collection {
 
 impl Collection {
     /// The tasks of one split (all with `None`).
-    pub fn split<'a>(&'a self, split: Option<&'a str>) -> impl Iterator<Item = &'a CollectionTask> + 'a {
-        self.tasks.iter().filter(move |t| split.is_none_or(|s| t.split == s))
+    pub fn split<'a>(
+        &'a self,
+        split: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a CollectionTask> + 'a {
+        self.tasks
+            .iter()
+            .filter(move |t| split.is_none_or(|s| t.split == s))
     }
 
     /// The task with this id.
@@ -142,18 +148,34 @@ fn read_collection(spec: &str) -> Result<(PathBuf, String), Problems> {
     if path.exists() {
         return std::fs::read_to_string(&path)
             .map(|text| (path.clone(), text))
-            .map_err(|e| Problems(vec![Problem { file: path, line: None, message: format!("cannot read: {e}") }]));
+            .map_err(|e| {
+                Problems(vec![Problem {
+                    file: path,
+                    line: None,
+                    message: format!("cannot read: {e}"),
+                }])
+            });
     }
     let name = spec.trim_end_matches(".toml");
     let name = name.rsplit('/').next().unwrap_or(name);
-    if let Some((name, text)) = EMBEDDED.iter().find(|(n, _)| *n == name).filter(|_| !spec.contains('/')) {
-        return Ok((PathBuf::from(format!("<embedded {name}>")), text.to_string()));
+    if let Some((name, text)) = EMBEDDED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .filter(|_| !spec.contains('/'))
+    {
+        return Ok((
+            PathBuf::from(format!("<embedded {name}>")),
+            text.to_string(),
+        ));
     }
     let names: Vec<_> = EMBEDDED.iter().map(|(n, _)| *n).collect();
     Err(Problems(vec![Problem {
         file: path,
         line: None,
-        message: format!("no such collection file (embedded collections: {})", names.join(", ")),
+        message: format!(
+            "no such collection file (embedded collections: {})",
+            names.join(", ")
+        ),
     }]))
 }
 
@@ -181,14 +203,17 @@ pub fn load(spec: &str, data_dir: Option<&Path>) -> Result<Collection, Problems>
 
 /// Parses `COLLECTION#TASK_ID`.
 pub fn split_task_ref(s: &str) -> Option<(&str, &str)> {
-    s.rsplit_once('#').filter(|(c, id)| !c.is_empty() && !id.is_empty())
+    s.rsplit_once('#')
+        .filter(|(c, id)| !c.is_empty() && !id.is_empty())
 }
 
 /// `, did you mean `x`?` when a known word is close to `word`, else nothing.
 pub fn did_you_mean(word: &str, known: &[&str]) -> String {
     let best = known.iter().map(|k| (edit_distance(word, k), *k)).min();
     match best {
-        Some((d, k)) if d <= 2.max(word.len() / 3) && d < word.len() => format!(", did you mean `{k}`?"),
+        Some((d, k)) if d <= 2.max(word.len() / 3) && d < word.len() => {
+            format!(", did you mean `{k}`?")
+        }
         _ => String::new(),
     }
 }
@@ -199,7 +224,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -212,13 +239,19 @@ mod tests {
 
     #[test]
     fn did_you_mean_suggests_close_words_only() {
-        assert_eq!(did_you_mean("epoch", &["epochs", "model"]), ", did you mean `epochs`?");
+        assert_eq!(
+            did_you_mean("epoch", &["epochs", "model"]),
+            ", did you mean `epochs`?"
+        );
         assert_eq!(did_you_mean("zzz", &["epochs", "model"]), "");
     }
 
     #[test]
     fn task_refs_split_at_the_last_hash() {
-        assert_eq!(split_task_ref("envs/a.toml#t-1"), Some(("envs/a.toml", "t-1")));
+        assert_eq!(
+            split_task_ref("envs/a.toml#t-1"),
+            Some(("envs/a.toml", "t-1"))
+        );
         assert_eq!(split_task_ref("generated"), None);
     }
 }

@@ -28,7 +28,10 @@ fn number(v: &toml::Value) -> Option<f64> {
 }
 
 fn pair(v: &toml::Value, what: &str) -> Result<(f64, f64), String> {
-    let arr = v.as_array().filter(|a| a.len() == 2).ok_or_else(|| format!("`{what}` expects [lo, hi]"))?;
+    let arr = v
+        .as_array()
+        .filter(|a| a.len() == 2)
+        .ok_or_else(|| format!("`{what}` expects [lo, hi]"))?;
     let (lo, hi) = (number(&arr[0]), number(&arr[1]));
     match (lo, hi) {
         (Some(lo), Some(hi)) if lo.is_finite() && hi.is_finite() && lo <= hi => Ok((lo, hi)),
@@ -40,14 +43,21 @@ impl Sampled {
     /// Parses a template value. Tables with one of the distribution keys are distributions; any
     /// other value is fixed.
     pub fn parse(v: &toml::Value) -> Result<Self, String> {
-        let Some(table) = v.as_table() else { return Ok(Sampled::Fixed(v.clone())) };
+        let Some(table) = v.as_table() else {
+            return Ok(Sampled::Fixed(v.clone()));
+        };
         if table.len() != 1 {
-            return Err("a distribution has exactly one of choice, uniform, log_uniform, int".into());
+            return Err(
+                "a distribution has exactly one of choice, uniform, log_uniform, int".into(),
+            );
         }
         let (key, value) = table.iter().next().expect("one entry");
         match key.as_str() {
             "choice" => {
-                let values = value.as_array().filter(|a| !a.is_empty()).ok_or("`choice` expects a non-empty list")?;
+                let values = value
+                    .as_array()
+                    .filter(|a| !a.is_empty())
+                    .ok_or("`choice` expects a non-empty list")?;
                 Ok(Sampled::Choice(values.clone()))
             }
             "uniform" => pair(value, "uniform").map(|(lo, hi)| Sampled::Uniform(lo, hi)),
@@ -56,7 +66,9 @@ impl Sampled {
                 _ => Err("`log_uniform` needs lo > 0".into()),
             },
             "int" => match pair(value, "int")? {
-                (lo, hi) if lo.fract() == 0.0 && hi.fract() == 0.0 => Ok(Sampled::Int(lo as i64, hi as i64)),
+                (lo, hi) if lo.fract() == 0.0 && hi.fract() == 0.0 => {
+                    Ok(Sampled::Int(lo as i64, hi as i64))
+                }
                 _ => Err("`int` expects two integers".into()),
             },
             other => Err(format!(
@@ -72,7 +84,9 @@ impl Sampled {
             Sampled::Fixed(v) => v.clone(),
             Sampled::Choice(values) => values[rng.random_range(0..values.len())].clone(),
             Sampled::Uniform(lo, hi) => toml::Value::Float(lo + (hi - lo) * rng.random::<f64>()),
-            Sampled::LogUniform(lo, hi) => toml::Value::Float((lo.ln() + (hi.ln() - lo.ln()) * rng.random::<f64>()).exp()),
+            Sampled::LogUniform(lo, hi) => {
+                toml::Value::Float((lo.ln() + (hi.ln() - lo.ln()) * rng.random::<f64>()).exp())
+            }
             Sampled::Int(lo, hi) => toml::Value::Integer(rng.random_range(*lo..=*hi)),
         }
     }
@@ -86,7 +100,11 @@ impl Sampled {
             Sampled::Uniform(a, b) | Sampled::LogUniform(a, b) => within(*a) && within(*b),
             Sampled::Int(a, b) => within(*a as f64) && within(*b as f64),
         };
-        if ok { Ok(()) } else { Err(format!("values must be numbers in [{lo}, {hi}]")) }
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("values must be numbers in [{lo}, {hi}]"))
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::info::{model_params, DatasetInfo};
+use crate::info::{DatasetInfo, model_params};
 use crate::{Collection, Problem};
 
 /// Facts of every dataset the collection uses, by source string: known ones without I/O, the
@@ -17,7 +17,11 @@ pub fn dataset_infos(collection: &Collection) -> BTreeMap<String, Result<Dataset
         }
         let info = match collection.known_info.get(&key) {
             Some(info) => Ok(*info),
-            None => t.task.load().map(|d| DatasetInfo::of(&d)).map_err(|e| e.to_string()),
+            None => t
+                .task
+                .load()
+                .map(|d| DatasetInfo::of(&d))
+                .map_err(|e| e.to_string()),
         };
         infos.insert(key, info);
     }
@@ -28,9 +32,17 @@ pub fn dataset_infos(collection: &Collection) -> BTreeMap<String, Result<Dataset
 /// errors are found); without it, only existence is checked.
 pub fn validate(collection: &Collection, load_data: bool) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let problem = |t: &crate::CollectionTask, message: String| Problem { file: t.file.clone(), line: t.line, message };
+    let problem = |t: &crate::CollectionTask, message: String| Problem {
+        file: t.file.clone(),
+        line: t.line,
+        message,
+    };
     if collection.tasks.is_empty() {
-        problems.push(Problem { file: collection.file.clone(), line: None, message: "the collection has no tasks".into() });
+        problems.push(Problem {
+            file: collection.file.clone(),
+            line: None,
+            message: "the collection has no tasks".into(),
+        });
     }
     for split in &collection.declared_splits {
         if !collection.tasks.iter().any(|t| &t.split == split) {
@@ -73,15 +85,25 @@ pub fn validate(collection: &Collection, load_data: bool) -> Vec<Problem> {
         let key = t.task.source.to_string();
         if !checked.contains_key(&key) {
             let info = if let Some(path) = t.task.data_path().filter(|p| !p.exists()) {
-                problems.push(problem(t, format!("task `{}`: missing data file {}", t.task.id, path.display())));
+                problems.push(problem(
+                    t,
+                    format!("task `{}`: missing data file {}", t.task.id, path.display()),
+                ));
                 None
-            } else if let Some(info) = collection.known_info.get(&key).filter(|_| !load_data || t.task.data_path().is_none()) {
+            } else if let Some(info) = collection
+                .known_info
+                .get(&key)
+                .filter(|_| !load_data || t.task.data_path().is_none())
+            {
                 Some(*info)
             } else if load_data || t.task.data_path().is_none() {
                 match t.task.load() {
                     Ok(d) => Some(DatasetInfo::of(&d)),
                     Err(e) => {
-                        problems.push(problem(t, format!("task `{}`: cannot load data: {e}", t.task.id)));
+                        problems.push(problem(
+                            t,
+                            format!("task `{}`: cannot load data: {e}", t.task.id),
+                        ));
                         None
                     }
                 }
@@ -92,7 +114,13 @@ pub fn validate(collection: &Collection, load_data: bool) -> Vec<Problem> {
         }
         if let Some(info) = checked[&key] {
             if model_params(&t.task.model, &info) == 0 {
-                problems.push(problem(t, format!("task `{}`: model `{}` does not fit this data", t.task.id, t.task.model)));
+                problems.push(problem(
+                    t,
+                    format!(
+                        "task `{}`: model `{}` does not fit this data",
+                        t.task.id, t.task.model
+                    ),
+                ));
             }
         }
     }

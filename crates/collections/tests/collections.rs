@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hyperctl_collections::{load, validate, Collection};
+use hyperctl_collections::{Collection, load, validate};
 
 fn envs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../envs")
@@ -13,7 +13,10 @@ fn shared_data() -> Option<PathBuf> {
     if dir.join("tabular/manifest.json").exists() {
         Some(dir)
     } else {
-        eprintln!("skipping: {} not found (../shared/data is optional)", dir.display());
+        eprintln!(
+            "skipping: {} not found (../shared/data is optional)",
+            dir.display()
+        );
         None
     }
 }
@@ -44,27 +47,66 @@ fn embedded_generated_collection_is_large_deterministic_and_honestly_split() {
         "the embedded copy should be the file in envs/"
     );
     assert!(validate(&a, true).is_empty(), "{:?}", validate(&a, true));
-    let in_split = |c: &Collection, split: &str, needle: &str| c.split(Some(split)).any(|t| t.task.source.to_string().contains(needle));
+    let in_split = |c: &Collection, split: &str, needle: &str| {
+        c.split(Some(split))
+            .any(|t| t.task.source.to_string().contains(needle))
+    };
     for split in ["meta-train", "meta-val", "test"] {
         assert!(a.split(Some(split)).count() > 0, "split {split} is empty");
     }
     // Held out: the spirals family and deeper regression teachers appear only in test.
     assert!(in_split(&a, "test", "gen:spirals") && !in_split(&a, "meta-train", "gen:spirals"));
     for deep in ["depth=3", "depth=4"] {
-        assert!(in_split(&a, "test", deep) && !in_split(&a, "meta-train", deep) && !in_split(&a, "meta-val", deep), "{deep}");
+        assert!(
+            in_split(&a, "test", deep)
+                && !in_split(&a, "meta-train", deep)
+                && !in_split(&a, "meta-val", deep),
+            "{deep}"
+        );
     }
-    let wide = |c: &Collection, split: &str| c.split(Some(split)).any(|t| t.task.source.to_string().contains("teacher-cls") && ["classes=7", "classes=8", "classes=9", "classes=10"].iter().any(|k| t.task.source.to_string().contains(k)));
-    assert!(wide(&a, "test") && !wide(&a, "meta-train"), "7-10 class teachers are held out");
+    let wide = |c: &Collection, split: &str| {
+        c.split(Some(split)).any(|t| {
+            t.task.source.to_string().contains("teacher-cls")
+                && ["classes=7", "classes=8", "classes=9", "classes=10"]
+                    .iter()
+                    .any(|k| t.task.source.to_string().contains(k))
+        })
+    };
+    assert!(
+        wide(&a, "test") && !wide(&a, "meta-train"),
+        "7-10 class teachers are held out"
+    );
     // Every family appears somewhere, several models and budgets too.
-    for family in ["gauss-mix", "teacher-cls", "spirals", "teacher-reg", "shapes"] {
-        assert!(a.tasks.iter().any(|t| t.task.source.to_string().contains(family)), "{family}");
+    for family in [
+        "gauss-mix",
+        "teacher-cls",
+        "spirals",
+        "teacher-reg",
+        "shapes",
+    ] {
+        assert!(
+            a.tasks
+                .iter()
+                .any(|t| t.task.source.to_string().contains(family)),
+            "{family}"
+        );
     }
-    let models: std::collections::BTreeSet<String> = a.tasks.iter().map(|t| t.task.model.to_string()).collect();
+    let models: std::collections::BTreeSet<String> =
+        a.tasks.iter().map(|t| t.task.model.to_string()).collect();
     let epochs: std::collections::BTreeSet<usize> = a.tasks.iter().map(|t| t.task.epochs).collect();
-    assert!(models.len() >= 10 && epochs.len() >= 4, "{models:?} {epochs:?}");
+    assert!(
+        models.len() >= 10 && epochs.len() >= 4,
+        "{models:?} {epochs:?}"
+    );
     let lrs: Vec<f64> = a.tasks.iter().map(|t| t.task.init.lr).collect();
-    let (lo, hi) = (lrs.iter().cloned().fold(1.0, f64::min), lrs.iter().cloned().fold(0.0, f64::max));
-    assert!(lo < 3e-4 && hi > 0.3, "initial lrs should span a wide log range: {lo}..{hi}");
+    let (lo, hi) = (
+        lrs.iter().cloned().fold(1.0, f64::min),
+        lrs.iter().cloned().fold(0.0, f64::max),
+    );
+    assert!(
+        lo < 3e-4 && hi > 0.3,
+        "initial lrs should span a wide log range: {lo}..{hi}"
+    );
 }
 
 #[test]
@@ -82,11 +124,31 @@ epochs = 2
 batch_size = 16
 init_lr = { log_uniform = [1e-4, 1.0] }
 "#;
-    let two = format!("{one}\n[[template]]\nname = \"b\"\nsplit = \"meta-val\"\ncount = 2\ndataset = {{ generated = \"spirals\" }}\nmodels = [\"linear\"]\nepochs = 1\nbatch_size = 8\n");
+    let two = format!(
+        "{one}\n[[template]]\nname = \"b\"\nsplit = \"meta-val\"\ncount = 2\ndataset = {{ generated = \"spirals\" }}\nmodels = [\"linear\"]\nepochs = 1\nbatch_size = 8\n"
+    );
     let a = load(&write(dir.path(), "one.toml", one), None).unwrap();
     let b = load(&write(dir.path(), "two.toml", &two), None).unwrap();
-    assert_eq!(a.tasks[..], b.tasks[..5].iter().map(|t| { let mut t = t.clone(); t.file = a.tasks[0].file.clone(); t }).collect::<Vec<_>>()[..]);
-    let c = load(&write(dir.path(), "three.toml", &one.replace("seed = 1", "seed = 2")), None).unwrap();
+    assert_eq!(
+        a.tasks[..],
+        b.tasks[..5]
+            .iter()
+            .map(|t| {
+                let mut t = t.clone();
+                t.file = a.tasks[0].file.clone();
+                t
+            })
+            .collect::<Vec<_>>()[..]
+    );
+    let c = load(
+        &write(
+            dir.path(),
+            "three.toml",
+            &one.replace("seed = 1", "seed = 2"),
+        ),
+        None,
+    )
+    .unwrap();
     assert_ne!(a.tasks[0].task.init.lr, c.tasks[0].task.init.lr);
 }
 
@@ -140,33 +202,80 @@ batch_size = 8
         "template `tpl`.dataset: unknown field `turn`, did you mean `turns`?",
         "template `tpl`.model: unknown field `depth`, did you mean `depths`?",
     ] {
-        assert!(joined.contains(expected), "expected `{expected}` in:\n{joined}");
+        assert!(
+            joined.contains(expected),
+            "expected `{expected}` in:\n{joined}"
+        );
     }
     // Once the structure is fixed, the semantic checks report every remaining problem.
-    let fixed = text.replace("sed = 3", "seed = 3").replace("epoch = 3", "epochs = 3").replace("turn = 2", "turns = 2").replace("depth = [1]", "depths = [1]");
+    let fixed = text
+        .replace("sed = 3", "seed = 3")
+        .replace("epoch = 3", "epochs = 3")
+        .replace("turn = 2", "turns = 2")
+        .replace("depth = [1]", "depths = [1]");
     let problems = problems_of(&write(dir.path(), "fixed.toml", &fixed), Some(dir.path()));
     let joined = problems.join("\n");
-    assert!(joined.contains("fixed.toml:4: task `t1`: missing data file") && joined.contains("missing.csv"), "{joined}");
-    assert!(joined.contains("group `shared` spans splits: `meta-train` (task `t2`) and `meta-val` (task `t3`)"), "{joined}");
+    assert!(
+        joined.contains("fixed.toml:4: task `t1`: missing data file")
+            && joined.contains("missing.csv"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains(
+            "group `shared` spans splits: `meta-train` (task `t2`) and `meta-val` (task `t3`)"
+        ),
+        "{joined}"
+    );
     assert_eq!(problems.len(), 2, "{joined}");
 
-    let syntax = problems_of(&write(dir.path(), "syntax.toml", "name = \"x\"\n[[task]\nid = 1\n"), None);
-    assert!(syntax[0].contains("syntax.toml:2: not valid TOML"), "{syntax:?}");
+    let syntax = problems_of(
+        &write(dir.path(), "syntax.toml", "name = \"x\"\n[[task]\nid = 1\n"),
+        None,
+    );
+    assert!(
+        syntax[0].contains("syntax.toml:2: not valid TOML"),
+        "{syntax:?}"
+    );
     let empty_split = problems_of(
-        &write(dir.path(), "empty.toml", "[[template]]\nname = \"t\"\nsplits = { meta-train = 1.0, test = 0.0001 }\ncount = 1\ndataset = { generated = \"spirals\" }\nmodels = [\"linear\"]\nepochs = 1\nbatch_size = 4\n"),
+        &write(
+            dir.path(),
+            "empty.toml",
+            "[[template]]\nname = \"t\"\nsplits = { meta-train = 1.0, test = 0.0001 }\ncount = 1\ndataset = { generated = \"spirals\" }\nmodels = [\"linear\"]\nepochs = 1\nbatch_size = 4\n",
+        ),
         None,
     );
-    assert!(empty_split.iter().any(|p| p.contains("split `test` is declared but has no tasks")), "{empty_split:?}");
+    assert!(
+        empty_split
+            .iter()
+            .any(|p| p.contains("split `test` is declared but has no tasks")),
+        "{empty_split:?}"
+    );
     let duplicate = problems_of(
-        &write(dir.path(), "dup.toml", "[[task]]\nid = \"a\"\ndataset = \"gen:spirals\"\nmodel = \"linear\"\nepochs = 1\nbatch_size = 4\nsplit = \"x\"\n\n[[task]]\nid = \"a\"\ndataset = \"gen:spirals:n=50\"\nmodel = \"linear\"\nepochs = 1\nbatch_size = 4\nsplit = \"x\"\n"),
+        &write(
+            dir.path(),
+            "dup.toml",
+            "[[task]]\nid = \"a\"\ndataset = \"gen:spirals\"\nmodel = \"linear\"\nepochs = 1\nbatch_size = 4\nsplit = \"x\"\n\n[[task]]\nid = \"a\"\ndataset = \"gen:spirals:n=50\"\nmodel = \"linear\"\nepochs = 1\nbatch_size = 4\nsplit = \"x\"\n",
+        ),
         None,
     );
-    assert!(duplicate.iter().any(|p| p.contains("dup.toml:9: task id `a` is used more than once")), "{duplicate:?}");
+    assert!(
+        duplicate
+            .iter()
+            .any(|p| p.contains("dup.toml:9: task id `a` is used more than once")),
+        "{duplicate:?}"
+    );
     let bad_values = problems_of(
-        &write(dir.path(), "values.toml", "[[task]]\nid = \"a\"\ndataset = \"gen:spirals\"\nmodel = \"mlp:8\"\nepochs = 0\nbatch_size = 4\nsplit = \"x\"\n"),
+        &write(
+            dir.path(),
+            "values.toml",
+            "[[task]]\nid = \"a\"\ndataset = \"gen:spirals\"\nmodel = \"mlp:8\"\nepochs = 0\nbatch_size = 4\nsplit = \"x\"\n",
+        ),
         None,
     );
-    assert!(bad_values[0].contains("values.toml:1: task `a`: model `mlp:8`"), "{bad_values:?}");
+    assert!(
+        bad_values[0].contains("values.toml:1: task `a`: model `mlp:8`"),
+        "{bad_values:?}"
+    );
 }
 
 #[test]
@@ -179,10 +288,17 @@ fn shipped_collections_validate_and_never_leak_a_group_across_splits() {
         assert!(problems.is_empty(), "{name}: {problems:?}");
     }
     let tabular = load(envs().join("tabular.toml").to_str().unwrap(), Some(&data)).unwrap();
-    let datasets: std::collections::BTreeSet<String> = tabular.tasks.iter().map(|t| t.task.source.to_string()).collect();
+    let datasets: std::collections::BTreeSet<String> = tabular
+        .tasks
+        .iter()
+        .map(|t| t.task.source.to_string())
+        .collect();
     assert_eq!(datasets.len(), 86, "every manifest dataset should be used");
     let train = tabular.split(Some("meta-train")).count() as f64 / tabular.tasks.len() as f64;
     assert!((0.6..0.8).contains(&train), "meta-train share {train}");
     let default = load(envs().join("default.toml").to_str().unwrap(), Some(&data)).unwrap();
-    assert!(default.split(Some("test")).count() == 0, "the shipped policy never trains on test tasks");
+    assert!(
+        default.split(Some("test")).count() == 0,
+        "the shipped policy never trains on test tasks"
+    );
 }

@@ -50,14 +50,39 @@ mod tests {
 
     #[test]
     fn omitted_values_come_from_the_task() {
-        let mut c = Constant::from_spec(&ControllerSpec::parse("constant:lr=0.3").unwrap()).unwrap();
-        let init = Hyperparams { lr: 0.01, momentum: 0.5 };
-        c.reset(&EpisodeContext { epochs: 3, init, steps_per_epoch: 10, steps_per_interval: 10 });
-        let input = DecisionInput { interval: 0, obs: &[], last: None, current: init };
-        assert_eq!(c.decide(&input), Decision::Set(Hyperparams { lr: 0.3, momentum: 0.5 }));
-        let err = Constant::from_spec(&ControllerSpec::parse("constant:gamma=1").unwrap()).unwrap_err();
-        assert!(err.to_string().contains("unknown parameter `gamma`"), "{err}");
-        let err = Constant::from_spec(&ControllerSpec::parse("constant:momentum=1.5").unwrap()).unwrap_err();
+        let mut c =
+            Constant::from_spec(&ControllerSpec::parse("constant:lr=0.3").unwrap()).unwrap();
+        let init = Hyperparams {
+            lr: 0.01,
+            momentum: 0.5,
+        };
+        c.reset(&EpisodeContext {
+            epochs: 3,
+            init,
+            steps_per_epoch: 10,
+            steps_per_interval: 10,
+        });
+        let input = DecisionInput {
+            interval: 0,
+            obs: &[],
+            last: None,
+            current: init,
+        };
+        assert_eq!(
+            c.decide(&input),
+            Decision::Set(Hyperparams {
+                lr: 0.3,
+                momentum: 0.5
+            })
+        );
+        let err =
+            Constant::from_spec(&ControllerSpec::parse("constant:gamma=1").unwrap()).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown parameter `gamma`"),
+            "{err}"
+        );
+        let err = Constant::from_spec(&ControllerSpec::parse("constant:momentum=1.5").unwrap())
+            .unwrap_err();
         assert!(err.to_string().contains("outside"), "{err}");
     }
 }

@@ -33,12 +33,31 @@ pub fn build(spec: &str) -> Result<Box<dyn Controller>, SpecError> {
     let parsed = ControllerSpec::parse(spec)?;
     match parsed.name.as_str() {
         "constant" => Ok(Box::new(Constant::from_spec(&parsed)?)),
-        "step" | "exponential" | "cosine" | "warmup-cosine" | "onecycle" => Ok(Box::new(Schedule::from_spec(&parsed)?)),
-        "plateau" | "simple-reactive" | "hypergradient" => Ok(Box::new(Reactive::from_spec(&parsed)?)),
-        other => Err(SpecError::new(spec, format!("unknown controller `{other}`; expected one of: {}", KNOWN.join(", ")))),
+        "step" | "exponential" | "cosine" | "warmup-cosine" | "onecycle" => {
+            Ok(Box::new(Schedule::from_spec(&parsed)?))
+        }
+        "plateau" | "simple-reactive" | "hypergradient" => {
+            Ok(Box::new(Reactive::from_spec(&parsed)?))
+        }
+        other => Err(SpecError::new(
+            spec,
+            format!(
+                "unknown controller `{other}`; expected one of: {}",
+                KNOWN.join(", ")
+            ),
+        )),
     }
 }
 
 /// The controller names [`build`] knows.
-pub const KNOWN: &[&str] =
-    &["constant", "step", "exponential", "cosine", "warmup-cosine", "onecycle", "plateau", "simple-reactive", "hypergradient"];
+pub const KNOWN: &[&str] = &[
+    "constant",
+    "step",
+    "exponential",
+    "cosine",
+    "warmup-cosine",
+    "onecycle",
+    "plateau",
+    "simple-reactive",
+    "hypergradient",
+];

@@ -16,9 +16,20 @@ use crate::spec::{ControllerSpec, SpecError};
 /// Which rule, with its parameters.
 #[derive(Debug, Clone, PartialEq)]
 enum Rule {
-    Plateau { factor: f64, patience: Option<usize>, threshold: f64, cooldown: usize, min_lr: f64 },
-    SimpleReactive { a: f64, b: f64 },
-    Hypergradient { beta: f64 },
+    Plateau {
+        factor: f64,
+        patience: Option<usize>,
+        threshold: f64,
+        cooldown: usize,
+        min_lr: f64,
+    },
+    SimpleReactive {
+        a: f64,
+        b: f64,
+    },
+    Hypergradient {
+        beta: f64,
+    },
 }
 
 /// State of ReduceLROnPlateau within an episode.
@@ -47,10 +58,21 @@ impl Reactive {
     pub fn from_spec(spec: &ControllerSpec) -> Result<Self, SpecError> {
         let rule = match spec.name.as_str() {
             "plateau" => {
-                spec.only(&["lr", "momentum", "factor", "patience", "threshold", "cooldown", "min_lr"])?;
+                spec.only(&[
+                    "lr",
+                    "momentum",
+                    "factor",
+                    "patience",
+                    "threshold",
+                    "cooldown",
+                    "min_lr",
+                ])?;
                 let whole = |key: &str| -> Result<Option<usize>, SpecError> {
                     match spec.get_in(key, 0.0, 1e6)? {
-                        Some(v) if v.fract() != 0.0 => Err(SpecError::new(&spec.raw, format!("{key}={v} must be a whole number"))),
+                        Some(v) if v.fract() != 0.0 => Err(SpecError::new(
+                            &spec.raw,
+                            format!("{key}={v} must be a whole number"),
+                        )),
                         other => Ok(other.map(|v| v as usize)),
                     }
                 };
@@ -64,13 +86,23 @@ impl Reactive {
             }
             "simple-reactive" => {
                 spec.only(&["lr", "momentum", "a", "b"])?;
-                Rule::SimpleReactive { a: spec.get_in("a", 1.0, 10.0)?.unwrap_or(1.1), b: spec.get_in("b", 1.0, 10.0)?.unwrap_or(2.0) }
+                Rule::SimpleReactive {
+                    a: spec.get_in("a", 1.0, 10.0)?.unwrap_or(1.1),
+                    b: spec.get_in("b", 1.0, 10.0)?.unwrap_or(2.0),
+                }
             }
             "hypergradient" => {
                 spec.only(&["lr", "momentum", "beta"])?;
-                Rule::Hypergradient { beta: spec.get_in("beta", 0.0, 0.5)?.unwrap_or(0.02) }
+                Rule::Hypergradient {
+                    beta: spec.get_in("beta", 0.0, 0.5)?.unwrap_or(0.02),
+                }
             }
-            other => return Err(SpecError::new(&spec.raw, format!("`{other}` is not a reactive rule"))),
+            other => {
+                return Err(SpecError::new(
+                    &spec.raw,
+                    format!("`{other}` is not a reactive rule"),
+                ));
+            }
         };
         Ok(Self {
             spec: spec.raw.clone(),
@@ -96,10 +128,16 @@ impl Controller for Reactive {
             momentum: self.momentum.unwrap_or(context.init.momentum),
         });
         self.patience = match self.rule {
-            Rule::Plateau { patience, .. } => patience.unwrap_or(((context.epochs as f64 / 10.0).round() as usize).clamp(1, 10)),
+            Rule::Plateau { patience, .. } => {
+                patience.unwrap_or(((context.epochs as f64 / 10.0).round() as usize).clamp(1, 10))
+            }
             _ => 0,
         };
-        self.plateau = PlateauState { best: f64::INFINITY, bad_intervals: 0, cooldown_left: 0 };
+        self.plateau = PlateauState {
+            best: f64::INFINITY,
+            bad_intervals: 0,
+            cooldown_left: 0,
+        };
         self.previous_train_loss = None;
     }
 
@@ -111,7 +149,13 @@ impl Controller for Reactive {
         }
         if let Some(stats) = input.last {
             match self.rule {
-                Rule::Plateau { factor, threshold, cooldown, min_lr, .. } => {
+                Rule::Plateau {
+                    factor,
+                    threshold,
+                    cooldown,
+                    min_lr,
+                    ..
+                } => {
                     let s = &mut self.plateau;
                     let val = stats.val_loss;
                     if val < s.best * (1.0 - threshold) {
@@ -136,7 +180,11 @@ impl Controller for Reactive {
                 Rule::SimpleReactive { a, b } => {
                     let loss = stats.train_loss_mean;
                     if let Some(previous) = self.previous_train_loss {
-                        hp.lr = if loss < previous { hp.lr * a } else { hp.lr / b };
+                        hp.lr = if loss < previous {
+                            hp.lr * a
+                        } else {
+                            hp.lr / b
+                        };
                     }
                     self.previous_train_loss = Some(loss);
                 }
@@ -186,13 +234,28 @@ mod tests {
     /// Runs the controller over a sequence of interval statistics; returns the lrs chosen.
     fn lrs(spec: &str, budget: usize, seq: &[EpochStats]) -> Vec<f64> {
         let mut c = Reactive::from_spec(&ControllerSpec::parse(spec).unwrap()).unwrap();
-        let init = Hyperparams { lr: 1.0, momentum: 0.9 };
-        c.reset(&EpisodeContext { epochs: budget, init, steps_per_epoch: 10, steps_per_interval: 10 });
+        let init = Hyperparams {
+            lr: 1.0,
+            momentum: 0.9,
+        };
+        c.reset(&EpisodeContext {
+            epochs: budget,
+            init,
+            steps_per_epoch: 10,
+            steps_per_interval: 10,
+        });
         let mut current = init;
         let mut out = Vec::new();
         for t in 0..=seq.len() {
-            let input = DecisionInput { interval: t, obs: &[], last: if t == 0 { None } else { Some(&seq[t - 1]) }, current };
-            let Decision::Set(hp) = c.decide(&input) else { panic!("reactive controllers set hyperparameters") };
+            let input = DecisionInput {
+                interval: t,
+                obs: &[],
+                last: if t == 0 { None } else { Some(&seq[t - 1]) },
+                current,
+            };
+            let Decision::Set(hp) = c.decide(&input) else {
+                panic!("reactive controllers set hyperparameters")
+            };
             out.push(hp.lr);
             current = hp;
         }
@@ -207,16 +270,31 @@ mod tests {
         let got = lrs("plateau:patience=1,factor=0.5", 10, &seq);
         assert_eq!(got, vec![1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25]);
         // A relative threshold: 0.99995 is not an improvement on 1.0 with threshold 1e-4.
-        let seq: Vec<_> = [1.0, 0.99995, 0.99995].iter().map(|&v| stats(1.0, v, 0.0, 10)).collect();
-        assert_eq!(lrs("plateau:patience=1", 10, &seq), vec![1.0, 1.0, 1.0, 0.1]);
+        let seq: Vec<_> = [1.0, 0.99995, 0.99995]
+            .iter()
+            .map(|&v| stats(1.0, v, 0.0, 10))
+            .collect();
+        assert_eq!(
+            lrs("plateau:patience=1", 10, &seq),
+            vec![1.0, 1.0, 1.0, 0.1]
+        );
         // Default patience for a 20-interval budget is 2; cooldown 1 skips one count after a drop.
-        let seq: Vec<_> = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0].iter().map(|&v| stats(1.0, v, 0.0, 10)).collect();
-        assert_eq!(lrs("plateau:factor=0.5,cooldown=1", 20, &seq), vec![1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5]);
+        let seq: Vec<_> = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+            .iter()
+            .map(|&v| stats(1.0, v, 0.0, 10))
+            .collect();
+        assert_eq!(
+            lrs("plateau:factor=0.5,cooldown=1", 20, &seq),
+            vec![1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5]
+        );
     }
 
     #[test]
     fn simple_reactive_grows_on_improvement_and_halves_otherwise() {
-        let seq: Vec<_> = [2.0, 1.5, 1.6, 1.0].iter().map(|&t| stats(t, 1.0, 0.0, 10)).collect();
+        let seq: Vec<_> = [2.0, 1.5, 1.6, 1.0]
+            .iter()
+            .map(|&t| stats(t, 1.0, 0.0, 10))
+            .collect();
         let got = lrs("simple-reactive", 10, &seq);
         let expected = [1.0, 1.0, 1.1, 0.55, 0.605];
         for (g, e) in got.iter().zip(expected) {
@@ -226,7 +304,12 @@ mod tests {
 
     #[test]
     fn hypergradient_scales_lr_by_gradient_agreement_within_safeguards() {
-        let seq = vec![stats(1.0, 1.0, 0.5, 10), stats(1.0, 1.0, -0.5, 10), stats(1.0, 1.0, 1.0, 100), stats(1.0, 1.0, f64::NAN, 10)];
+        let seq = vec![
+            stats(1.0, 1.0, 0.5, 10),
+            stats(1.0, 1.0, -0.5, 10),
+            stats(1.0, 1.0, 1.0, 100),
+            stats(1.0, 1.0, f64::NAN, 10),
+        ];
         let got = lrs("hypergradient:beta=0.02", 10, &seq);
         let up = 1.01f64.powi(10);
         let down = 0.99f64.powi(10);

@@ -28,7 +28,9 @@ pub fn exponential_lr(lr: f64, gamma: f64, t: usize) -> f64 {
 
 /// CosineAnnealingLR (closed form) with `T_max = budget`.
 pub fn cosine_lr(lr: f64, eta_min: f64, t: usize, budget: usize) -> f64 {
-    eta_min + (lr - eta_min) * (1.0 + (std::f64::consts::PI * t as f64 / budget.max(1) as f64).cos()) / 2.0
+    eta_min
+        + (lr - eta_min) * (1.0 + (std::f64::consts::PI * t as f64 / budget.max(1) as f64).cos())
+            / 2.0
 }
 
 /// Linear warmup over `warmup` intervals to `lr`, then cosine to `eta_min` over the rest.
@@ -36,7 +38,12 @@ pub fn warmup_cosine_lr(lr: f64, eta_min: f64, warmup: usize, t: usize, budget: 
     if t < warmup {
         lr * (t + 1) as f64 / warmup as f64
     } else {
-        cosine_lr(lr, eta_min, t - warmup, budget.saturating_sub(warmup).max(1))
+        cosine_lr(
+            lr,
+            eta_min,
+            t - warmup,
+            budget.saturating_sub(warmup).max(1),
+        )
     }
 }
 
@@ -65,17 +72,35 @@ impl OneCycle {
     pub fn at(&self, t: usize, total: usize) -> (f64, Option<f64>) {
         let initial = self.max_lr / self.div_factor;
         let min_lr = initial / self.final_div_factor;
-        let anneal = |start: f64, end: f64, pct: f64| end + (start - end) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0);
+        let anneal = |start: f64, end: f64, pct: f64| {
+            end + (start - end) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0)
+        };
         let phases = [
-            (self.pct_start * total as f64 - 1.0, initial, self.max_lr, self.max_momentum, self.base_momentum),
-            (total as f64 - 1.0, self.max_lr, min_lr, self.base_momentum, self.max_momentum),
+            (
+                self.pct_start * total as f64 - 1.0,
+                initial,
+                self.max_lr,
+                self.max_momentum,
+                self.base_momentum,
+            ),
+            (
+                total as f64 - 1.0,
+                self.max_lr,
+                min_lr,
+                self.base_momentum,
+                self.max_momentum,
+            ),
         ];
         let step = t as f64;
         let mut start_step = 0.0;
         for (i, &(end_step, lr0, lr1, m0, m1)) in phases.iter().enumerate() {
             if step <= end_step || i == phases.len() - 1 {
                 let span = end_step - start_step;
-                let pct = if span > 0.0 { (step - start_step) / span } else { 1.0 };
+                let pct = if span > 0.0 {
+                    (step - start_step) / span
+                } else {
+                    1.0
+                };
                 let momentum = self.cycle_momentum.then(|| anneal(m0, m1, pct));
                 return (anneal(lr0, lr1, pct), momentum);
             }
@@ -88,10 +113,20 @@ impl OneCycle {
 /// Which schedule, with its parameters as given (budget-dependent defaults resolved at reset).
 #[derive(Debug, Clone, PartialEq)]
 enum Kind {
-    Step { step_size: Option<usize>, gamma: f64 },
-    Exponential { gamma: Option<f64> },
-    Cosine { eta_min: f64 },
-    WarmupCosine { warmup: Option<usize>, eta_min: f64 },
+    Step {
+        step_size: Option<usize>,
+        gamma: f64,
+    },
+    Exponential {
+        gamma: Option<f64>,
+    },
+    Cosine {
+        eta_min: f64,
+    },
+    WarmupCosine {
+        warmup: Option<usize>,
+        eta_min: f64,
+    },
     OneCycle(OneCycle),
 }
 
@@ -108,7 +143,10 @@ pub struct Schedule {
 
 fn whole(spec: &ControllerSpec, key: &str) -> Result<Option<usize>, SpecError> {
     match spec.get_in(key, 0.0, 1e9)? {
-        Some(v) if v.fract() != 0.0 || v < 1.0 => Err(SpecError::new(&spec.raw, format!("{key}={v} must be a whole number ≥ 1"))),
+        Some(v) if v.fract() != 0.0 || v < 1.0 => Err(SpecError::new(
+            &spec.raw,
+            format!("{key}={v} must be a whole number ≥ 1"),
+        )),
         other => Ok(other.map(|v| v as usize)),
     }
 }
@@ -116,26 +154,48 @@ fn whole(spec: &ControllerSpec, key: &str) -> Result<Option<usize>, SpecError> {
 impl Schedule {
     /// Builds `step`, `exponential`, `cosine`, `warmup-cosine` or `onecycle` from a SPEC.
     pub fn from_spec(spec: &ControllerSpec) -> Result<Self, SpecError> {
-        let lr_key = if spec.name == "onecycle" { "max_lr" } else { "lr" };
+        let lr_key = if spec.name == "onecycle" {
+            "max_lr"
+        } else {
+            "lr"
+        };
         let kind = match spec.name.as_str() {
             "step" => {
                 spec.only(&["lr", "momentum", "step_size", "gamma"])?;
-                Kind::Step { step_size: whole(spec, "step_size")?, gamma: spec.get_in("gamma", 0.0, 1.0)?.unwrap_or(0.1) }
+                Kind::Step {
+                    step_size: whole(spec, "step_size")?,
+                    gamma: spec.get_in("gamma", 0.0, 1.0)?.unwrap_or(0.1),
+                }
             }
             "exponential" => {
                 spec.only(&["lr", "momentum", "gamma"])?;
-                Kind::Exponential { gamma: spec.get_in("gamma", 0.0, 1.0)? }
+                Kind::Exponential {
+                    gamma: spec.get_in("gamma", 0.0, 1.0)?,
+                }
             }
             "cosine" => {
                 spec.only(&["lr", "momentum", "eta_min"])?;
-                Kind::Cosine { eta_min: spec.get_in("eta_min", 0.0, 10.0)?.unwrap_or(0.0) }
+                Kind::Cosine {
+                    eta_min: spec.get_in("eta_min", 0.0, 10.0)?.unwrap_or(0.0),
+                }
             }
             "warmup-cosine" => {
                 spec.only(&["lr", "momentum", "warmup", "eta_min"])?;
-                Kind::WarmupCosine { warmup: whole(spec, "warmup")?, eta_min: spec.get_in("eta_min", 0.0, 10.0)?.unwrap_or(0.0) }
+                Kind::WarmupCosine {
+                    warmup: whole(spec, "warmup")?,
+                    eta_min: spec.get_in("eta_min", 0.0, 10.0)?.unwrap_or(0.0),
+                }
             }
             "onecycle" => {
-                spec.only(&["max_lr", "pct_start", "div_factor", "final_div_factor", "base_momentum", "max_momentum", "cycle_momentum"])?;
+                spec.only(&[
+                    "max_lr",
+                    "pct_start",
+                    "div_factor",
+                    "final_div_factor",
+                    "base_momentum",
+                    "max_momentum",
+                    "cycle_momentum",
+                ])?;
                 let base_momentum = spec.get_in("base_momentum", 0.0, 0.999)?.unwrap_or(0.85);
                 let max_momentum = spec.get_in("max_momentum", 0.0, 0.999)?.unwrap_or(0.95);
                 Kind::OneCycle(OneCycle {
@@ -148,13 +208,22 @@ impl Schedule {
                     cycle_momentum: spec.get_in("cycle_momentum", 0.0, 1.0)?.unwrap_or(1.0) != 0.0,
                 })
             }
-            other => return Err(SpecError::new(&spec.raw, format!("`{other}` is not a schedule"))),
+            other => {
+                return Err(SpecError::new(
+                    &spec.raw,
+                    format!("`{other}` is not a schedule"),
+                ));
+            }
         };
         Ok(Self {
             spec: spec.raw.clone(),
             kind,
             lr: spec.get_in(lr_key, 0.0, f64::MAX)?,
-            momentum: if spec.name == "onecycle" { None } else { spec.get_in("momentum", 0.0, 0.999_999)? },
+            momentum: if spec.name == "onecycle" {
+                None
+            } else {
+                spec.get_in("momentum", 0.0, 0.999_999)?
+            },
             run: None,
         })
     }
@@ -163,18 +232,34 @@ impl Schedule {
     pub fn at(&self, t: usize) -> Hyperparams {
         let (lr, momentum, budget) = self.run.expect("reset should be called before decide");
         let lr_t = match &self.kind {
-            Kind::Step { step_size, gamma } => step_lr(lr, *gamma, step_size.unwrap_or(((budget as f64 / 3.0).round() as usize).max(1)), t),
-            Kind::Exponential { gamma } => {
-                exponential_lr(lr, gamma.unwrap_or_else(|| 0.01f64.powf(1.0 / (budget.max(2) - 1) as f64)), t)
-            }
+            Kind::Step { step_size, gamma } => step_lr(
+                lr,
+                *gamma,
+                step_size.unwrap_or(((budget as f64 / 3.0).round() as usize).max(1)),
+                t,
+            ),
+            Kind::Exponential { gamma } => exponential_lr(
+                lr,
+                gamma.unwrap_or_else(|| 0.01f64.powf(1.0 / (budget.max(2) - 1) as f64)),
+                t,
+            ),
             Kind::Cosine { eta_min } => cosine_lr(lr, *eta_min, t, budget),
             Kind::WarmupCosine { warmup, eta_min } => {
-                let w = warmup.unwrap_or(((budget as f64 / 10.0).round() as usize).max(1)).min(budget);
+                let w = warmup
+                    .unwrap_or(((budget as f64 / 10.0).round() as usize).max(1))
+                    .min(budget);
                 warmup_cosine_lr(lr, *eta_min, w, t, budget)
             }
             Kind::OneCycle(cycle) => {
-                let (lr_t, momentum_t) = OneCycle { max_lr: lr, ..*cycle }.at(t, budget);
-                return Hyperparams { lr: lr_t, momentum: momentum_t.unwrap_or(momentum) };
+                let (lr_t, momentum_t) = OneCycle {
+                    max_lr: lr,
+                    ..*cycle
+                }
+                .at(t, budget);
+                return Hyperparams {
+                    lr: lr_t,
+                    momentum: momentum_t.unwrap_or(momentum),
+                };
             }
         };
         Hyperparams { lr: lr_t, momentum }
@@ -187,7 +272,11 @@ impl Controller for Schedule {
     }
 
     fn reset(&mut self, context: &EpisodeContext) {
-        self.run = Some((self.lr.unwrap_or(context.init.lr), self.momentum.unwrap_or(context.init.momentum), context.epochs));
+        self.run = Some((
+            self.lr.unwrap_or(context.init.lr),
+            self.momentum.unwrap_or(context.init.momentum),
+            context.epochs,
+        ));
     }
 
     fn decide(&mut self, input: &DecisionInput) -> Decision {
@@ -201,32 +290,59 @@ mod tests {
 
     fn run(spec: &str, budget: usize, init: Hyperparams) -> Vec<Hyperparams> {
         let mut s = Schedule::from_spec(&ControllerSpec::parse(spec).unwrap()).unwrap();
-        s.reset(&EpisodeContext { epochs: budget, init, steps_per_epoch: 10, steps_per_interval: 10 });
+        s.reset(&EpisodeContext {
+            epochs: budget,
+            init,
+            steps_per_epoch: 10,
+            steps_per_interval: 10,
+        });
         (0..budget).map(|t| s.at(t)).collect()
     }
 
     fn lrs(spec: &str, budget: usize) -> Vec<f64> {
-        run(spec, budget, Hyperparams { lr: 0.5, momentum: 0.9 }).iter().map(|h| h.lr).collect()
+        run(
+            spec,
+            budget,
+            Hyperparams {
+                lr: 0.5,
+                momentum: 0.9,
+            },
+        )
+        .iter()
+        .map(|h| h.lr)
+        .collect()
     }
 
     fn close(a: &[f64], b: &[f64]) {
         assert_eq!(a.len(), b.len());
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 1e-12 * y.abs().max(1e-12) + 1e-15, "step {i}: {x} vs {y}\n{a:?}\n{b:?}");
+            assert!(
+                (x - y).abs() <= 1e-12 * y.abs().max(1e-12) + 1e-15,
+                "step {i}: {x} vs {y}\n{a:?}\n{b:?}"
+            );
         }
     }
 
     #[test]
     fn step_exponential_and_cosine_match_hand_computed_values() {
-        close(&lrs("step:lr=1,step_size=2,gamma=0.5", 5), &[1.0, 1.0, 0.5, 0.5, 0.25]);
+        close(
+            &lrs("step:lr=1,step_size=2,gamma=0.5", 5),
+            &[1.0, 1.0, 0.5, 0.5, 0.25],
+        );
         // Default step_size round(6/3) = 2, gamma 0.1.
         close(&lrs("step:lr=1", 6), &[1.0, 1.0, 0.1, 0.1, 0.01, 0.01]);
-        close(&lrs("exponential:lr=2,gamma=0.5", 4), &[2.0, 1.0, 0.5, 0.25]);
+        close(
+            &lrs("exponential:lr=2,gamma=0.5", 4),
+            &[2.0, 1.0, 0.5, 0.25],
+        );
         // Default gamma: 100x decay over the run: 1, 0.1, 0.01 for T = 3.
         close(&lrs("exponential:lr=1", 3), &[1.0, 0.1, 0.01]);
         // T = 4: 1, (1+cos(π/4))/2, 0.5, (1+cos(3π/4))/2.
         let c = std::f64::consts::FRAC_1_SQRT_2;
-        close(&lrs("cosine:lr=1", 4), &[1.0, (1.0 + c) / 2.0, 0.5, (1.0 - c) / 2.0]);
+        close(
+            &lrs("cosine:lr=1", 4),
+            &[1.0, (1.0 + c) / 2.0, 0.5, (1.0 - c) / 2.0],
+        );
         close(&lrs("cosine:lr=1,eta_min=0.2", 2), &[1.0, 0.6]);
     }
 
@@ -234,7 +350,10 @@ mod tests {
     fn warmup_cosine_matches_hand_computed_values() {
         // T = 6, W = 2: 0.5, 1, then cosine over 4: 1, (1+c)/2, 0.5, (1-c)/2.
         let c = std::f64::consts::FRAC_1_SQRT_2;
-        close(&lrs("warmup-cosine:lr=1,warmup=2", 6), &[0.5, 1.0, 1.0, (1.0 + c) / 2.0, 0.5, (1.0 - c) / 2.0]);
+        close(
+            &lrs("warmup-cosine:lr=1,warmup=2", 6),
+            &[0.5, 1.0, 1.0, (1.0 + c) / 2.0, 0.5, (1.0 - c) / 2.0],
+        );
         // Default warmup round(20/10) = 2.
         assert!((lrs("warmup-cosine:lr=1", 20)[0] - 0.5).abs() < 1e-12);
     }
@@ -243,7 +362,8 @@ mod tests {
     fn onecycle_matches_pytorch_for_ten_steps() {
         // torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=10) with defaults gives,
         // computed by hand from its formulas: phase 1 ends at step 0.3*10-1 = 2, phase 2 at 9.
-        let anneal = |s: f64, e: f64, p: f64| e + (s - e) / 2.0 * ((std::f64::consts::PI * p).cos() + 1.0);
+        let anneal =
+            |s: f64, e: f64, p: f64| e + (s - e) / 2.0 * ((std::f64::consts::PI * p).cos() + 1.0);
         let (initial, min_lr) = (1.0 / 25.0, 1.0 / 25.0 / 1e4);
         let mut expected_lr = Vec::new();
         let mut expected_m = Vec::new();
@@ -257,20 +377,55 @@ mod tests {
                 expected_m.push(anneal(0.85, 0.95, (t - 2.0) / 7.0));
             }
         }
-        let got = run("onecycle:max_lr=1", 10, Hyperparams { lr: 0.1, momentum: 0.0 });
+        let got = run(
+            "onecycle:max_lr=1",
+            10,
+            Hyperparams {
+                lr: 0.1,
+                momentum: 0.0,
+            },
+        );
         close(&got.iter().map(|h| h.lr).collect::<Vec<_>>(), &expected_lr);
-        close(&got.iter().map(|h| h.momentum).collect::<Vec<_>>(), &expected_m);
-        assert!((got[0].lr - 0.04).abs() < 1e-12 && (got[2].lr - 1.0).abs() < 1e-12 && (got[9].lr - 4e-6).abs() < 1e-15);
+        close(
+            &got.iter().map(|h| h.momentum).collect::<Vec<_>>(),
+            &expected_m,
+        );
+        assert!(
+            (got[0].lr - 0.04).abs() < 1e-12
+                && (got[2].lr - 1.0).abs() < 1e-12
+                && (got[9].lr - 4e-6).abs() < 1e-15
+        );
         assert!((got[2].momentum - 0.85).abs() < 1e-12 && (got[9].momentum - 0.95).abs() < 1e-12);
     }
 
     #[test]
     fn omitted_lr_and_momentum_come_from_the_task() {
-        let got = run("cosine", 2, Hyperparams { lr: 0.3, momentum: 0.5 });
-        assert_eq!(got[0], Hyperparams { lr: 0.3, momentum: 0.5 });
-        let got = run("onecycle:cycle_momentum=0", 10, Hyperparams { lr: 0.25, momentum: 0.4 });
+        let got = run(
+            "cosine",
+            2,
+            Hyperparams {
+                lr: 0.3,
+                momentum: 0.5,
+            },
+        );
+        assert_eq!(
+            got[0],
+            Hyperparams {
+                lr: 0.3,
+                momentum: 0.5
+            }
+        );
+        let got = run(
+            "onecycle:cycle_momentum=0",
+            10,
+            Hyperparams {
+                lr: 0.25,
+                momentum: 0.4,
+            },
+        );
         assert!((got[2].lr - 0.25).abs() < 1e-12 && got[5].momentum == 0.4);
-        let err = Schedule::from_spec(&ControllerSpec::parse("step:step_size=0.5").unwrap()).unwrap_err();
+        let err =
+            Schedule::from_spec(&ControllerSpec::parse("step:step_size=0.5").unwrap()).unwrap_err();
         assert!(err.to_string().contains("step_size=0.5"), "{err}");
     }
 }

@@ -15,7 +15,10 @@ pub struct SpecError {
 impl SpecError {
     /// A new error about `spec`.
     pub fn new(spec: &str, reason: impl Into<String>) -> Self {
-        Self { spec: spec.into(), reason: reason.into() }
+        Self {
+            spec: spec.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -34,25 +37,41 @@ impl ControllerSpec {
     /// Parses `name[:key=value,...]`; values must be finite numbers, keys unique.
     pub fn parse(spec: &str) -> Result<Self, SpecError> {
         let (name, rest) = spec.split_once(':').unwrap_or((spec, ""));
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(SpecError::new(spec, "expected `name[:key=value,...]`"));
         }
         let mut params = BTreeMap::new();
         for pair in rest.split(',').filter(|p| !p.trim().is_empty()) {
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| SpecError::new(spec, format!("parameter `{pair}` is not of the form key=value")))?;
+            let (key, value) = pair.split_once('=').ok_or_else(|| {
+                SpecError::new(
+                    spec,
+                    format!("parameter `{pair}` is not of the form key=value"),
+                )
+            })?;
             let (key, value) = (key.trim(), value.trim());
             let number: f64 = value
                 .parse()
                 .ok()
                 .filter(|v: &f64| v.is_finite())
-                .ok_or_else(|| SpecError::new(spec, format!("{key}=`{value}` is not a finite number")))?;
+                .ok_or_else(|| {
+                    SpecError::new(spec, format!("{key}=`{value}` is not a finite number"))
+                })?;
             if params.insert(key.to_string(), number).is_some() {
-                return Err(SpecError::new(spec, format!("parameter `{key}` is given twice")));
+                return Err(SpecError::new(
+                    spec,
+                    format!("parameter `{key}` is given twice"),
+                ));
             }
         }
-        Ok(Self { raw: spec.into(), name: name.into(), params })
+        Ok(Self {
+            raw: spec.into(),
+            name: name.into(),
+            params,
+        })
     }
 
     /// Fails on any parameter not in `allowed`, listing the allowed ones.
@@ -60,7 +79,11 @@ impl ControllerSpec {
         match self.params.keys().find(|k| !allowed.contains(&k.as_str())) {
             Some(key) => Err(SpecError::new(
                 &self.raw,
-                format!("unknown parameter `{key}` for `{}`; expected: {}", self.name, allowed.join(", ")),
+                format!(
+                    "unknown parameter `{key}` for `{}`; expected: {}",
+                    self.name,
+                    allowed.join(", ")
+                ),
             )),
             None => Ok(()),
         }
@@ -69,9 +92,10 @@ impl ControllerSpec {
     /// An optional parameter that must lie in `[lo, hi]`.
     pub fn get_in(&self, key: &str, lo: f64, hi: f64) -> Result<Option<f64>, SpecError> {
         match self.params.get(key) {
-            Some(&v) if !(lo..=hi).contains(&v) => {
-                Err(SpecError::new(&self.raw, format!("{key}={v} is outside [{lo}, {hi}]")))
-            }
+            Some(&v) if !(lo..=hi).contains(&v) => Err(SpecError::new(
+                &self.raw,
+                format!("{key}={v} is outside [{lo}, {hi}]"),
+            )),
             other => Ok(other.copied()),
         }
     }
@@ -84,7 +108,10 @@ mod tests {
     #[test]
     fn specs_parse_with_clear_errors() {
         let s = ControllerSpec::parse("constant:lr=0.1,momentum=0.9").unwrap();
-        assert_eq!((s.name.as_str(), s.params["lr"], s.params["momentum"]), ("constant", 0.1, 0.9));
+        assert_eq!(
+            (s.name.as_str(), s.params["lr"], s.params["momentum"]),
+            ("constant", 0.1, 0.9)
+        );
         assert!(ControllerSpec::parse("plateau").unwrap().params.is_empty());
         for (bad, expected) in [
             ("constant:lr", "not of the form key=value"),

@@ -57,11 +57,18 @@ impl BoxSpace {
     /// A box from explicit bounds; every bound must be finite and `low <= high`.
     pub fn new(low: Vec<f32>, high: Vec<f32>) -> Result<Self, SpaceError> {
         if low.len() != high.len() {
-            return Err(SpaceError::LengthMismatch { low: low.len(), high: high.len() });
+            return Err(SpaceError::LengthMismatch {
+                low: low.len(),
+                high: high.len(),
+            });
         }
         for (index, (&l, &h)) in low.iter().zip(&high).enumerate() {
             if !(l.is_finite() && h.is_finite() && l <= h) {
-                return Err(SpaceError::InvalidBounds { index, low: l, high: h });
+                return Err(SpaceError::InvalidBounds {
+                    index,
+                    low: l,
+                    high: h,
+                });
             }
         }
         Ok(Self { low, high })
@@ -88,10 +95,20 @@ impl BoxSpace {
     /// Projects `x` into the box: clamps each value, maps NaN to the midpoint of its dimension.
     /// Panics if `x` has the wrong length, which is a programming error, not bad input.
     pub fn clip(&self, x: &[f32]) -> Vec<f32> {
-        assert_eq!(x.len(), self.dim(), "vector length should match the space dimension");
+        assert_eq!(
+            x.len(),
+            self.dim(),
+            "vector length should match the space dimension"
+        );
         x.iter()
             .zip(self.low.iter().zip(&self.high))
-            .map(|(&v, (&l, &h))| if v.is_nan() { 0.5 * (l + h) } else { v.clamp(l, h) })
+            .map(|(&v, (&l, &h))| {
+                if v.is_nan() {
+                    0.5 * (l + h)
+                } else {
+                    v.clamp(l, h)
+                }
+            })
             .collect()
     }
 }
@@ -143,7 +160,11 @@ mod tests {
     fn box_space_rejects_inverted_or_nonfinite_bounds() {
         assert_eq!(
             BoxSpace::new(vec![0.0, 1.0], vec![1.0, 0.0]),
-            Err(SpaceError::InvalidBounds { index: 1, low: 1.0, high: 0.0 })
+            Err(SpaceError::InvalidBounds {
+                index: 1,
+                low: 1.0,
+                high: 0.0
+            })
         );
         assert!(BoxSpace::new(vec![f32::NAN], vec![1.0]).is_err());
         assert_eq!(

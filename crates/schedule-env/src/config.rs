@@ -70,15 +70,26 @@ impl EnvConfig {
 
     /// Checks the bounds; the error names the field.
     pub fn validate(&self) -> Result<(), crate::Error> {
-        let bad = |field: &'static str, reason: &str| Err(crate::Error::InvalidConfig { field, reason: reason.into() });
+        let bad = |field: &'static str, reason: &str| {
+            Err(crate::Error::InvalidConfig {
+                field,
+                reason: reason.into(),
+            })
+        };
         if !(self.crash_penalty.is_finite() && self.crash_penalty > 0.0) {
             return bad("crash_penalty", "must be a finite value > 0");
         }
         if !(self.lr_min > 0.0 && self.lr_min < self.lr_max && self.lr_max.is_finite()) {
             return bad("lr_min/lr_max", "need 0 < lr_min < lr_max < ∞");
         }
-        if !(self.momentum_min >= 0.0 && self.momentum_min < self.momentum_max && self.momentum_max < 1.0) {
-            return bad("momentum_min/momentum_max", "need 0 ≤ momentum_min < momentum_max < 1");
+        if !(self.momentum_min >= 0.0
+            && self.momentum_min < self.momentum_max
+            && self.momentum_max < 1.0)
+        {
+            return bad(
+                "momentum_min/momentum_max",
+                "need 0 ≤ momentum_min < momentum_max < 1",
+            );
         }
         if !(self.lr_log2_step > 0.0 && self.lr_log2_step <= 10.0) {
             return bad("lr_log2_step", "must be in (0, 10]");

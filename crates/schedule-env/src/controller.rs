@@ -91,7 +91,10 @@ pub fn run_schedule(
     mut on_interval: impl FnMut(&IntervalRecord),
 ) -> EpisodeResult {
     let (mut obs, info): (Obs, _) = env.reset(Some(seed));
-    let initial_val = EvalStats { loss: info["initial_val_loss"], metric: info["initial_val_metric"] };
+    let initial_val = EvalStats {
+        loss: info["initial_val_loss"],
+        metric: info["initial_val_metric"],
+    };
     let steps_per_epoch = env.trainer().steps_per_epoch();
     controller.reset(&EpisodeContext {
         epochs: env.task().epochs,

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use hyperctl_env_core::{BoxSpace, Env, Info, Obs, Step};
 use hyperctl_tasks::{Backend, Dataset, EpochStats, EvalStats, Hyperparams, TaskSpec, Trainer};
 
+use crate::Error;
 use crate::action::{apply_action, clamp_hparams};
 use crate::config::EnvConfig;
-use crate::features::{observation_space, Featurizer};
-use crate::Error;
+use crate::features::{Featurizer, observation_space};
 
 /// The schedule environment over one [`TaskSpec`].
 pub struct ScheduleEnv {
@@ -55,7 +55,12 @@ impl ScheduleEnv {
     }
 
     /// Like [`ScheduleEnv::new`] with data already loaded (shared between envs of one dataset).
-    pub fn with_data(task: TaskSpec, data: Arc<Dataset>, config: EnvConfig, backend: Backend) -> Result<Self, Error> {
+    pub fn with_data(
+        task: TaskSpec,
+        data: Arc<Dataset>,
+        config: EnvConfig,
+        backend: Backend,
+    ) -> Result<Self, Error> {
         config.validate()?;
         task.validate()?;
         // Building once here turns every data/model mismatch into an error now, not a panic later.
@@ -118,7 +123,9 @@ impl ScheduleEnv {
     }
 
     fn episode(&self) -> &Episode {
-        self.episode.as_ref().expect("reset should be called before using the episode")
+        self.episode
+            .as_ref()
+            .expect("reset should be called before using the episode")
     }
 
     /// Runs one interval under `hp` (clamped into the env's bounds): the step that both
@@ -126,11 +133,17 @@ impl ScheduleEnv {
     pub fn step_hparams(&mut self, hp: Hyperparams) -> Step {
         let config = self.config.clone();
         let budget = self.task.epochs;
-        let ep = self.episode.as_mut().expect("reset should be called before step");
+        let ep = self
+            .episode
+            .as_mut()
+            .expect("reset should be called before step");
         assert!(!ep.done, "step called after the episode ended; call reset");
         let hp = clamp_hparams(hp, &config);
         ep.hp = hp;
-        let stats = ep.trainer.run_epoch(hp).expect("clamped hyperparameters should be valid");
+        let stats = ep
+            .trainer
+            .run_epoch(hp)
+            .expect("clamped hyperparameters should be valid");
         ep.intervals_done += 1;
         let terminated = stats.diverged;
         let reward = if terminated {
@@ -161,7 +174,13 @@ impl ScheduleEnv {
             info.insert(key.to_string(), value);
         }
         ep.last_stats = Some(stats);
-        Step { obs, reward, terminated, truncated, info }
+        Step {
+            obs,
+            reward,
+            terminated,
+            truncated,
+            info,
+        }
     }
 }
 
@@ -176,7 +195,9 @@ impl Env for ScheduleEnv {
 
     fn reset(&mut self, seed: Option<u64>) -> (Obs, Info) {
         let seed = seed.unwrap_or(self.next_seed);
-        self.next_seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.next_seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let trainer = self
             .task
             .build(&self.data, seed, self.backend)

@@ -51,8 +51,11 @@ const SLOPE_WINDOW: usize = 4;
 
 /// The observation space of the featurizer.
 pub fn observation_space() -> BoxSpace {
-    BoxSpace::new(FEATURES.iter().map(|f| f.1).collect(), FEATURES.iter().map(|f| f.2).collect())
-        .expect("the feature bounds should be valid")
+    BoxSpace::new(
+        FEATURES.iter().map(|f| f.1).collect(),
+        FEATURES.iter().map(|f| f.2).collect(),
+    )
+    .expect("the feature bounds should be valid")
 }
 
 /// Turns a stream of interval statistics into observations (see the module docs).
@@ -104,7 +107,8 @@ impl Featurizer {
             self.ln_val_history.push(floor_loss(val).ln());
             self.best_val = self.best_val.min(floor_loss(val));
         }
-        raw[4] = slope(&self.ln_val_history[self.ln_val_history.len().saturating_sub(SLOPE_WINDOW)..]);
+        raw[4] =
+            slope(&self.ln_val_history[self.ln_val_history.len().saturating_sub(SLOPE_WINDOW)..]);
         raw[5] = (stats.train_loss_std / train).ln_1p();
         raw[6] = ln_ratio(stats.train_loss_last, stats.train_loss_first);
         let g1 = *self.first_grad_norm.get_or_insert(stats.grad_norm_mean);
@@ -139,10 +143,13 @@ fn slope(ys: &[f64]) -> f64 {
     }
     let x_mean = (n - 1.0) / 2.0;
     let y_mean = ys.iter().sum::<f64>() / n;
-    let (num, den) = ys.iter().enumerate().fold((0.0, 0.0), |(num, den), (i, y)| {
-        let dx = i as f64 - x_mean;
-        (num + dx * (y - y_mean), den + dx * dx)
-    });
+    let (num, den) = ys
+        .iter()
+        .enumerate()
+        .fold((0.0, 0.0), |(num, den), (i, y)| {
+            let dx = i as f64 - x_mean;
+            (num + dx * (y - y_mean), den + dx * dx)
+        });
     num / den
 }
 
@@ -150,7 +157,13 @@ fn slope(ys: &[f64]) -> f64 {
 fn finish(raw: [f64; N_FEATURES]) -> Obs {
     raw.iter()
         .zip(FEATURES.iter())
-        .map(|(&v, &(_, lo, hi, neutral))| if v.is_nan() { neutral } else { (v as f32).clamp(lo, hi) })
+        .map(|(&v, &(_, lo, hi, neutral))| {
+            if v.is_nan() {
+                neutral
+            } else {
+                (v as f32).clamp(lo, hi)
+            }
+        })
         .collect()
 }
 
@@ -185,7 +198,10 @@ mod tests {
 
     #[test]
     fn features_are_scale_free() {
-        let hp = Hyperparams { lr: 0.1, momentum: 0.9 };
+        let hp = Hyperparams {
+            lr: 0.1,
+            momentum: 0.9,
+        };
         let run = |scale: f64| {
             let mut f = Featurizer::new(2.0 * scale, 10);
             f.observe(&stats(1.5 * scale, 1.6 * scale, 3.0), hp);
@@ -193,7 +209,11 @@ mod tests {
         };
         let (a, b) = (run(1.0), run(1000.0));
         for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!((x - y).abs() < 1e-5, "feature {} differs: {x} vs {y}", FEATURES[i].0);
+            assert!(
+                (x - y).abs() < 1e-5,
+                "feature {} differs: {x} vs {y}",
+                FEATURES[i].0
+            );
         }
         assert!((a[1] - (1.2f32 / 2.0).ln()).abs() < 1e-6);
         assert!((a[7] - 2f32.ln()).abs() < 1e-6);
@@ -204,10 +224,18 @@ mod tests {
     #[test]
     fn nonfinite_statistics_stay_inside_the_space() {
         let space = observation_space();
-        let hp = Hyperparams { lr: 1e3, momentum: 0.0 };
+        let hp = Hyperparams {
+            lr: 1e3,
+            momentum: 0.0,
+        };
         let mut f = Featurizer::new(f64::NAN, 3);
         assert!(space.contains(&f.initial(hp)));
-        for (t, v) in [(f64::NAN, f64::INFINITY), (f64::INFINITY, 0.0), (0.0, f64::NAN), (1e300, 1e-300)] {
+        for (t, v) in [
+            (f64::NAN, f64::INFINITY),
+            (f64::INFINITY, 0.0),
+            (0.0, f64::NAN),
+            (1e300, 1e-300),
+        ] {
             let mut s = stats(t, v, f64::NAN);
             s.update_ratio = f64::INFINITY;
             s.train_loss_first = 0.0;

@@ -27,9 +27,12 @@ pub mod features;
 
 pub use action::{apply_action, clamp_hparams};
 pub use config::EnvConfig;
-pub use controller::{run_schedule, Controller, Decision, DecisionInput, EpisodeContext, EpisodeResult, IntervalRecord};
+pub use controller::{
+    Controller, Decision, DecisionInput, EpisodeContext, EpisodeResult, IntervalRecord,
+    run_schedule,
+};
 pub use env::ScheduleEnv;
-pub use features::{Featurizer, FEATURES, N_FEATURES};
+pub use features::{FEATURES, Featurizer, N_FEATURES};
 
 /// Errors of the schedule environment.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 
 use hyperctl_env_core::Env;
 use hyperctl_schedule_env::{
-    run_schedule, Controller, Decision, DecisionInput, EnvConfig, EpisodeContext, ScheduleEnv,
+    Controller, Decision, DecisionInput, EnvConfig, EpisodeContext, ScheduleEnv, run_schedule,
 };
 use hyperctl_tasks::{Backend, DatasetSource, Hyperparams, ModelSpec, TaskSpec, TaskType};
 use rand::{RngExt, SeedableRng};
@@ -37,18 +37,38 @@ impl Controller for Fixed {
 
 #[test]
 fn diverged_episode_terminates_with_exactly_the_crash_penalty() {
-    let mut env = env(task("gen:teacher-reg:n=200,d=4", TaskType::Regression, "mlp:16x1", 5));
+    let mut env = env(task(
+        "gen:teacher-reg:n=200,d=4",
+        TaskType::Regression,
+        "mlp:16x1",
+        5,
+    ));
     // lr is clamped to lr_max = 10 by the env; 1e6 as asked and 10 both blow up this task.
-    let mut fixed = Fixed(Hyperparams { lr: 1e6, momentum: 0.9 });
+    let mut fixed = Fixed(Hyperparams {
+        lr: 1e6,
+        momentum: 0.9,
+    });
     let result = run_schedule(&mut env, &mut fixed, 0, |_| {});
     assert!(result.diverged);
     assert!(result.intervals.len() < 5);
-    assert!((result.episode_return + EnvConfig::defaults().crash_penalty).abs() < 1e-9, "{}", result.episode_return);
+    assert!(
+        (result.episode_return + EnvConfig::defaults().crash_penalty).abs() < 1e-9,
+        "{}",
+        result.episode_return
+    );
     assert!(result.test.loss.is_nan());
 
     // Through the raw Env API: raising a large starting lr terminates with the penalty too.
-    let mut t = task("gen:teacher-reg:n=200,d=4", TaskType::Regression, "mlp:16x1", 20);
-    t.init = Hyperparams { lr: 2.0, momentum: 0.9 };
+    let mut t = task(
+        "gen:teacher-reg:n=200,d=4",
+        TaskType::Regression,
+        "mlp:16x1",
+        20,
+    );
+    t.init = Hyperparams {
+        lr: 2.0,
+        momentum: 0.9,
+    };
     let mut env = self::env(t);
     let (_, _) = env.reset(Some(1));
     let mut total = 0.0;
@@ -66,8 +86,16 @@ fn diverged_episode_terminates_with_exactly_the_crash_penalty() {
 
 #[test]
 fn return_is_log_ratio_of_initial_to_final_validation_loss() {
-    let mut env = env(task("gen:gauss-mix:n=300,d=4", TaskType::Classification, "mlp:16x1", 4));
-    let mut fixed = Fixed(Hyperparams { lr: 0.05, momentum: 0.9 });
+    let mut env = env(task(
+        "gen:gauss-mix:n=300,d=4",
+        TaskType::Classification,
+        "mlp:16x1",
+        4,
+    ));
+    let mut fixed = Fixed(Hyperparams {
+        lr: 0.05,
+        momentum: 0.9,
+    });
     let result = run_schedule(&mut env, &mut fixed, 3, |_| {});
     assert!(!result.diverged);
     assert_eq!(result.intervals.len(), 4);
@@ -81,9 +109,24 @@ fn return_is_log_ratio_of_initial_to_final_validation_loss() {
 #[test]
 fn observations_stay_in_bounds_under_random_actions() {
     let tasks = [
-        task("gen:spirals:n=200,d=3", TaskType::Classification, "mlp:8x2:tanh", 6),
-        task("gen:teacher-reg:n=200,d=3", TaskType::Regression, "mlp:8x1", 6),
-        task("gen:shapes:n=120,side=10,classes=2", TaskType::Classification, "cnn:small", 3),
+        task(
+            "gen:spirals:n=200,d=3",
+            TaskType::Classification,
+            "mlp:8x2:tanh",
+            6,
+        ),
+        task(
+            "gen:teacher-reg:n=200,d=3",
+            TaskType::Regression,
+            "mlp:8x1",
+            6,
+        ),
+        task(
+            "gen:shapes:n=120,side=10,classes=2",
+            TaskType::Classification,
+            "cnn:small",
+            3,
+        ),
     ];
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     for t in tasks {
@@ -98,7 +141,11 @@ fn observations_stay_in_bounds_under_random_actions() {
                     vec![rng.random_range(-1.0..=1.0), rng.random_range(-1.0..=1.0)]
                 };
                 let step = env.step(&action);
-                assert!(env.observation_space().contains(&step.obs), "{:?}", step.obs);
+                assert!(
+                    env.observation_space().contains(&step.obs),
+                    "{:?}",
+                    step.obs
+                );
                 assert!(step.reward.is_finite());
                 let hp = env.current_hparams();
                 assert!((1e-5..=10.0).contains(&hp.lr) && (0.0..=0.99).contains(&hp.momentum));
@@ -113,7 +160,12 @@ fn observations_stay_in_bounds_under_random_actions() {
 #[test]
 fn same_task_seed_and_actions_give_bit_identical_observations_and_rewards() {
     let run = || {
-        let mut env = env(task("gen:teacher-cls:n=300,d=5", TaskType::Classification, "mlp:16x2", 4));
+        let mut env = env(task(
+            "gen:teacher-cls:n=300,d=5",
+            TaskType::Classification,
+            "mlp:16x2",
+            4,
+        ));
         let mut trace = Vec::new();
         let (obs, _) = env.reset(Some(42));
         trace.push((obs, 0.0));
@@ -133,13 +185,21 @@ fn same_task_seed_and_actions_give_bit_identical_observations_and_rewards() {
 
 #[test]
 fn budget_truncates_the_episode() {
-    let mut env = env(task("gen:gauss-mix:n=100,d=2", TaskType::Classification, "linear", 2));
+    let mut env = env(task(
+        "gen:gauss-mix:n=100,d=2",
+        TaskType::Classification,
+        "linear",
+        2,
+    ));
     env.reset(Some(0));
     let first = env.step(&[0.0, 0.0]);
     assert!(!first.done());
     let second = env.step(&[0.0, 0.0]);
     assert!(second.truncated && !second.terminated);
-    assert!((second.obs[12] - 1.0).abs() < 1e-6, "progress should reach 1");
+    assert!(
+        (second.obs[12] - 1.0).abs() < 1e-6,
+        "progress should reach 1"
+    );
 }
 
 #[test]
@@ -153,7 +213,12 @@ fn shipped_env_defaults_file_matches_the_code() {
 #[test]
 fn bad_tasks_are_errors_at_construction() {
     let err = ScheduleEnv::new(
-        task("gen:gauss-mix:n=100,d=2", TaskType::Classification, "cnn:small", 2),
+        task(
+            "gen:gauss-mix:n=100,d=2",
+            TaskType::Classification,
+            "cnn:small",
+            2,
+        ),
         EnvConfig::defaults(),
         Backend::Flex,
     )
@@ -161,10 +226,22 @@ fn bad_tasks_are_errors_at_construction() {
     .unwrap()
     .to_string();
     assert!(err.contains("needs image data"), "{err}");
-    let bad = EnvConfig { lr_min: 0.0, ..EnvConfig::defaults() };
-    let err = ScheduleEnv::new(task("gen:gauss-mix:n=100,d=2", TaskType::Classification, "linear", 2), bad, Backend::Flex)
-        .err()
-        .unwrap()
-        .to_string();
+    let bad = EnvConfig {
+        lr_min: 0.0,
+        ..EnvConfig::defaults()
+    };
+    let err = ScheduleEnv::new(
+        task(
+            "gen:gauss-mix:n=100,d=2",
+            TaskType::Classification,
+            "linear",
+            2,
+        ),
+        bad,
+        Backend::Flex,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("lr_min"), "{err}");
 }

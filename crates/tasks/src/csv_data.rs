@@ -9,12 +9,15 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use crate::data::{count_classes, Dataset, Table, TaskType};
+use crate::data::{Dataset, Table, TaskType, count_classes};
 use crate::{Error, Result};
 
 /// Opens `path`, transparently gunzipping files whose name ends in `.gz`.
 pub(crate) fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>> {
-    let file = File::open(path).map_err(|source| Error::Io { path: path.into(), error: source })?;
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.into(),
+        error: source,
+    })?;
     let reader = BufReader::new(file);
     if path.extension().is_some_and(|e| e == "gz") {
         Ok(Box::new(flate2::read::GzDecoder::new(reader)))
@@ -25,7 +28,11 @@ pub(crate) fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>> {
 
 /// Loads a CSV dataset for the given task type.
 pub fn load_csv(path: &Path, task_type: TaskType) -> Result<Dataset> {
-    let csv_err = |line: u64, reason: String| Error::Csv { path: path.into(), line, reason };
+    let csv_err = |line: u64, reason: String| Error::Csv {
+        path: path.into(),
+        line,
+        reason,
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -34,16 +41,32 @@ pub fn load_csv(path: &Path, task_type: TaskType) -> Result<Dataset> {
     let map_csv = |e: csv::Error| {
         let line = e.position().map(|p| p.line()).unwrap_or(0);
         match e.into_kind() {
-            csv::ErrorKind::Io(source) => Error::Io { path: path.into(), error: source },
-            other => Error::Csv { path: path.into(), line, reason: format!("{other:?}") },
+            csv::ErrorKind::Io(source) => Error::Io {
+                path: path.into(),
+                error: source,
+            },
+            other => Error::Csv {
+                path: path.into(),
+                line,
+                reason: format!("{other:?}"),
+            },
         }
     };
     let header = reader.headers().map_err(map_csv)?.clone();
     if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
-        return Err(csv_err(1, "empty file: expected a header row of column names".into()));
+        return Err(csv_err(
+            1,
+            "empty file: expected a header row of column names".into(),
+        ));
     }
     if header.len() < 2 {
-        return Err(csv_err(1, format!("header has {} column; expected at least one feature and the target", header.len())));
+        return Err(csv_err(
+            1,
+            format!(
+                "header has {} column; expected at least one feature and the target",
+                header.len()
+            ),
+        ));
     }
     let n_cols = header.len();
     let n_features = n_cols - 1;
@@ -60,14 +83,31 @@ pub fn load_csv(path: &Path, task_type: TaskType) -> Result<Dataset> {
             continue; // A blank line.
         }
         if record.len() != n_cols {
-            return Err(csv_err(line, format!("row has {} cells; the header has {n_cols}", record.len())));
+            return Err(csv_err(
+                line,
+                format!("row has {} cells; the header has {n_cols}", record.len()),
+            ));
         }
         for (col, cell) in record.iter().enumerate() {
             let value: f32 = cell.parse().map_err(|_| {
-                csv_err(line, format!("column {} (`{}`): `{cell}` is not a number", col + 1, &header[col]))
+                csv_err(
+                    line,
+                    format!(
+                        "column {} (`{}`): `{cell}` is not a number",
+                        col + 1,
+                        &header[col]
+                    ),
+                )
             })?;
             if !value.is_finite() {
-                return Err(csv_err(line, format!("column {} (`{}`): `{cell}` is not finite", col + 1, &header[col])));
+                return Err(csv_err(
+                    line,
+                    format!(
+                        "column {} (`{}`): `{cell}` is not finite",
+                        col + 1,
+                        &header[col]
+                    ),
+                ));
             }
             if col < n_features {
                 x.push(value);
@@ -81,11 +121,19 @@ pub fn load_csv(path: &Path, task_type: TaskType) -> Result<Dataset> {
     }
     let name = path
         .file_name()
-        .map(|f| f.to_string_lossy().trim_end_matches(".gz").trim_end_matches(".csv").to_string())
+        .map(|f| {
+            f.to_string_lossy()
+                .trim_end_matches(".gz")
+                .trim_end_matches(".csv")
+                .to_string()
+        })
         .unwrap_or_else(|| "csv".into());
     let n_classes = match task_type {
         TaskType::Classification => count_classes(&name, &y).map_err(|e| match e {
-            Error::InvalidData { reason, .. } => csv_err(0, format!("target column `{}`: {reason}", &header[n_features])),
+            Error::InvalidData { reason, .. } => csv_err(
+                0,
+                format!("target column `{}`: {reason}", &header[n_features]),
+            ),
             other => other,
         })?,
         TaskType::Regression => 1,
@@ -133,18 +181,42 @@ mod tests {
     #[test]
     fn malformed_csv_files_give_errors_naming_file_and_line() {
         let cases: [(&str, &[u8], &str); 6] = [
-            ("ragged.csv", b"a,b,t\n1,2,0\n1,2\n", "line 3: row has 2 cells; the header has 3"),
-            ("text.csv", b"a,b,t\n1,2,0\n1,x,1\n", "line 3: column 2 (`b`): `x` is not a number"),
+            (
+                "ragged.csv",
+                b"a,b,t\n1,2,0\n1,2\n",
+                "line 3: row has 2 cells; the header has 3",
+            ),
+            (
+                "text.csv",
+                b"a,b,t\n1,2,0\n1,x,1\n",
+                "line 3: column 2 (`b`): `x` is not a number",
+            ),
             ("empty.csv", b"", "line 1: empty file"),
-            ("norows.csv", b"a,b,t\n", "line 1: the file has a header but no data rows"),
-            ("nan.csv", b"a,b,t\n1,NaN,0\n", "line 2: column 2 (`b`): `NaN` is not finite"),
+            (
+                "norows.csv",
+                b"a,b,t\n",
+                "line 1: the file has a header but no data rows",
+            ),
+            (
+                "nan.csv",
+                b"a,b,t\n1,NaN,0\n",
+                "line 2: column 2 (`b`): `NaN` is not finite",
+            ),
             ("badclass.csv", b"a,t\n1,0.5\n2,1\n", "target column `t`"),
         ];
         for (name, content, expected) in cases {
             let path = write_tmp(name, content);
-            let err = load_csv(&path, TaskType::Classification).unwrap_err().to_string();
-            assert!(err.contains(name), "{name}: error should name the file: {err}");
-            assert!(err.contains(expected), "{name}: expected `{expected}` in `{err}`");
+            let err = load_csv(&path, TaskType::Classification)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(name),
+                "{name}: error should name the file: {err}"
+            );
+            assert!(
+                err.contains(expected),
+                "{name}: expected `{expected}` in `{err}`"
+            );
         }
         let err = load_csv(Path::new("/nonexistent/x.csv"), TaskType::Regression).unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err}");
@@ -162,7 +234,10 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/tabular");
         let iris = dir.join("sklearn_iris.csv.gz");
         if !iris.exists() {
-            eprintln!("skipping: {} not found (../shared/data is optional)", iris.display());
+            eprintln!(
+                "skipping: {} not found (../shared/data is optional)",
+                iris.display()
+            );
             return;
         }
         let d = load_csv(&iris, TaskType::Classification).unwrap();

@@ -10,8 +10,8 @@
 //! - features are standardized with the train part's statistics only (per feature for tabular data,
 //!   one global mean/std for images), and regression targets likewise.
 
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::{Error, Result};
@@ -70,7 +70,10 @@ impl Table {
         for &r in rows {
             x.extend_from_slice(&self.x[r * n_features..(r + 1) * n_features]);
         }
-        Table { x, y: rows.iter().map(|&r| self.y[r]).collect() }
+        Table {
+            x,
+            y: rows.iter().map(|&r| self.y[r]).collect(),
+        }
     }
 }
 
@@ -155,7 +158,11 @@ pub fn split(data: &Dataset, config: &SplitConfig) -> Result<SplitData> {
         });
     }
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5b1_7da7a);
-    let test_fraction = if data.test.is_some() { 0.0 } else { config.test_fraction };
+    let test_fraction = if data.test.is_some() {
+        0.0
+    } else {
+        config.test_fraction
+    };
 
     // Group row indices by stratum (class, or one stratum for regression), shuffle each.
     let n_strata = match data.task_type {
@@ -190,7 +197,10 @@ pub fn split(data: &Dataset, config: &SplitConfig) -> Result<SplitData> {
     train_rows.truncate(keep);
     if let Some(max) = config.max_train_rows {
         if max == 0 {
-            return Err(Error::InvalidConfig { field: "max_train_rows", reason: "must be at least 1".into() });
+            return Err(Error::InvalidConfig {
+                field: "max_train_rows",
+                reason: "must be at least 1".into(),
+            });
         }
         train_rows.truncate(max);
     }
@@ -221,7 +231,8 @@ pub fn split(data: &Dataset, config: &SplitConfig) -> Result<SplitData> {
     }
 
     // Standardize with train statistics only.
-    let standardization = standardization_of(&train, nf, data.image_shape.is_some(), data.task_type);
+    let standardization =
+        standardization_of(&train, nf, data.image_shape.is_some(), data.task_type);
     for table in [&mut train, &mut val, &mut test] {
         apply_standardization(table, nf, &standardization);
     }
@@ -249,18 +260,29 @@ fn mean_std(values: impl Iterator<Item = f32> + Clone) -> (f32, f32) {
     (mean as f32, if std > 1e-8 { std as f32 } else { 1.0 })
 }
 
-fn standardization_of(train: &Table, nf: usize, global: bool, task_type: TaskType) -> Standardization {
+fn standardization_of(
+    train: &Table,
+    nf: usize,
+    global: bool,
+    task_type: TaskType,
+) -> Standardization {
     let (x_mean, x_std) = if global {
         let (m, s) = mean_std(train.x.iter().copied());
         (vec![m], vec![s])
     } else {
-        (0..nf).map(|j| mean_std(train.x.iter().skip(j).step_by(nf).copied())).unzip()
+        (0..nf)
+            .map(|j| mean_std(train.x.iter().skip(j).step_by(nf).copied()))
+            .unzip()
     };
     let y_mean_std = match task_type {
         TaskType::Classification => (0.0, 1.0),
         TaskType::Regression => mean_std(train.y.iter().copied()),
     };
-    Standardization { x_mean, x_std, y_mean_std }
+    Standardization {
+        x_mean,
+        x_std,
+        y_mean_std,
+    }
 }
 
 fn apply_standardization(table: &mut Table, nf: usize, st: &Standardization) {
@@ -290,7 +312,10 @@ pub(crate) fn count_classes(name: &str, ys: &[f32]) -> Result<usize> {
         max = max.max(y as usize);
     }
     if max < 1 {
-        return Err(Error::InvalidData { name: name.into(), reason: "classification needs at least 2 classes".into() });
+        return Err(Error::InvalidData {
+            name: name.into(),
+            reason: "classification needs at least 2 classes".into(),
+        });
     }
     Ok(max + 1)
 }
@@ -314,7 +339,13 @@ mod tests {
     }
 
     fn cfg(seed: u64) -> SplitConfig {
-        SplitConfig { seed, val_fraction: 0.2, test_fraction: 0.2, train_fraction: 1.0, max_train_rows: None }
+        SplitConfig {
+            seed,
+            val_fraction: 0.2,
+            test_fraction: 0.2,
+            train_fraction: 1.0,
+            max_train_rows: None,
+        }
     }
 
     #[test]
@@ -326,22 +357,36 @@ mod tests {
         assert_eq!(a.train, b.train);
         assert_eq!(a.val, b.val);
         assert_ne!(a.train, c.train);
-        assert_eq!((a.train.n_rows(), a.val.n_rows(), a.test.n_rows()), (60, 20, 20));
+        assert_eq!(
+            (a.train.n_rows(), a.val.n_rows(), a.test.n_rows()),
+            (60, 20, 20)
+        );
         for part in [&a.train, &a.val, &a.test] {
             for class in 0..4 {
                 let count = part.y.iter().filter(|&&y| y == class as f32).count();
-                assert_eq!(count * 4, part.n_rows(), "class {class} should keep its share");
+                assert_eq!(
+                    count * 4,
+                    part.n_rows(),
+                    "class {class} should keep its share"
+                );
             }
         }
         // Standardized features: the raw first feature 2*row identifies the row uniquely.
         let st = &a.standardization;
         let raw = |t: &Table| -> Vec<i64> {
-            t.x.iter().step_by(2).map(|v| (v * st.x_std[0] + st.x_mean[0]).round() as i64).collect()
+            t.x.iter()
+                .step_by(2)
+                .map(|v| (v * st.x_std[0] + st.x_mean[0]).round() as i64)
+                .collect()
         };
         let mut all: Vec<i64> = [raw(&a.train), raw(&a.val), raw(&a.test)].concat();
         all.sort();
         all.dedup();
-        assert_eq!(all.len(), 100, "splits should be disjoint and cover every row");
+        assert_eq!(
+            all.len(),
+            100,
+            "splits should be disjoint and cover every row"
+        );
     }
 
     #[test]
@@ -352,7 +397,10 @@ mod tests {
             let col: Vec<f32> = a.train.x.iter().skip(j).step_by(nf).copied().collect();
             let mean = col.iter().sum::<f32>() / col.len() as f32;
             let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / col.len() as f32;
-            assert!(mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3, "train column {j}: {mean} {var}");
+            assert!(
+                mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+                "train column {j}: {mean} {var}"
+            );
         }
     }
 
@@ -360,15 +408,36 @@ mod tests {
     fn too_small_dataset_is_an_error_not_a_panic() {
         let err = split(&toy(2, 2), &cfg(0)).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
-        let err = split(&toy(100, 2), &SplitConfig { val_fraction: 0.9, ..cfg(0) }).unwrap_err();
+        let err = split(
+            &toy(100, 2),
+            &SplitConfig {
+                val_fraction: 0.9,
+                ..cfg(0)
+            },
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("val_fraction"), "{err}");
     }
 
     #[test]
     fn max_train_rows_subsamples_train_only() {
-        let a = split(&toy(100, 2), &SplitConfig { max_train_rows: Some(10), ..cfg(3) }).unwrap();
+        let a = split(
+            &toy(100, 2),
+            &SplitConfig {
+                max_train_rows: Some(10),
+                ..cfg(3)
+            },
+        )
+        .unwrap();
         assert_eq!((a.train.n_rows(), a.val.n_rows()), (10, 20));
-        let b = split(&toy(100, 2), &SplitConfig { train_fraction: 0.25, ..cfg(3) }).unwrap();
+        let b = split(
+            &toy(100, 2),
+            &SplitConfig {
+                train_fraction: 0.25,
+                ..cfg(3)
+            },
+        )
+        .unwrap();
         assert_eq!((b.train.n_rows(), b.val.n_rows()), (15, 20));
     }
 }

@@ -22,14 +22,61 @@ use crate::{Error, Result};
 
 /// The generated families and their parameter names with defaults.
 pub const FAMILIES: &[(&str, &[(&str, f64)])] = &[
-    ("gauss-mix", &[("n", 2000.0), ("d", 10.0), ("classes", 3.0), ("clusters", 2.0), ("sep", 2.5), ("seed", 0.0)]),
+    (
+        "gauss-mix",
+        &[
+            ("n", 2000.0),
+            ("d", 10.0),
+            ("classes", 3.0),
+            ("clusters", 2.0),
+            ("sep", 2.5),
+            ("seed", 0.0),
+        ],
+    ),
     (
         "teacher-cls",
-        &[("n", 2000.0), ("d", 10.0), ("classes", 3.0), ("hidden", 32.0), ("depth", 2.0), ("label_noise", 0.0), ("seed", 0.0)],
+        &[
+            ("n", 2000.0),
+            ("d", 10.0),
+            ("classes", 3.0),
+            ("hidden", 32.0),
+            ("depth", 2.0),
+            ("label_noise", 0.0),
+            ("seed", 0.0),
+        ],
     ),
-    ("spirals", &[("n", 2000.0), ("d", 10.0), ("classes", 2.0), ("turns", 1.5), ("noise", 0.05), ("seed", 0.0)]),
-    ("teacher-reg", &[("n", 2000.0), ("d", 10.0), ("hidden", 32.0), ("depth", 2.0), ("noise", 0.1), ("seed", 0.0)]),
-    ("shapes", &[("n", 2000.0), ("side", 16.0), ("classes", 4.0), ("noise", 0.3), ("seed", 0.0)]),
+    (
+        "spirals",
+        &[
+            ("n", 2000.0),
+            ("d", 10.0),
+            ("classes", 2.0),
+            ("turns", 1.5),
+            ("noise", 0.05),
+            ("seed", 0.0),
+        ],
+    ),
+    (
+        "teacher-reg",
+        &[
+            ("n", 2000.0),
+            ("d", 10.0),
+            ("hidden", 32.0),
+            ("depth", 2.0),
+            ("noise", 0.1),
+            ("seed", 0.0),
+        ],
+    ),
+    (
+        "shapes",
+        &[
+            ("n", 2000.0),
+            ("side", 16.0),
+            ("classes", 4.0),
+            ("noise", 0.3),
+            ("seed", 0.0),
+        ],
+    ),
 ];
 
 /// Parameters of a generated family, validated against the family's parameter names.
@@ -69,16 +116,25 @@ impl Params<'_> {
 /// Generates the dataset `family` with parameter overrides `args` (`k=v` pairs).
 /// `spec` is the whole source string, used in error messages and as the dataset name.
 pub fn generate(spec: &str, family: &str, args: &[(String, String)]) -> Result<Dataset> {
-    let invalid = |reason: String| Error::InvalidSource { source_spec: spec.into(), reason };
+    let invalid = |reason: String| Error::InvalidSource {
+        source_spec: spec.into(),
+        reason,
+    };
     let Some((_, defaults)) = FAMILIES.iter().find(|(name, _)| *name == family) else {
         let names: Vec<_> = FAMILIES.iter().map(|(n, _)| *n).collect();
-        return Err(invalid(format!("unknown family `{family}`; expected one of {}", names.join(", "))));
+        return Err(invalid(format!(
+            "unknown family `{family}`; expected one of {}",
+            names.join(", ")
+        )));
     };
     let mut values: BTreeMap<&'static str, f64> = defaults.iter().copied().collect();
     for (key, value) in args {
         let Some((name, _)) = defaults.iter().find(|(name, _)| name == key) else {
             let names: Vec<_> = defaults.iter().map(|(n, _)| *n).collect();
-            return Err(invalid(format!("unknown parameter `{key}` for `{family}`; expected one of {}", names.join(", "))));
+            return Err(invalid(format!(
+                "unknown parameter `{key}` for `{family}`; expected one of {}",
+                names.join(", ")
+            )));
         };
         let parsed: f64 = value
             .parse()
@@ -90,7 +146,8 @@ pub fn generate(spec: &str, family: &str, args: &[(String, String)]) -> Result<D
     let p = Params { spec, values };
     let n = p.count("n", 10, 10_000_000)?;
     let seed = p.count("seed", 0, u32::MAX as usize)? as u64;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ family.len() as u64);
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ family.len() as u64);
     let mut data = match family {
         "gauss-mix" => gauss_mix(&p, n, &mut rng)?,
         "teacher-cls" => teacher(&p, n, &mut rng, TaskType::Classification)?,
@@ -125,8 +182,9 @@ fn gauss_mix(p: &Params, n: usize, rng: &mut ChaCha8Rng) -> Result<Dataset> {
     let clusters = p.count("clusters", 1, 100)?;
     let sep = p.real("sep", 0.0, 100.0)? as f32;
     let scale = sep / (d as f32).sqrt();
-    let centres: Vec<Vec<f32>> =
-        (0..classes * clusters).map(|_| (0..d).map(|_| scale * normal(rng)).collect()).collect();
+    let centres: Vec<Vec<f32>> = (0..classes * clusters)
+        .map(|_| (0..d).map(|_| scale * normal(rng)).collect())
+        .collect();
     let (mut x, mut y) = (Vec::with_capacity(n * d), Vec::with_capacity(n));
     for i in 0..n {
         let class = i % classes;
@@ -138,14 +196,24 @@ fn gauss_mix(p: &Params, n: usize, rng: &mut ChaCha8Rng) -> Result<Dataset> {
 }
 
 /// A random tanh MLP `d -> hidden^depth -> out` with N(0, 1/fan_in) weights (gain 1.5 on hidden layers).
-fn random_teacher(d: usize, hidden: usize, depth: usize, out: usize, rng: &mut ChaCha8Rng) -> Vec<(Vec<f32>, usize, usize)> {
+fn random_teacher(
+    d: usize,
+    hidden: usize,
+    depth: usize,
+    out: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<(Vec<f32>, usize, usize)> {
     let mut layers = Vec::new();
     let mut fan_in = d;
     for layer in 0..=depth {
         let fan_out = if layer == depth { out } else { hidden };
         let gain = if layer == depth { 1.0 } else { 1.5 };
         let std = gain / (fan_in as f32).sqrt();
-        layers.push(((0..fan_in * fan_out).map(|_| std * normal(rng)).collect(), fan_in, fan_out));
+        layers.push((
+            (0..fan_in * fan_out).map(|_| std * normal(rng)).collect(),
+            fan_in,
+            fan_out,
+        ));
         fan_in = fan_out;
     }
     layers
@@ -176,7 +244,10 @@ fn teacher(p: &Params, n: usize, rng: &mut ChaCha8Rng, task_type: TaskType) -> R
     };
     let layers = random_teacher(d, hidden, depth, out, rng);
     let x: Vec<f32> = (0..n * d).map(|_| normal(rng)).collect();
-    let outputs: Vec<Vec<f32>> = x.chunks(d).map(|row| teacher_forward(&layers, row)).collect();
+    let outputs: Vec<Vec<f32>> = x
+        .chunks(d)
+        .map(|row| teacher_forward(&layers, row))
+        .collect();
     match task_type {
         TaskType::Classification => {
             let label_noise = p.real("label_noise", 0.0, 1.0)?;
@@ -196,8 +267,13 @@ fn teacher(p: &Params, n: usize, rng: &mut ChaCha8Rng, task_type: TaskType) -> R
             let noise = p.real("noise", 0.0, 100.0)? as f32;
             let clean: Vec<f32> = outputs.iter().map(|o| o[0]).collect();
             let mean = clean.iter().sum::<f32>() / n as f32;
-            let std = (clean.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n as f32).sqrt().max(1e-6);
-            let y = clean.iter().map(|v| v + noise * std * normal(rng)).collect();
+            let std = (clean.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n as f32)
+                .sqrt()
+                .max(1e-6);
+            let y = clean
+                .iter()
+                .map(|v| v + noise * std * normal(rng))
+                .collect();
             Ok(Dataset {
                 name: String::new(),
                 task_type,
@@ -212,7 +288,9 @@ fn teacher(p: &Params, n: usize, rng: &mut ChaCha8Rng, task_type: TaskType) -> R
 }
 
 fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+    v.iter()
+        .enumerate()
+        .fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
 }
 
 fn spirals(p: &Params, n: usize, rng: &mut ChaCha8Rng) -> Result<Dataset> {
@@ -228,7 +306,10 @@ fn spirals(p: &Params, n: usize, rng: &mut ChaCha8Rng) -> Result<Dataset> {
         let class = i % classes;
         let t: f32 = rng.random::<f32>().sqrt(); // Denser towards the outside, as the arm's length grows.
         let angle = 2.0 * std::f32::consts::PI * (turns * t + class as f32 / classes as f32);
-        let (u, v) = (t * angle.cos() + noise * normal(rng), t * angle.sin() + noise * normal(rng));
+        let (u, v) = (
+            t * angle.cos() + noise * normal(rng),
+            t * angle.sin() + noise * normal(rng),
+        );
         for j in 0..d {
             let linear = lin[j] * u + lin[d + j] * v;
             let curved = (feat[j] * u + feat[d + j] * v).tanh();
@@ -272,7 +353,10 @@ mod tests {
     use super::*;
 
     fn args(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -282,13 +366,19 @@ mod tests {
             let b = generate("gen:x", family, &args(&[("n", "50")])).unwrap();
             let c = generate("gen:x", family, &args(&[("n", "50"), ("seed", "1")])).unwrap();
             assert_eq!(a, b, "{family}");
-            assert_ne!(a.rows.x, c.rows.x, "{family}: another seed should give other data");
+            assert_ne!(
+                a.rows.x, c.rows.x,
+                "{family}: another seed should give other data"
+            );
             assert_eq!(a.rows.n_rows(), 50);
             assert_eq!(a.rows.x.len(), 50 * a.n_features);
             assert!(a.rows.x.iter().all(|v| v.is_finite()));
             if a.task_type == TaskType::Classification {
                 for class in 0..a.n_classes {
-                    assert!(a.rows.y.contains(&(class as f32)), "{family}: class {class} is missing");
+                    assert!(
+                        a.rows.y.contains(&(class as f32)),
+                        "{family}: class {class} is missing"
+                    );
                 }
             }
         }
@@ -296,13 +386,25 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named_in_the_error() {
-        let err = generate("gen:spirals:q=1", "spirals", &args(&[("q", "1")])).unwrap_err().to_string();
-        assert!(err.contains("unknown parameter `q`") && err.contains("turns"), "{err}");
-        let err = generate("gen:spirals:d=1.5", "spirals", &args(&[("d", "1.5")])).unwrap_err().to_string();
+        let err = generate("gen:spirals:q=1", "spirals", &args(&[("q", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown parameter `q`") && err.contains("turns"),
+            "{err}"
+        );
+        let err = generate("gen:spirals:d=1.5", "spirals", &args(&[("d", "1.5")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("d=1.5"), "{err}");
         let err = generate("gen:nope", "nope", &[]).unwrap_err().to_string();
-        assert!(err.contains("unknown family `nope`") && err.contains("gauss-mix"), "{err}");
-        let err = generate("gen:shapes:n=x", "shapes", &args(&[("n", "x")])).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown family `nope`") && err.contains("gauss-mix"),
+            "{err}"
+        );
+        let err = generate("gen:shapes:n=x", "shapes", &args(&[("n", "x")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`x` is not a number"), "{err}");
     }
 
@@ -310,7 +412,9 @@ mod tests {
     fn teacher_classification_labels_follow_the_teacher() {
         // With no label noise every class should appear and labels should not be constant.
         let a = generate("gen:t", "teacher-cls", &args(&[("n", "600")])).unwrap();
-        let counts: Vec<usize> = (0..3).map(|c| a.rows.y.iter().filter(|&&y| y == c as f32).count()).collect();
+        let counts: Vec<usize> = (0..3)
+            .map(|c| a.rows.y.iter().filter(|&&y| y == c as f32).count())
+            .collect();
         assert!(counts.iter().all(|&c| c > 20), "class counts {counts:?}");
     }
 }

@@ -28,22 +28,38 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let mut bytes = Vec::new();
     open_maybe_gz(path)?
         .read_to_end(&mut bytes)
-        .map_err(|source| Error::Io { path: path.into(), error: source })?;
+        .map_err(|source| Error::Io {
+            path: path.into(),
+            error: source,
+        })?;
     parse_idx(path, &bytes)
 }
 
 fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
-    let err = |offset: usize, reason: String| Error::Idx { path: path.into(), offset: offset as u64, reason };
+    let err = |offset: usize, reason: String| Error::Idx {
+        path: path.into(),
+        offset: offset as u64,
+        reason,
+    };
     let u32_at = |offset: usize| -> Result<u32> {
         let b = bytes.get(offset..offset + 4).ok_or_else(|| {
-            err(offset, format!("file ends after {} bytes; expected a 4-byte header field", bytes.len()))
+            err(
+                offset,
+                format!(
+                    "file ends after {} bytes; expected a 4-byte header field",
+                    bytes.len()
+                ),
+            )
         })?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     };
     let magic = u32_at(0)?;
     let (zeros, dtype, n_dims) = (magic >> 16, (magic >> 8) & 0xff, (magic & 0xff) as usize);
     if zeros != 0 || dtype != 0x08 || !(1..=4).contains(&n_dims) {
-        return Err(err(0, format!("bad magic 0x{magic:08x}; expected 0x00000801..0x00000804 (unsigned-byte IDX)")));
+        return Err(err(
+            0,
+            format!("bad magic 0x{magic:08x}; expected 0x00000801..0x00000804 (unsigned-byte IDX)"),
+        ));
     }
     let mut dims = Vec::with_capacity(n_dims);
     for d in 0..n_dims {
@@ -53,12 +69,24 @@ fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     let expected: usize = dims.iter().product();
     let available = bytes.len() - header;
     if available < expected {
-        return Err(err(bytes.len(), format!("truncated: dimensions {dims:?} need {expected} data bytes, found {available}")));
+        return Err(err(
+            bytes.len(),
+            format!("truncated: dimensions {dims:?} need {expected} data bytes, found {available}"),
+        ));
     }
     if available > expected {
-        return Err(err(header + expected, format!("{} unexpected trailing bytes after the data", available - expected)));
+        return Err(err(
+            header + expected,
+            format!(
+                "{} unexpected trailing bytes after the data",
+                available - expected
+            ),
+        ));
     }
-    Ok(IdxArray { dims, data: bytes[header..].to_vec() })
+    Ok(IdxArray {
+        dims,
+        data: bytes[header..].to_vec(),
+    })
 }
 
 fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
@@ -71,7 +99,10 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
     } else {
         Err(Error::Io {
             path: raw,
-            error: std::io::Error::new(std::io::ErrorKind::NotFound, format!("neither {stem} nor {stem}.gz exists")),
+            error: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("neither {stem} nor {stem}.gz exists"),
+            ),
         })
     }
 }
@@ -85,14 +116,20 @@ fn load_part(dir: &Path, prefix: &str) -> Result<(Table, [usize; 3])> {
         return Err(Error::Idx {
             path: images_path,
             offset: 0,
-            reason: format!("expected 3 dimensions (n, rows, cols), found {:?}", images.dims),
+            reason: format!(
+                "expected 3 dimensions (n, rows, cols), found {:?}",
+                images.dims
+            ),
         });
     }
     if labels.dims.len() != 1 || labels.dims[0] != images.dims[0] {
         return Err(Error::Idx {
             path: labels_path,
             offset: 4,
-            reason: format!("expected {} labels to match the images, found dimensions {:?}", images.dims[0], labels.dims),
+            reason: format!(
+                "expected {} labels to match the images, found dimensions {:?}",
+                images.dims[0], labels.dims
+            ),
         });
     }
     let x = images.data.iter().map(|&p| p as f32 / 255.0).collect();
@@ -117,7 +154,10 @@ pub fn load_idx_dir(dir: &Path) -> Result<Dataset> {
             reason: format!("t10k label {bad} is not among the {n_classes} train classes"),
         });
     }
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "idx".into());
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "idx".into());
     Ok(Dataset {
         name,
         task_type: TaskType::Classification,
@@ -153,8 +193,18 @@ mod tests {
         let pixels: Vec<u8> = (0..n * 16).map(|i| (i * 7 % 256) as u8).collect();
         let labels: Vec<u8> = (0..n).map(|i| (i % 3) as u8).collect();
         for prefix in ["train", "t10k"] {
-            write_idx(&dir.join(format!("{prefix}-images-idx3-ubyte")), &[n, 4, 4], &pixels).unwrap();
-            write_idx(&dir.join(format!("{prefix}-labels-idx1-ubyte")), &[n], &labels).unwrap();
+            write_idx(
+                &dir.join(format!("{prefix}-images-idx3-ubyte")),
+                &[n, 4, 4],
+                &pixels,
+            )
+            .unwrap();
+            write_idx(
+                &dir.join(format!("{prefix}-labels-idx1-ubyte")),
+                &[n],
+                &labels,
+            )
+            .unwrap();
         }
     }
 
@@ -163,7 +213,10 @@ mod tests {
         let dir = tmp_dir("ok");
         write_fixture(&dir, 12);
         let d = load_idx_dir(&dir).unwrap();
-        assert_eq!((d.n_features, d.n_classes, d.image_shape), (16, 3, Some([1, 4, 4])));
+        assert_eq!(
+            (d.n_features, d.n_classes, d.image_shape),
+            (16, 3, Some([1, 4, 4]))
+        );
         assert_eq!(d.rows.n_rows(), 12);
         assert_eq!(d.test.as_ref().unwrap().n_rows(), 12);
         assert_eq!(d.rows.x[1], 7.0 / 255.0);
@@ -178,13 +231,21 @@ mod tests {
         bytes[2] = 0x0d; // 0x00000d03: a float IDX, which we do not accept.
         std::fs::write(&images, &bytes).unwrap();
         let err = load_idx_dir(&dir).unwrap_err().to_string();
-        assert!(err.contains("train-images-idx3-ubyte") && err.contains("offset 0") && err.contains("bad magic"), "{err}");
+        assert!(
+            err.contains("train-images-idx3-ubyte")
+                && err.contains("offset 0")
+                && err.contains("bad magic"),
+            "{err}"
+        );
 
         bytes[2] = 0x08;
         bytes.truncate(bytes.len() - 5);
         std::fs::write(&images, &bytes).unwrap();
         let err = load_idx_dir(&dir).unwrap_err().to_string();
-        assert!(err.contains("truncated") && err.contains("need 64 data bytes, found 59"), "{err}");
+        assert!(
+            err.contains("truncated") && err.contains("need 64 data bytes, found 59"),
+            "{err}"
+        );
 
         std::fs::write(&images, [0u8, 0, 8]).unwrap();
         let err = load_idx_dir(&dir).unwrap_err().to_string();
@@ -198,11 +259,21 @@ mod tests {
     fn shared_mnist_loads_when_present() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
         if !dir.join("train-images-idx3-ubyte.gz").exists() {
-            eprintln!("skipping: {} not found (../shared/data is optional)", dir.display());
+            eprintln!(
+                "skipping: {} not found (../shared/data is optional)",
+                dir.display()
+            );
             return;
         }
         let d = load_idx_dir(&dir).unwrap();
-        assert_eq!((d.rows.n_rows(), d.test.as_ref().unwrap().n_rows(), d.n_classes), (60000, 10000, 10));
+        assert_eq!(
+            (
+                d.rows.n_rows(),
+                d.test.as_ref().unwrap().n_rows(),
+                d.n_classes
+            ),
+            (60000, 10000, 10)
+        );
         let mean = d.rows.x.iter().map(|&v| v as f64).sum::<f64>() / d.rows.x.len() as f64;
         assert!((mean - 0.1307).abs() < 1e-3, "MNIST pixel mean {mean}");
     }

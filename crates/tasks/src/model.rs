@@ -67,32 +67,57 @@ pub enum ModelSpec {
 impl ModelSpec {
     /// Parses `mlp:WxD[:act]`, `linear` or `cnn:small`.
     pub fn parse(spec: &str) -> Result<Self> {
-        let invalid = |reason: &str| Error::InvalidModel { spec: spec.into(), reason: reason.into() };
+        let invalid = |reason: &str| Error::InvalidModel {
+            spec: spec.into(),
+            reason: reason.into(),
+        };
         match spec {
-            "linear" => return Ok(ModelSpec::Mlp { width: 0, depth: 0, activation: Activation::Relu }),
+            "linear" => {
+                return Ok(ModelSpec::Mlp {
+                    width: 0,
+                    depth: 0,
+                    activation: Activation::Relu,
+                });
+            }
             "cnn:small" => return Ok(ModelSpec::CnnSmall),
             _ => {}
         }
         let Some(rest) = spec.strip_prefix("mlp:") else {
-            return Err(invalid("expected `mlp:WIDTHxDEPTH[:relu|tanh|gelu]`, `linear` or `cnn:small`"));
+            return Err(invalid(
+                "expected `mlp:WIDTHxDEPTH[:relu|tanh|gelu]`, `linear` or `cnn:small`",
+            ));
         };
         let (shape, act) = rest.split_once(':').unwrap_or((rest, "relu"));
         let activation = match act {
             "relu" => Activation::Relu,
             "tanh" => Activation::Tanh,
             "gelu" => Activation::Gelu,
-            other => return Err(invalid(&format!("unknown activation `{other}`; expected relu, tanh or gelu"))),
+            other => {
+                return Err(invalid(&format!(
+                    "unknown activation `{other}`; expected relu, tanh or gelu"
+                )));
+            }
         };
-        let (w, d) = shape.split_once('x').ok_or_else(|| invalid("expected WIDTHxDEPTH, e.g. mlp:64x2"))?;
-        let width: usize = w.parse().map_err(|_| invalid(&format!("width `{w}` is not a whole number")))?;
-        let depth: usize = d.parse().map_err(|_| invalid(&format!("depth `{d}` is not a whole number")))?;
+        let (w, d) = shape
+            .split_once('x')
+            .ok_or_else(|| invalid("expected WIDTHxDEPTH, e.g. mlp:64x2"))?;
+        let width: usize = w
+            .parse()
+            .map_err(|_| invalid(&format!("width `{w}` is not a whole number")))?;
+        let depth: usize = d
+            .parse()
+            .map_err(|_| invalid(&format!("depth `{d}` is not a whole number")))?;
         if depth > 0 && !(1..=65_536).contains(&width) {
             return Err(invalid("width must be in 1..=65536"));
         }
         if depth > 64 {
             return Err(invalid("depth must be at most 64"));
         }
-        Ok(ModelSpec::Mlp { width, depth, activation })
+        Ok(ModelSpec::Mlp {
+            width,
+            depth,
+            activation,
+        })
     }
 
     /// Builds the model for inputs of `n_features` (images: `image_shape`) and `n_outputs` outputs,
@@ -107,7 +132,11 @@ impl ModelSpec {
     ) -> Result<Net> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1217_1a11_2e00);
         match *self {
-            ModelSpec::Mlp { width, depth, activation } => {
+            ModelSpec::Mlp {
+                width,
+                depth,
+                activation,
+            } => {
                 let mut hidden = Vec::with_capacity(depth);
                 let mut fan_in = n_features;
                 for _ in 0..depth {
@@ -115,15 +144,24 @@ impl ModelSpec {
                     fan_in = width;
                 }
                 let output = linear(fan_in, n_outputs, &mut rng, device);
-                Ok(Net::Mlp(Mlp { hidden, output, activation }))
+                Ok(Net::Mlp(Mlp {
+                    hidden,
+                    output,
+                    activation,
+                }))
             }
             ModelSpec::CnnSmall => {
-                let invalid = |reason: String| Error::InvalidModel { spec: self.to_string(), reason };
+                let invalid = |reason: String| Error::InvalidModel {
+                    spec: self.to_string(),
+                    reason,
+                };
                 let [c, h, w] = image_shape.ok_or_else(|| {
                     invalid(format!("needs image data (a `[c, h, w]` shape); this dataset has {n_features} flat features"))
                 })?;
                 if h < 10 || w < 10 {
-                    return Err(invalid(format!("needs images of side at least 10, got {h}x{w}")));
+                    return Err(invalid(format!(
+                        "needs images of side at least 10, got {h}x{w}"
+                    )));
                 }
                 let out_side = |s: usize| ((s - 2) / 2 - 2) / 2;
                 let flat = 32 * out_side(h) * out_side(w);
@@ -143,8 +181,16 @@ impl std::fmt::Display for ModelSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ModelSpec::Mlp { depth: 0, .. } => write!(f, "linear"),
-            ModelSpec::Mlp { width, depth, activation: Activation::Relu } => write!(f, "mlp:{width}x{depth}"),
-            ModelSpec::Mlp { width, depth, activation } => write!(f, "mlp:{width}x{depth}:{}", activation.name()),
+            ModelSpec::Mlp {
+                width,
+                depth,
+                activation: Activation::Relu,
+            } => write!(f, "mlp:{width}x{depth}"),
+            ModelSpec::Mlp {
+                width,
+                depth,
+                activation,
+            } => write!(f, "mlp:{width}x{depth}:{}", activation.name()),
             ModelSpec::CnnSmall => write!(f, "cnn:small"),
         }
     }
@@ -164,16 +210,28 @@ fn uniform(n: usize, bound: f32, rng: &mut ChaCha8Rng) -> Vec<f32> {
 fn linear(d_in: usize, d_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> Linear {
     let bound = 1.0 / (d_in as f32).sqrt();
     let mut layer = LinearConfig::new(d_in, d_out).init(device);
-    layer.weight = Param::from_data(TensorData::new(uniform(d_in * d_out, bound, rng), [d_in, d_out]), device);
-    layer.bias = Some(Param::from_data(TensorData::new(uniform(d_out, bound, rng), [d_out]), device));
+    layer.weight = Param::from_data(
+        TensorData::new(uniform(d_in * d_out, bound, rng), [d_in, d_out]),
+        device,
+    );
+    layer.bias = Some(Param::from_data(
+        TensorData::new(uniform(d_out, bound, rng), [d_out]),
+        device,
+    ));
     layer
 }
 
 fn conv3x3(c_in: usize, c_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> Conv2d {
     let bound = 1.0 / ((c_in * 9) as f32).sqrt();
     let mut layer = Conv2dConfig::new([c_in, c_out], [3, 3]).init(device);
-    layer.weight = Param::from_data(TensorData::new(uniform(c_out * c_in * 9, bound, rng), [c_out, c_in, 3, 3]), device);
-    layer.bias = Some(Param::from_data(TensorData::new(uniform(c_out, bound, rng), [c_out]), device));
+    layer.weight = Param::from_data(
+        TensorData::new(uniform(c_out * c_in * 9, bound, rng), [c_out, c_in, 3, 3]),
+        device,
+    );
+    layer.bias = Some(Param::from_data(
+        TensorData::new(uniform(c_out, bound, rng), [c_out]),
+        device,
+    ));
     layer
 }
 
@@ -254,7 +312,13 @@ mod tests {
 
     #[test]
     fn model_specs_parse_and_print_back() {
-        for spec in ["mlp:64x2", "mlp:8x1:tanh", "linear", "cnn:small", "mlp:16x3:gelu"] {
+        for spec in [
+            "mlp:64x2",
+            "mlp:8x1:tanh",
+            "linear",
+            "cnn:small",
+            "mlp:16x3:gelu",
+        ] {
             assert_eq!(ModelSpec::parse(spec).unwrap().to_string(), spec);
         }
         for bad in ["mlp:64", "mlp:ax2", "mlp:64x2:swish", "resnet", "mlp:0x2"] {
@@ -265,12 +329,20 @@ mod tests {
 
     #[test]
     fn cnn_needs_image_data() {
-        let err = ModelSpec::CnnSmall.init(10, None, 3, 0, &Device::flex()).unwrap_err().to_string();
+        let err = ModelSpec::CnnSmall
+            .init(10, None, 3, 0, &Device::flex())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("needs image data"), "{err}");
-        let net = ModelSpec::CnnSmall.init(28 * 28, Some([1, 28, 28]), 10, 0, &Device::flex()).unwrap();
+        let net = ModelSpec::CnnSmall
+            .init(28 * 28, Some([1, 28, 28]), 10, 0, &Device::flex())
+            .unwrap();
         let out = net.forward(Tensor::zeros([2, 28 * 28], &Device::flex()));
         assert_eq!(out.dims(), [2, 10]);
-        assert_eq!(net.num_params(), 16 * 9 + 16 + 32 * 16 * 9 + 32 + 800 * 10 + 10);
+        assert_eq!(
+            net.num_params(),
+            16 * 9 + 16 + 32 * 16 * 9 + 32 + 800 * 10 + 10
+        );
     }
 
     #[test]
@@ -278,7 +350,10 @@ mod tests {
         let spec = ModelSpec::parse("mlp:8x2").unwrap();
         let values = |seed| {
             let net = spec.init(4, None, 3, seed, &Device::flex()).unwrap();
-            net.forward(Tensor::ones([1, 4], &Device::flex())).into_data().try_to_vec::<f32>().unwrap()
+            net.forward(Tensor::ones([1, 4], &Device::flex()))
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
         };
         assert_eq!(values(1), values(1));
         assert_ne!(values(1), values(2));

@@ -12,8 +12,8 @@
 //! The velocity `v` is optimizer state kept by burn's `ModuleOptimizer`, so changing `lr` or `μ`
 //! keeps it: a change of momentum takes effect on the next step, on the existing velocity.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::optim::{Optimizer, RecordState, StateSink, StateSource};
 use burn::tensor::{Device, Tensor};
@@ -45,7 +45,11 @@ impl MomentumHandle {
 impl ControlledSgd {
     /// A new optimizer with initial `momentum`, L2 `weight_decay` (0 for none) and Nesterov flag.
     pub fn new(momentum: f64, weight_decay: f64, nesterov: bool) -> Self {
-        Self { momentum: Arc::new(AtomicU64::new(momentum.to_bits())), weight_decay, nesterov }
+        Self {
+            momentum: Arc::new(AtomicU64::new(momentum.to_bits())),
+            weight_decay,
+            nesterov,
+        }
     }
 
     /// The handle through which the momentum can be changed at any time.
@@ -67,7 +71,9 @@ impl<const D: usize> RecordState for Velocity<D> {
     }
 
     fn state_unflatten(prefix: &str, src: &mut StateSource, device: &Device) -> Option<Self> {
-        Some(Self { velocity: Tensor::from_data(src.take_tensor(prefix, "velocity")?, device) })
+        Some(Self {
+            velocity: Tensor::from_data(src.take_tensor(prefix, "velocity")?, device),
+        })
     }
 }
 
@@ -82,7 +88,11 @@ impl Optimizer for ControlledSgd {
         state: Option<Velocity<D>>,
     ) -> (Tensor<D>, Option<Velocity<D>>) {
         let mu = f64::from_bits(self.momentum.load(Ordering::Relaxed));
-        let grad = if self.weight_decay > 0.0 { grad + tensor.clone().mul_scalar(self.weight_decay) } else { grad };
+        let grad = if self.weight_decay > 0.0 {
+            grad + tensor.clone().mul_scalar(self.weight_decay)
+        } else {
+            grad
+        };
         // Keep no needless clone of `grad` alive: burn updates uniquely held buffers in place.
         let velocity = match state {
             Some(s) => grad.clone().add(s.velocity.mul_scalar(mu)),
@@ -94,7 +104,10 @@ impl Optimizer for ControlledSgd {
             drop(grad);
             velocity.clone()
         };
-        (tensor - direction.mul_scalar(lr), Some(Velocity { velocity }))
+        (
+            tensor - direction.mul_scalar(lr),
+            Some(Velocity { velocity }),
+        )
     }
 
     fn to_device<const D: usize>(mut state: Velocity<D>, device: &Device) -> Velocity<D> {

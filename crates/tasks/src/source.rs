@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::{Dataset, TaskType};
-use crate::{csv_data, generated, idx, Error, Result};
+use crate::{Error, Result, csv_data, generated, idx};
 
 /// Where a dataset comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +25,10 @@ pub enum DatasetSource {
 impl DatasetSource {
     /// Parses `csv:PATH`, `idx:DIR` or `gen:FAMILY[:k=v,...]`.
     pub fn parse(spec: &str) -> Result<Self> {
-        let invalid = |reason: &str| Error::InvalidSource { source_spec: spec.into(), reason: reason.into() };
+        let invalid = |reason: &str| Error::InvalidSource {
+            source_spec: spec.into(),
+            reason: reason.into(),
+        };
         let (kind, rest) = spec
             .split_once(':')
             .ok_or_else(|| invalid("expected `csv:PATH`, `idx:DIR` or `gen:FAMILY[:k=v,...]`"))?;
@@ -39,15 +42,20 @@ impl DatasetSource {
                 }
                 let mut args = Vec::new();
                 for pair in params.split(',').filter(|p| !p.is_empty()) {
-                    let (k, v) = pair
-                        .split_once('=')
-                        .ok_or_else(|| invalid(&format!("parameter `{pair}` is not of the form k=v")))?;
+                    let (k, v) = pair.split_once('=').ok_or_else(|| {
+                        invalid(&format!("parameter `{pair}` is not of the form k=v"))
+                    })?;
                     args.push((k.trim().to_string(), v.trim().to_string()));
                 }
-                Ok(DatasetSource::Generated { family: family.into(), args })
+                Ok(DatasetSource::Generated {
+                    family: family.into(),
+                    args,
+                })
             }
             "csv" | "idx" => Err(invalid("expected a path after the colon")),
-            other => Err(invalid(&format!("unknown source kind `{other}`; expected csv, idx or gen"))),
+            other => Err(invalid(&format!(
+                "unknown source kind `{other}`; expected csv, idx or gen"
+            ))),
         }
     }
 
@@ -65,9 +73,11 @@ impl DatasetSource {
         match self {
             DatasetSource::Csv(_) => None,
             DatasetSource::Idx(_) => Some(TaskType::Classification),
-            DatasetSource::Generated { family, .. } => {
-                Some(if family == "teacher-reg" { TaskType::Regression } else { TaskType::Classification })
-            }
+            DatasetSource::Generated { family, .. } => Some(if family == "teacher-reg" {
+                TaskType::Regression
+            } else {
+                TaskType::Classification
+            }),
         }
     }
 
@@ -77,14 +87,20 @@ impl DatasetSource {
             if implied != task_type {
                 return Err(Error::InvalidSource {
                     source_spec: self.to_string(),
-                    reason: format!("this source is a {} dataset, not {}", implied.name(), task_type.name()),
+                    reason: format!(
+                        "this source is a {} dataset, not {}",
+                        implied.name(),
+                        task_type.name()
+                    ),
                 });
             }
         }
         match self {
             DatasetSource::Csv(path) => csv_data::load_csv(path, task_type),
             DatasetSource::Idx(dir) => idx::load_idx_dir(dir),
-            DatasetSource::Generated { family, args } => generated::generate(&self.to_string(), family, args),
+            DatasetSource::Generated { family, args } => {
+                generated::generate(&self.to_string(), family, args)
+            }
         }
     }
 }
@@ -118,7 +134,12 @@ mod tests {
 
     #[test]
     fn sources_parse_and_print_back() {
-        for spec in ["csv:data/a.csv.gz", "idx:../mnist", "gen:spirals", "gen:gauss-mix:n=100,d=4"] {
+        for spec in [
+            "csv:data/a.csv.gz",
+            "idx:../mnist",
+            "gen:spirals",
+            "gen:gauss-mix:n=100,d=4",
+        ] {
             assert_eq!(DatasetSource::parse(spec).unwrap().to_string(), spec);
         }
         for bad in ["foo", "csv:", "zip:a", "gen:", "gen:spirals:n"] {
@@ -132,6 +153,9 @@ mod tests {
         let src = DatasetSource::parse("gen:teacher-reg:n=20").unwrap();
         let err = src.load(TaskType::Classification).unwrap_err().to_string();
         assert!(err.contains("regression dataset"), "{err}");
-        assert_eq!(src.load(TaskType::Regression).unwrap().task_type, TaskType::Regression);
+        assert_eq!(
+            src.load(TaskType::Regression).unwrap().task_type,
+            TaskType::Regression
+        );
     }
 }

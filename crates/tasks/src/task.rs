@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::data::{split, Dataset, SplitConfig, SplitData, TaskType};
+use crate::data::{Dataset, SplitConfig, SplitData, TaskType, split};
 use crate::model::ModelSpec;
 use crate::source::DatasetSource;
 use crate::trainer::{Hyperparams, Trainer, TrainerConfig};
@@ -57,7 +57,14 @@ fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S:
 impl TaskSpec {
     /// A task with documented defaults for the optional parts (init lr 0.01, momentum 0,
     /// val 0.2, test 0.2, all train rows, no weight decay, one decision per epoch).
-    pub fn new(source: DatasetSource, task_type: TaskType, model: ModelSpec, epochs: usize, batch_size: usize, seed: u64) -> Self {
+    pub fn new(
+        source: DatasetSource,
+        task_type: TaskType,
+        model: ModelSpec,
+        epochs: usize,
+        batch_size: usize,
+        seed: u64,
+    ) -> Self {
         let id = format!("{source}|{model}|e{epochs}|b{batch_size}");
         Self {
             id,
@@ -67,7 +74,10 @@ impl TaskSpec {
             epochs,
             batch_size,
             seed,
-            init: Hyperparams { lr: DEFAULT_INIT_LR, momentum: DEFAULT_INIT_MOMENTUM },
+            init: Hyperparams {
+                lr: DEFAULT_INIT_LR,
+                momentum: DEFAULT_INIT_MOMENTUM,
+            },
             val_fraction: 0.2,
             test_fraction: 0.2,
             train_fraction: 1.0,
@@ -81,10 +91,16 @@ impl TaskSpec {
     /// Checks the values that do not need the data.
     pub fn validate(&self) -> Result<()> {
         if self.epochs == 0 {
-            return Err(Error::InvalidConfig { field: "epochs", reason: "must be at least 1".into() });
+            return Err(Error::InvalidConfig {
+                field: "epochs",
+                reason: "must be at least 1".into(),
+            });
         }
         if self.batch_size == 0 {
-            return Err(Error::InvalidConfig { field: "batch_size", reason: "must be at least 1".into() });
+            return Err(Error::InvalidConfig {
+                field: "batch_size",
+                reason: "must be at least 1".into(),
+            });
         }
         self.init.validate()
     }
@@ -122,7 +138,10 @@ impl TaskSpec {
 
     /// Splits `data` and builds a fresh trainer, both from `seed`.
     pub fn build(&self, data: &Dataset, seed: u64, backend: Backend) -> Result<Trainer> {
-        Trainer::new(&self.split(data, seed)?, &self.trainer_config(seed, backend))
+        Trainer::new(
+            &self.split(data, seed)?,
+            &self.trainer_config(seed, backend),
+        )
     }
 
     /// Resolves relative file paths of the source against `root`.

@@ -24,8 +24,8 @@ use std::time::Instant;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::{SplitData, Table, TaskType};
@@ -46,10 +46,16 @@ impl Hyperparams {
     /// Checks the values, naming the bad field.
     pub fn validate(&self) -> Result<()> {
         if !(self.lr.is_finite() && self.lr >= 0.0) {
-            return Err(Error::InvalidConfig { field: "lr", reason: format!("{} is not a finite value ≥ 0", self.lr) });
+            return Err(Error::InvalidConfig {
+                field: "lr",
+                reason: format!("{} is not a finite value ≥ 0", self.lr),
+            });
         }
         if !(self.momentum >= 0.0 && self.momentum < 1.0) {
-            return Err(Error::InvalidConfig { field: "momentum", reason: format!("{} is outside [0, 1)", self.momentum) });
+            return Err(Error::InvalidConfig {
+                field: "momentum",
+                reason: format!("{} is outside [0, 1)", self.momentum),
+            });
         }
         Ok(())
     }
@@ -77,7 +83,10 @@ pub struct TrainerConfig {
     pub backend: Backend,
 }
 
-fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(
+    v: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
 
@@ -184,11 +193,19 @@ impl DeviceTable {
                 let labels: Vec<i64> = table.y.iter().map(|&v| v as i64).collect();
                 Targets::Classes(Tensor::from_data(TensorData::new(labels, [n]), device))
             }
-            TaskType::Regression => Targets::Values(Tensor::from_data(TensorData::new(table.y.clone(), [n, 1]), device)),
+            TaskType::Regression => Targets::Values(Tensor::from_data(
+                TensorData::new(table.y.clone(), [n, 1]),
+                device,
+            )),
         };
         let mean = table.y.iter().map(|&v| v as f64).sum::<f64>() / n.max(1) as f64;
         let total_sum_squares = table.y.iter().map(|&v| (v as f64 - mean).powi(2)).sum();
-        Self { x, y, n_rows: n, total_sum_squares }
+        Self {
+            x,
+            y,
+            n_rows: n,
+            total_sum_squares,
+        }
     }
 }
 
@@ -229,23 +246,41 @@ impl Trainer {
     /// Builds the model and puts the split's data on the backend's device.
     pub fn new(data: &SplitData, config: &TrainerConfig) -> Result<Self> {
         if config.batch_size == 0 {
-            return Err(Error::InvalidConfig { field: "batch_size", reason: "must be at least 1".into() });
+            return Err(Error::InvalidConfig {
+                field: "batch_size",
+                reason: "must be at least 1".into(),
+            });
         }
         if config.steps_per_decision == Some(0) {
-            return Err(Error::InvalidConfig { field: "steps_per_decision", reason: "must be at least 1".into() });
+            return Err(Error::InvalidConfig {
+                field: "steps_per_decision",
+                reason: "must be at least 1".into(),
+            });
         }
         if !(config.explode_factor > 1.0) {
-            return Err(Error::InvalidConfig { field: "explode_factor", reason: "must be greater than 1".into() });
+            return Err(Error::InvalidConfig {
+                field: "explode_factor",
+                reason: "must be greater than 1".into(),
+            });
         }
         if !(config.weight_decay >= 0.0 && config.weight_decay.is_finite()) {
-            return Err(Error::InvalidConfig { field: "weight_decay", reason: "must be a finite value ≥ 0".into() });
+            return Err(Error::InvalidConfig {
+                field: "weight_decay",
+                reason: "must be a finite value ≥ 0".into(),
+            });
         }
         let device = config.backend.device()?;
         let n_outputs = match data.task_type {
             TaskType::Classification => data.n_classes,
             TaskType::Regression => 1,
         };
-        let model = config.model.init(data.n_features, data.image_shape, n_outputs, config.seed, &device.clone().autodiff())?;
+        let model = config.model.init(
+            data.n_features,
+            data.image_shape,
+            n_outputs,
+            config.seed,
+            &device.clone().autodiff(),
+        )?;
         let sgd = ControlledSgd::new(0.0, config.weight_decay, config.nesterov);
         let momentum = sgd.momentum_handle();
         let train = DeviceTable::new(&data.train, data.n_features, data.task_type, &device);
@@ -266,7 +301,10 @@ impl Trainer {
             cursor: usize::MAX, // Shuffle before the first step.
             n_intervals: 0,
             total_steps: 0,
-            initial_val: EvalStats { loss: f64::NAN, metric: f64::NAN },
+            initial_val: EvalStats {
+                loss: f64::NAN,
+                metric: f64::NAN,
+            },
             params_before: Vec::new(),
             prev_grads: None,
             diverged: false,
@@ -307,7 +345,9 @@ impl Trainer {
     }
 
     fn model(&self) -> &Net {
-        self.model.as_ref().expect("the model should be present between steps")
+        self.model
+            .as_ref()
+            .expect("the model should be present between steps")
     }
 
     /// Trains one decision interval under `hp`, then evaluates on the validation split.
@@ -341,7 +381,10 @@ impl Trainer {
             return Ok(stats);
         }
         self.momentum.set(hp.momentum);
-        let n_steps = self.config.steps_per_decision.unwrap_or_else(|| self.steps_per_epoch());
+        let n_steps = self
+            .config
+            .steps_per_decision
+            .unwrap_or_else(|| self.steps_per_epoch());
         let mut losses = Vec::with_capacity(n_steps);
         let mut norms = Vec::with_capacity(n_steps);
         let mut layer_names: Vec<String> = Vec::new();
@@ -350,7 +393,13 @@ impl Trainer {
         let mut nonfinite = false;
         for _ in 0..n_steps {
             let indices = self.next_batch();
-            let StepOut { loss, global_norm, layer_norms, layer_names: names, grad_cos } = self.train_step(hp.lr, &indices);
+            let StepOut {
+                loss,
+                global_norm,
+                layer_norms,
+                layer_names: names,
+                grad_cos,
+            } = self.train_step(hp.lr, &indices);
             if layer_names.is_empty() {
                 layer_names = names;
                 layer_sums = vec![0.0; layer_names.len()];
@@ -378,7 +427,10 @@ impl Trainer {
         stats.layer_grad_norms = layer_names
             .into_iter()
             .zip(&layer_sums)
-            .map(|(layer, sum)| LayerGradNorm { layer, mean: sum / losses.len() as f64 })
+            .map(|(layer, sum)| LayerGradNorm {
+                layer,
+                mean: sum / losses.len() as f64,
+            })
             .collect();
 
         let params = self.flat_params();
@@ -386,7 +438,11 @@ impl Trainer {
         let (weight_sq, delta_sq, before_sq) = params.iter().zip(&self.params_before).fold(
             (0f64, 0f64, 0f64),
             |(w, d, b), (&after, &before)| {
-                (w + (after as f64).powi(2), d + (after as f64 - before as f64).powi(2), b + (before as f64).powi(2))
+                (
+                    w + (after as f64).powi(2),
+                    d + (after as f64 - before as f64).powi(2),
+                    b + (before as f64).powi(2),
+                )
             },
         );
         stats.weight_norm = weight_sq.sqrt();
@@ -411,7 +467,10 @@ impl Trainer {
     /// Loss and metric on the test split (for reporting after training only).
     pub fn evaluate_test(&self) -> EvalStats {
         if self.diverged {
-            return EvalStats { loss: f64::NAN, metric: f64::NAN };
+            return EvalStats {
+                loss: f64::NAN,
+                metric: f64::NAN,
+            };
         }
         self.evaluate(&self.test)
     }
@@ -427,7 +486,10 @@ impl Trainer {
             self.cursor = 0;
         }
         let end = (self.cursor + self.config.batch_size).min(self.permutation.len());
-        let batch = self.permutation[self.cursor..end].iter().map(|&i| i as i64).collect();
+        let batch = self.permutation[self.cursor..end]
+            .iter()
+            .map(|&i| i as i64)
+            .collect();
         self.cursor = end;
         batch
     }
@@ -435,8 +497,12 @@ impl Trainer {
     /// One SGD step.
     fn train_step(&mut self, lr: f64, indices: &[i64]) -> StepOut {
         let batch = indices.len();
-        let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(indices.to_vec(), [batch]), &self.device);
-        let model = self.model.take().expect("the model should be present between steps");
+        let idx: Tensor<1, Int> =
+            Tensor::from_data(TensorData::new(indices.to_vec(), [batch]), &self.device);
+        let model = self
+            .model
+            .take()
+            .expect("the model should be present between steps");
         let x = self.train.x.clone().select(0, idx.clone()); // [batch, n_features]
         let output = model.forward(x); // [batch, n_outputs]
         let loss = match &self.train.y {
@@ -447,14 +513,23 @@ impl Trainer {
 
         // The loss, the gradient norms and the dot product with the previous step's gradient
         // leave the device together: one host sync per step.
-        let GradSquares { names, squares, flat, .. } = grad_squares(&model, &grads);
+        let GradSquares {
+            names,
+            squares,
+            flat,
+            ..
+        } = grad_squares(&model, &grads);
         let n_params = squares.len();
         let mut parts = Vec::with_capacity(n_params + 2);
         parts.push(loss.inner().reshape([1]));
         parts.extend(squares);
         let prev_norm = match self.prev_grads.take() {
             Some((prev, norm)) if prev.len() == flat.len() => {
-                let dots: Vec<Tensor<1>> = flat.iter().zip(prev).map(|(g, p)| (g.clone() * p).sum()).collect();
+                let dots: Vec<Tensor<1>> = flat
+                    .iter()
+                    .zip(prev)
+                    .map(|(g, p)| (g.clone() * p).sum())
+                    .collect();
                 parts.push(Tensor::cat(dots, 0).sum().reshape([1]));
                 Some(norm)
             }
@@ -465,7 +540,9 @@ impl Trainer {
         let mut layer_names: Vec<String> = Vec::new();
         let mut layer_sq: Vec<f64> = Vec::new();
         for (name, &sq) in names.iter().zip(&host[1..=n_params]) {
-            let layer = name.rsplit_once('.').map_or(name.as_str(), |(layer, _)| layer);
+            let layer = name
+                .rsplit_once('.')
+                .map_or(name.as_str(), |(layer, _)| layer);
             if layer_names.last().map(String::as_str) != Some(layer) {
                 layer_names.push(layer.to_string());
                 layer_sq.push(0.0);
@@ -474,11 +551,18 @@ impl Trainer {
         }
         let global_norm = layer_sq.iter().sum::<f64>().sqrt();
         let layer_norms = layer_sq.iter().map(|s| s.sqrt()).collect();
-        let grad_cos = prev_norm.map(|prev| host[n_params + 1] as f64 / (global_norm * prev).max(1e-30));
+        let grad_cos =
+            prev_norm.map(|prev| host[n_params + 1] as f64 / (global_norm * prev).max(1e-30));
         self.prev_grads = Some((flat, global_norm));
 
         self.model = Some(self.optim.step(lr, model, grads));
-        StepOut { loss: loss_value, global_norm, layer_norms, layer_names, grad_cos }
+        StepOut {
+            loss: loss_value,
+            global_norm,
+            layer_norms,
+            layer_names,
+            grad_cos,
+        }
     }
 
     fn evaluate(&self, table: &DeviceTable) -> EvalStats {
@@ -509,7 +593,10 @@ impl Trainer {
         }
         let n = table.n_rows as f64;
         match self.task_type {
-            TaskType::Classification => EvalStats { loss: loss_sum / n, metric: metric_sum / n },
+            TaskType::Classification => EvalStats {
+                loss: loss_sum / n,
+                metric: metric_sum / n,
+            },
             TaskType::Regression => EvalStats {
                 loss: loss_sum / n,
                 metric: 1.0 - metric_sum / table.total_sum_squares.max(1e-12),
@@ -534,7 +621,11 @@ fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
 
 /// Copies a small vector to the host (one sync).
 fn to_host(tensor: Tensor<1>) -> Vec<f32> {
-    tensor.into_data().convert::<f32>().try_to_vec::<f32>().expect("a converted tensor should hold f32 values")
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("a converted tensor should hold f32 values")
 }
 
 fn mean_std(values: &[f64]) -> (f64, f64) {
@@ -549,7 +640,13 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
 /// Σg² of every parameter tensor that has a gradient (on the device), with its module path and
 /// the flattened gradient.
 fn grad_squares<'a>(model: &Net, grads: &'a GradientsParams) -> GradSquares<'a> {
-    let mut visitor = GradSquares { grads, path: Vec::new(), names: Vec::new(), squares: Vec::new(), flat: Vec::new() };
+    let mut visitor = GradSquares {
+        grads,
+        path: Vec::new(),
+        names: Vec::new(),
+        squares: Vec::new(),
+        flat: Vec::new(),
+    };
     model.visit(&mut visitor);
     visitor
 }
@@ -597,12 +694,25 @@ impl ModuleVisitor for ParamCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{split, SplitConfig};
+    use crate::data::{SplitConfig, split};
     use crate::source::DatasetSource;
 
     fn task(source: &str, task_type: TaskType, seed: u64) -> SplitData {
-        let data = DatasetSource::parse(source).unwrap().load(task_type).unwrap();
-        split(&data, &SplitConfig { seed, val_fraction: 0.2, test_fraction: 0.2, train_fraction: 1.0, max_train_rows: None }).unwrap()
+        let data = DatasetSource::parse(source)
+            .unwrap()
+            .load(task_type)
+            .unwrap();
+        split(
+            &data,
+            &SplitConfig {
+                seed,
+                val_fraction: 0.2,
+                test_fraction: 0.2,
+                train_fraction: 1.0,
+                max_train_rows: None,
+            },
+        )
+        .unwrap()
     }
 
     fn hp(lr: f64, momentum: f64) -> Hyperparams {
@@ -612,7 +722,11 @@ mod tests {
     #[test]
     fn loss_falls_on_a_generated_task() {
         let data = task("gen:gauss-mix:n=600,d=6", TaskType::Classification, 0);
-        let mut trainer = Trainer::new(&data, &TrainerConfig::new(ModelSpec::parse("mlp:32x2").unwrap(), 32, 0)).unwrap();
+        let mut trainer = Trainer::new(
+            &data,
+            &TrainerConfig::new(ModelSpec::parse("mlp:32x2").unwrap(), 32, 0),
+        )
+        .unwrap();
         let initial = trainer.initial_val();
         let mut last = None;
         for _ in 0..5 {
@@ -621,7 +735,12 @@ mod tests {
         let last = last.unwrap();
         assert!(!last.diverged);
         assert_eq!(last.steps, trainer.steps_per_epoch());
-        assert!(last.val_loss < 0.7 * initial.loss, "val loss {} vs initial {}", last.val_loss, initial.loss);
+        assert!(
+            last.val_loss < 0.7 * initial.loss,
+            "val loss {} vs initial {}",
+            last.val_loss,
+            initial.loss
+        );
         assert!(last.val_metric > 0.6, "accuracy {}", last.val_metric);
         let test = trainer.evaluate_test();
         assert!(test.loss.is_finite() && test.metric > 0.5);
@@ -649,7 +768,11 @@ mod tests {
     #[test]
     fn huge_learning_rate_diverges_without_panic() {
         let data = task("gen:teacher-reg:n=200,d=4", TaskType::Regression, 0);
-        let mut trainer = Trainer::new(&data, &TrainerConfig::new(ModelSpec::parse("mlp:16x1").unwrap(), 16, 0)).unwrap();
+        let mut trainer = Trainer::new(
+            &data,
+            &TrainerConfig::new(ModelSpec::parse("mlp:16x1").unwrap(), 16, 0),
+        )
+        .unwrap();
         let stats = trainer.run_epoch(hp(1e6, 0.9)).unwrap();
         assert!(stats.diverged, "{stats:?}");
         assert!(trainer.diverged());
@@ -661,17 +784,39 @@ mod tests {
     #[test]
     fn invalid_hyperparameters_are_errors() {
         let data = task("gen:gauss-mix:n=100,d=2", TaskType::Classification, 0);
-        let mut trainer = Trainer::new(&data, &TrainerConfig::new(ModelSpec::parse("linear").unwrap(), 8, 0)).unwrap();
-        assert!(trainer.run_epoch(hp(f64::NAN, 0.0)).unwrap_err().to_string().contains("lr"));
-        assert!(trainer.run_epoch(hp(0.1, 1.0)).unwrap_err().to_string().contains("momentum"));
-        let bad = TrainerConfig { batch_size: 0, ..TrainerConfig::new(ModelSpec::parse("linear").unwrap(), 8, 0) };
+        let mut trainer = Trainer::new(
+            &data,
+            &TrainerConfig::new(ModelSpec::parse("linear").unwrap(), 8, 0),
+        )
+        .unwrap();
+        assert!(
+            trainer
+                .run_epoch(hp(f64::NAN, 0.0))
+                .unwrap_err()
+                .to_string()
+                .contains("lr")
+        );
+        assert!(
+            trainer
+                .run_epoch(hp(0.1, 1.0))
+                .unwrap_err()
+                .to_string()
+                .contains("momentum")
+        );
+        let bad = TrainerConfig {
+            batch_size: 0,
+            ..TrainerConfig::new(ModelSpec::parse("linear").unwrap(), 8, 0)
+        };
         assert!(Trainer::new(&data, &bad).is_err());
     }
 
     #[test]
     fn decision_interval_of_k_minibatches() {
         let data = task("gen:gauss-mix:n=500,d=3", TaskType::Classification, 0);
-        let config = TrainerConfig { steps_per_decision: Some(4), ..TrainerConfig::new(ModelSpec::parse("linear").unwrap(), 10, 0) };
+        let config = TrainerConfig {
+            steps_per_decision: Some(4),
+            ..TrainerConfig::new(ModelSpec::parse("linear").unwrap(), 10, 0)
+        };
         let mut trainer = Trainer::new(&data, &config).unwrap();
         let s = trainer.run_epoch(hp(0.1, 0.0)).unwrap();
         assert_eq!(s.steps, 4);
@@ -682,7 +827,11 @@ mod tests {
     fn gradient_norm_matches_a_hand_computed_case() {
         // A linear softmax classifier on the full train split in one minibatch: the gradient of the
         // mean cross-entropy is W: Xᵀ(P − Y)/n and b: Σ(P − Y)/n, computed here on the host.
-        let data = task("gen:gauss-mix:n=60,d=3,classes=3", TaskType::Classification, 1);
+        let data = task(
+            "gen:gauss-mix:n=60,d=3,classes=3",
+            TaskType::Classification,
+            1,
+        );
         let n = data.train.n_rows();
         let config = TrainerConfig::new(ModelSpec::parse("linear").unwrap(), n, 1);
         let mut trainer = Trainer::new(&data, &config).unwrap();
@@ -692,11 +841,18 @@ mod tests {
         let (mut gw, mut gb) = (vec![0f64; d * k], vec![0f64; k]);
         for r in 0..n {
             let x = &data.train.x[r * d..(r + 1) * d];
-            let logits: Vec<f64> = (0..k).map(|j| b[j] + (0..d).map(|i| x[i] as f64 * w[i * k + j]).sum::<f64>()).collect();
+            let logits: Vec<f64> = (0..k)
+                .map(|j| b[j] + (0..d).map(|i| x[i] as f64 * w[i * k + j]).sum::<f64>())
+                .collect();
             let max = logits.iter().cloned().fold(f64::MIN, f64::max);
             let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
             for j in 0..k {
-                let p = (logits[j] - max).exp() / z - if data.train.y[r] as usize == j { 1.0 } else { 0.0 };
+                let p = (logits[j] - max).exp() / z
+                    - if data.train.y[r] as usize == j {
+                        1.0
+                    } else {
+                        0.0
+                    };
                 gb[j] += p / n as f64;
                 for i in 0..d {
                     gw[i * k + j] += x[i] as f64 * p / n as f64;
@@ -706,11 +862,19 @@ mod tests {
         let expected = gw.iter().chain(&gb).map(|g| g * g).sum::<f64>().sqrt();
         let stats = trainer.run_epoch(hp(0.1, 0.0)).unwrap();
         assert_eq!(stats.steps, 1);
-        assert!((stats.grad_norm_mean - expected).abs() < 1e-5 * expected, "{} vs {expected}", stats.grad_norm_mean);
+        assert!(
+            (stats.grad_norm_mean - expected).abs() < 1e-5 * expected,
+            "{} vs {expected}",
+            stats.grad_norm_mean
+        );
         let per_layer = stats.layer_grad_norms[0].mean;
         assert!((per_layer - expected).abs() < 1e-5 * expected);
         // One plain SGD step: the update is lr·‖g‖.
         let update = stats.update_ratio * params.iter().map(|p| p * p).sum::<f64>().sqrt();
-        assert!((update - 0.1 * expected).abs() < 1e-4 * expected, "{update} vs {}", 0.1 * expected);
+        assert!(
+            (update - 0.1 * expected).abs() < 1e-4 * expected,
+            "{update} vs {}",
+            0.1 * expected
+        );
     }
 }

@@ -1,0 +1,330 @@
+//! Running every controller × task × seed, in parallel, resumably.
+//!
+//! Each finished run is appended to `results.jsonl` as one line in one write (no torn lines
+//! between runs); a run already recorded there is skipped, so an interrupted comparison resumes
+//! where it stopped. When every run is done the file is rewritten (temp file + rename) in a fixed
+//! order (task, controller, seed), so two comparisons with the same inputs give the same file
+//! apart from timings.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hyperctl_collections::CollectionTask;
+use hyperctl_schedule_env::{EnvConfig, ScheduleEnv, run_schedule};
+use hyperctl_tasks::{Backend, Dataset};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// One run: a controller on a task with a seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The task id.
+    pub task_id: String,
+    /// The task's split label.
+    pub split: String,
+    /// The task's group.
+    pub group: String,
+    /// The controller SPEC as given.
+    pub controller: String,
+    /// The episode seed (split, initialisation, shuffling).
+    pub seed: u64,
+    /// Final test loss (NaN → null when diverged).
+    pub test_loss: Option<f64>,
+    /// Final test accuracy or R².
+    pub test_metric: Option<f64>,
+    /// Whether training diverged.
+    pub diverged: bool,
+    /// The untrained model's validation loss.
+    pub initial_val_loss: f64,
+    /// Validation loss after each interval.
+    pub val_loss: Vec<Option<f64>>,
+    /// Mean train loss of each interval.
+    pub train_loss: Vec<Option<f64>>,
+    /// Learning rate of each interval.
+    pub lr: Vec<f64>,
+    /// Momentum of each interval.
+    pub momentum: Vec<f64>,
+    /// Sum of rewards.
+    pub episode_return: f64,
+    /// Minibatch steps taken.
+    pub steps: usize,
+    /// Wall-clock seconds.
+    pub wall_secs: f64,
+    /// hyperctl version.
+    pub version: String,
+    /// Backend.
+    pub backend: String,
+}
+
+impl RunRecord {
+    /// The key that identifies a run.
+    pub fn key(&self) -> (String, String, u64) {
+        (self.task_id.clone(), self.controller.clone(), self.seed)
+    }
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// What to compare.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Controller SPECs, in report order.
+    pub controllers: Vec<String>,
+    /// Seed offsets: run seed = task seed + offset.
+    pub seeds: usize,
+    /// Parallel runs.
+    pub jobs: usize,
+    /// Backend.
+    pub backend: Backend,
+    /// Environment config (bounds, penalty) shared by every run.
+    pub env: EnvConfig,
+}
+
+/// Reads the runs recorded so far; a torn last line (an interrupted write) is dropped.
+pub fn read_results(path: &Path) -> Result<Vec<RunRecord>, Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::Io {
+                path: path.into(),
+                error: e,
+            });
+        }
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut records = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<RunRecord>(line) {
+            Ok(r) => records.push(r),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {
+                tracing::warn!(file = %path.display(), "dropping a torn last line (an interrupted write)");
+            }
+            Err(e) => {
+                return Err(Error::Results {
+                    path: path.into(),
+                    line: i + 1,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// Runs every (task, controller, seed) not yet in `out/results.jsonl`; `on_run` is called after
+/// each new run with (runs done, runs total). Returns every record in the fixed order.
+pub fn run_all(
+    tasks: &[CollectionTask],
+    config: &RunConfig,
+    out: &Path,
+    on_run: &(dyn Fn(usize, usize, &RunRecord) + Sync),
+) -> Result<Vec<RunRecord>, Error> {
+    std::fs::create_dir_all(out).map_err(|e| Error::Io {
+        path: out.into(),
+        error: e,
+    })?;
+    let results_path = out.join("results.jsonl");
+    let existing = read_results(&results_path)?;
+    // Rewrite without a torn line before appending.
+    write_results(&results_path, &existing)?;
+    let done: HashSet<(String, String, u64)> = existing.iter().map(RunRecord::key).collect();
+
+    let mut jobs = Vec::new();
+    for (ti, t) in tasks.iter().enumerate() {
+        for (ci, c) in config.controllers.iter().enumerate() {
+            for s in 0..config.seeds {
+                let seed = t.task.seed.wrapping_add(s as u64);
+                if !done.contains(&(t.task.id.clone(), c.clone(), seed)) {
+                    jobs.push((ti, ci, seed));
+                }
+            }
+        }
+    }
+    let total = tasks.len() * config.controllers.len() * config.seeds;
+    let finished = AtomicUsize::new(done.len());
+    let next = AtomicUsize::new(0);
+    let datasets: Mutex<HashMap<String, Arc<Dataset>>> = Mutex::new(HashMap::new());
+    let file = Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&results_path)
+            .map_err(|e| Error::Io {
+                path: results_path.clone(),
+                error: e,
+            })?,
+    );
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+
+    std::thread::scope(|scope| {
+        for _ in 0..config.jobs.max(1).min(jobs.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    if first_error.lock().expect("no poisoned lock").is_some() {
+                        return;
+                    }
+                    let j = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(ti, ci, seed)) = jobs.get(j) else {
+                        return;
+                    };
+                    let result =
+                        run_one(&tasks[ti], &config.controllers[ci], seed, config, &datasets)
+                            .and_then(|record| {
+                                let mut line =
+                                    serde_json::to_string(&record).expect("a record serializes");
+                                line.push('\n');
+                                let mut f = file.lock().expect("no poisoned lock");
+                                f.write_all(line.as_bytes())
+                                    .and_then(|_| f.flush())
+                                    .map_err(|e| Error::Io {
+                                        path: results_path.clone(),
+                                        error: e,
+                                    })?;
+                                Ok(record)
+                            });
+                    match result {
+                        Ok(record) => {
+                            on_run(finished.fetch_add(1, Ordering::Relaxed) + 1, total, &record)
+                        }
+                        Err(e) => {
+                            first_error
+                                .lock()
+                                .expect("no poisoned lock")
+                                .get_or_insert(e);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("no poisoned lock") {
+        return Err(e);
+    }
+
+    // Every run is recorded: rewrite in the fixed order.
+    let mut by_key: BTreeMap<(usize, usize, u64), RunRecord> = BTreeMap::new();
+    let task_index: HashMap<&str, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.task.id.as_str(), i))
+        .collect();
+    let controller_index: HashMap<&str, usize> = config
+        .controllers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
+    for r in read_results(&results_path)? {
+        if let (Some(&ti), Some(&ci)) = (
+            task_index.get(r.task_id.as_str()),
+            controller_index.get(r.controller.as_str()),
+        ) {
+            by_key.insert((ti, ci, r.seed), r);
+        }
+    }
+    let ordered: Vec<RunRecord> = by_key.into_values().collect();
+    write_results(&results_path, &ordered)?;
+    Ok(ordered)
+}
+
+fn run_one(
+    task: &CollectionTask,
+    controller: &str,
+    seed: u64,
+    config: &RunConfig,
+    datasets: &Mutex<HashMap<String, Arc<Dataset>>>,
+) -> Result<RunRecord, Error> {
+    let key = task.task.source.to_string();
+    let data = {
+        let mut cache = datasets.lock().expect("no poisoned lock");
+        match cache.get(&key) {
+            Some(d) => d.clone(),
+            None => {
+                let d = Arc::new(task.task.load().map_err(|e| Error::Task {
+                    task: task.task.id.clone(),
+                    reason: e.to_string(),
+                })?);
+                cache.insert(key, d.clone());
+                d
+            }
+        }
+    };
+    let mut env =
+        ScheduleEnv::with_data(task.task.clone(), data, config.env.clone(), config.backend)
+            .map_err(|e| Error::Task {
+                task: task.task.id.clone(),
+                reason: e.to_string(),
+            })?;
+    let mut ctl =
+        hyperctl_controllers::build(controller).map_err(|e| Error::Controller(e.to_string()))?;
+    let result = run_schedule(&mut env, ctl.as_mut(), seed, |_| {});
+    Ok(RunRecord {
+        task_id: task.task.id.clone(),
+        split: task.split.clone(),
+        group: task.group.clone(),
+        controller: controller.to_string(),
+        seed,
+        test_loss: finite(result.test.loss),
+        test_metric: finite(result.test.metric),
+        diverged: result.diverged,
+        initial_val_loss: result.initial_val.loss,
+        val_loss: result
+            .intervals
+            .iter()
+            .map(|r| finite(r.stats.val_loss))
+            .collect(),
+        train_loss: result
+            .intervals
+            .iter()
+            .map(|r| finite(r.stats.train_loss_mean))
+            .collect(),
+        lr: result.intervals.iter().map(|r| r.stats.lr).collect(),
+        momentum: result.intervals.iter().map(|r| r.stats.momentum).collect(),
+        episode_return: result.episode_return,
+        steps: result.intervals.iter().map(|r| r.stats.steps).sum(),
+        wall_secs: result.wall_secs,
+        version: env!("CARGO_PKG_VERSION").into(),
+        backend: config.backend.name().into(),
+    })
+}
+
+/// Writes records as JSON lines, atomically (temp file + rename).
+pub fn write_results(path: &Path, records: &[RunRecord]) -> Result<(), Error> {
+    let mut text = String::new();
+    for r in records {
+        text.push_str(&serde_json::to_string(r).expect("a record serializes"));
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp: PathBuf = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| Error::Io {
+        path: path.into(),
+        error: e,
+    })
+}

@@ -1,0 +1,148 @@
+//! End-to-end comparisons on tiny generated tasks: summary, reproducibility, resume.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hyperctl_collections::CollectionTask;
+use hyperctl_compare::{
+    ReportMeta, RunConfig, RunRecord, read_results, run_all, summarize, write_reports,
+};
+use hyperctl_schedule_env::EnvConfig;
+use hyperctl_tasks::Backend;
+
+fn tasks() -> Vec<CollectionTask> {
+    let collection = hyperctl_collections::load("generated", None).unwrap();
+    // Three cheap meta-val tasks, shortened to 3 epochs to keep the test fast.
+    collection
+        .split(Some("meta-val"))
+        .filter(|t| t.task.model.to_string() != "cnn:small")
+        .take(3)
+        .cloned()
+        .map(|mut t| {
+            t.task.epochs = 3;
+            t
+        })
+        .collect()
+}
+
+fn config() -> RunConfig {
+    RunConfig {
+        controllers: vec![
+            "constant".into(),
+            "cosine:lr=0.1,momentum=0.9".into(),
+            "plateau:lr=0.1".into(),
+        ],
+        seeds: 2,
+        jobs: 2,
+        backend: Backend::Flex,
+        env: EnvConfig::defaults(),
+    }
+}
+
+fn without_time(records: &[RunRecord]) -> Vec<RunRecord> {
+    records
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.wall_secs = 0.0;
+            r
+        })
+        .collect()
+}
+
+fn run(out: &Path, calls: &AtomicUsize) -> Vec<RunRecord> {
+    run_all(&tasks(), &config(), out, &|_, _, _| {
+        calls.fetch_add(1, Ordering::Relaxed);
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_small_comparison_is_summarized_reproducible_and_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let calls = AtomicUsize::new(0);
+    let first = run(&a, &calls);
+    assert_eq!(first.len(), 3 * 3 * 2);
+    assert_eq!(calls.load(Ordering::Relaxed), 18);
+    let second = run(&b, &AtomicUsize::new(0));
+    assert_eq!(
+        without_time(&first),
+        without_time(&second),
+        "same seeds should give the same results"
+    );
+    let strip = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p.join("results.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("wall_secs");
+                v.to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(&a),
+        strip(&b),
+        "results.jsonl should be identical apart from timings"
+    );
+
+    // Interrupt: keep 5 complete lines and a torn sixth, as a kill mid-write would leave.
+    let path = a.join("results.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let torn = format!(
+        "{}\n{}",
+        lines[..5].join("\n"),
+        &lines[5][..lines[5].len() / 2]
+    );
+    std::fs::write(&path, torn).unwrap();
+    assert_eq!(read_results(&path).unwrap().len(), 5);
+    let calls = AtomicUsize::new(0);
+    let resumed = run(&a, &calls);
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        13,
+        "only the missing runs should run"
+    );
+    assert_eq!(without_time(&resumed), without_time(&first));
+    assert_eq!(strip(&a), strip(&b));
+
+    // A summary with every controller, and the report files.
+    let controllers = config().controllers;
+    let summary = summarize(&resumed, &controllers, "constant");
+    assert_eq!(
+        (summary.n_tasks, summary.n_seeds, summary.controllers.len()),
+        (3, 2, 3)
+    );
+    assert!(
+        summary
+            .controllers
+            .iter()
+            .all(|c| c.runs == 6 && c.log_loss_ratio.mean >= 0.0)
+    );
+    let best_rank = summary
+        .controllers
+        .iter()
+        .map(|c| c.mean_rank.mean)
+        .fold(f64::INFINITY, f64::min);
+    assert!(best_rank >= 1.0 && best_rank <= 2.0);
+    let meta = ReportMeta {
+        collection: "generated".into(),
+        split: Some("meta-val".into()),
+        version: "test".into(),
+        git_commit: "test".into(),
+        backend: "flex".into(),
+        command: vec![],
+    };
+    write_reports(&a, &summary, &resumed, &meta).unwrap();
+    for f in ["summary.md", "summary.json", "profile.svg"] {
+        assert!(a.join(f).exists(), "{f}");
+    }
+    let md = std::fs::read_to_string(a.join("summary.md")).unwrap();
+    assert!(
+        md.contains("| `cosine:lr=0.1,momentum=0.9` |") && md.contains("## Per task"),
+        "{md}"
+    );
+}
