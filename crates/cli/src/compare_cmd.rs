@@ -43,6 +43,45 @@ pub struct CompareArgs {
     /// Environment config (TOML); defaults otherwise.
     #[arg(long)]
     env_config: Option<PathBuf>,
+    /// Tune each baseline's lr (and momentum {0, 0.9}) on this split, then evaluate the chosen
+    /// setting on --split (which must differ).
+    #[arg(long)]
+    tune_on: Option<String>,
+    /// Number of log-spaced learning rates over [1e-4, 1] in the tuning grid.
+    #[arg(long, default_value_t = 10)]
+    tune_lrs: usize,
+    /// Add the `oracle`: per task and seed, the best of the whole grid on the evaluated tasks
+    /// themselves (costs the grid's size in compute).
+    #[arg(long)]
+    oracle: bool,
+}
+
+/// Runs `controllers` on `tasks` into `dir` with a progress bar.
+fn phase(
+    label: &str,
+    tasks: &[hyperctl_collections::CollectionTask],
+    controllers: &[String],
+    config: &RunConfig,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<hyperctl_compare::RunRecord>> {
+    let total = tasks.len() * controllers.len() * config.seeds;
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {prefix} [{elapsed_precise}] {bar:40} {pos}/{len} runs (eta {eta}) {msg}",
+        )
+        .expect("a valid template"),
+    );
+    bar.set_prefix(label.to_string());
+    let config = RunConfig { controllers: controllers.to_vec(), ..config.clone() };
+    let records = run_all(tasks, &config, dir, &|done, total, record| {
+        bar.set_position(done as u64);
+        bar.set_message(format!("{} / {}", record.task_id, record.controller));
+        tracing::info!(phase = label, done, total, task = %record.task_id,
+            controller = %record.controller, seed = record.seed, "run finished");
+    })?;
+    bar.finish_and_clear();
+    Ok(records)
 }
 
 /// Runs `hyperctl compare`.
@@ -60,6 +99,12 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         .unwrap_or_else(|| args.controllers[0].clone());
     if !args.controllers.contains(&reference) {
         bail!("--reference `{reference}` is not one of the --controller SPECs");
+    }
+    if args.tune_on.is_some() && args.tune_on == args.split {
+        bail!("--tune-on and --split name the same split: never tune on the tasks you report");
+    }
+    if args.tune_lrs < 2 {
+        bail!("--tune-lrs must be at least 2");
     }
     let env = crate::train::load_env_config(args.env_config.as_ref())?;
     let collection = crate::tasks_cmd::load(&args.tasks, args.data_dir.as_deref())?;
@@ -80,6 +125,7 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         "collection": args.tasks, "split": args.split, "max_tasks": args.max_tasks,
         "controllers": args.controllers, "seeds": args.seeds, "env_config": env, "backend": backend.name(),
         "task_ids": tasks.iter().map(|t| &t.task.id).collect::<Vec<_>>(),
+        "tune_on": args.tune_on, "tune_lrs": args.tune_lrs, "oracle": args.oracle,
     });
     let config_path = args.out.join("config.json");
     if let Ok(text) = std::fs::read_to_string(&config_path) {
@@ -99,32 +145,61 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&config_json)?.as_bytes(),
     )?;
 
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let total = tasks.len() * args.controllers.len() * args.seeds;
-    let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} runs (eta {eta}) {msg}",
-        )
-        .expect("a valid template"),
-    );
-    let config = RunConfig {
-        controllers: args.controllers.clone(),
-        seeds: args.seeds,
-        jobs,
-        backend,
-        env,
-    };
-    let records = run_all(&tasks, &config, &args.out, &|done, total, record| {
-        bar.set_position(done as u64);
-        bar.set_message(format!("{} / {}", record.task_id, record.controller));
-        tracing::info!(done, total, task = %record.task_id, controller = %record.controller, seed = record.seed, "run finished");
-    })?;
-    bar.finish_and_clear();
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let config = RunConfig { controllers: Vec::new(), seeds: args.seeds, jobs, backend, env };
 
-    let summary = summarize(&records, &args.controllers, &reference);
+    // The grid of every tunable controller (for tuning and for the oracle).
+    let lrs = hyperctl_compare::tune::log_grid(1e-4, 1.0, args.tune_lrs);
+    let mut variants: Vec<(String, Vec<String>)> = Vec::new();
+    for c in args.controllers.iter().filter(|c| hyperctl_compare::tune::is_tunable(c)) {
+        variants.push((c.clone(), hyperctl_compare::tune::grid_variants(c, &lrs, &[0.0, 0.9])?));
+    }
+    let grid: Vec<String> = variants.iter().flat_map(|(_, v)| v.iter().cloned()).collect();
+
+    // Tune on another split, then evaluate the chosen settings.
+    let mut controllers = args.controllers.clone();
+    let mut reference = reference;
+    if let Some(tune_split) = &args.tune_on {
+        let mut tune_tasks: Vec<_> = collection.split(Some(tune_split)).cloned().collect();
+        if let Some(n) = args.max_tasks {
+            tune_tasks.truncate(n);
+        }
+        if tune_tasks.is_empty() {
+            bail!("collection `{}` has no tasks in split `{tune_split}` to tune on", args.tasks);
+        }
+        let tune_records = phase("tune", &tune_tasks, &grid, &config, &args.out.join("tune"))?;
+        let chosen = hyperctl_compare::tune::choose(&tune_records, &variants);
+        for (base, pick, score) in &chosen {
+            println!("tuned on `{tune_split}`: {base} -> {pick} (mean ln(loss/best) {score:.3})");
+            for c in controllers.iter_mut().filter(|c| *c == base) {
+                *c = pick.clone();
+            }
+            if reference == *base {
+                reference = pick.clone();
+            }
+        }
+        let chosen_json: Vec<_> = chosen
+            .iter()
+            .map(|(b, p, s)| serde_json::json!({"controller": b, "chosen": p, "tune_score": s}))
+            .collect();
+        let path = args.out.join("tune").join("chosen.json");
+        crate::output::write_atomic(&path, serde_json::to_string_pretty(&chosen_json)?.as_bytes())?;
+    }
+    let mut records = phase("compare", &tasks, &controllers, &config, &args.out)?;
+    if args.oracle {
+        if grid.is_empty() {
+            bail!("--oracle needs at least one tunable controller to take the grid from");
+        }
+        let grid_records = phase("oracle", &tasks, &grid, &config, &args.out.join("oracle"))?;
+        records.extend(hyperctl_compare::tune::oracle_records(&grid_records));
+        controllers.push("oracle".into());
+        println!(
+            "oracle: per task and seed, the best of {} grid configurations (that many times the compute)",
+            grid.len()
+        );
+    }
+
+    let summary = summarize(&records, &controllers, &reference);
     let report_meta = ReportMeta {
         collection: args.tasks.clone(),
         split: args.split.clone(),

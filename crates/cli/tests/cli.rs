@@ -435,3 +435,40 @@ fn train_runs_a_task_named_by_collection_and_id() {
     ]));
     assert_eq!(reseeded.last().unwrap()["seed"], 5);
 }
+
+#[test]
+fn compare_writes_results_summary_and_plots_and_refuses_tuning_on_the_reported_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cmp");
+    let args = [
+        "compare", "--tasks", "generated", "--split", "meta-val", "--max-tasks", "3", "--controller", "constant",
+        "--controller", "cosine:lr=0.1,momentum=0.9", "--controller", "hypergradient", "--seeds", "2", "--jobs", "2",
+        "--out", out.to_str().unwrap(),
+    ];
+    let run = hyperctl(&args);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("| `hypergradient` |") && stdout.contains("3 tasks × 2 seeds"), "{stdout}");
+    let results = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    assert_eq!(results.lines().count(), 18);
+    let first: Value = serde_json::from_str(results.lines().next().unwrap()).unwrap();
+    for key in ["task_id", "controller", "seed", "test_loss", "diverged", "val_loss", "lr", "momentum", "wall_secs", "steps"] {
+        assert!(first.get(key).is_some(), "results.jsonl lacks {key}");
+    }
+    for f in ["summary.md", "summary.json", "profile.svg", "config.json"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    // Running again resumes: nothing new to run, same results.
+    let again = hyperctl(&args);
+    assert!(again.status.success());
+    assert_eq!(std::fs::read_to_string(out.join("results.jsonl")).unwrap(), results);
+    // Another comparison into the same directory is refused.
+    let mut other = args.to_vec();
+    other[8] = "step";
+    assert_clean_failure(&hyperctl(&other), &["holds a different comparison"]);
+    let tune_on_same = hyperctl(&[
+        "compare", "--tasks", "generated", "--split", "meta-val", "--tune-on", "meta-val", "--controller", "constant",
+        "--out", dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&tune_on_same, &["never tune on the tasks you report"]);
+}

@@ -1,6 +1,7 @@
 //! Comparison of controllers: every controller × task × seed with identical seeds, data and
 //! budget, run in parallel and resumably ([`run`]); statistics with bootstrap intervals
-//! ([`summary`]); markdown/JSON reports and plots ([`report`]).
+//! ([`summary`]); markdown/JSON reports and plots ([`report`]); the tuning protocol and the grid
+//! oracle ([`tune`]).
 //!
 //! # Architecture invariants
 //! - Every controller, learned or fixed, runs through `hyperctl_schedule_env::run_schedule` on
@@ -12,6 +13,7 @@
 pub mod report;
 pub mod run;
 pub mod summary;
+pub mod tune;
 
 pub use report::{ReportMeta, write_reports};
 pub use run::{RunConfig, RunRecord, read_results, run_all, write_atomic};
