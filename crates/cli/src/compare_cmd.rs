@@ -54,6 +54,10 @@ pub struct CompareArgs {
     /// themselves (costs the grid's size in compute).
     #[arg(long)]
     oracle: bool,
+    /// Replay ablation: add `replay(CONTROLLER)`, which plays back, open loop, the mean lr/momentum
+    /// trajectory CONTROLLER chose on each task (over seeds). Repeatable.
+    #[arg(long)]
+    replay: Vec<String>,
 }
 
 /// Runs `controllers` on `tasks` into `dir` with a progress bar.
@@ -73,7 +77,10 @@ fn phase(
         .expect("a valid template"),
     );
     bar.set_prefix(label.to_string());
-    let config = RunConfig { controllers: controllers.to_vec(), ..config.clone() };
+    let config = RunConfig {
+        controllers: controllers.to_vec(),
+        ..config.clone()
+    };
     let records = run_all(tasks, &config, dir, &|done, total, record| {
         bar.set_position(done as u64);
         bar.set_message(format!("{} / {}", record.task_id, record.controller));
@@ -125,7 +132,7 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         "collection": args.tasks, "split": args.split, "max_tasks": args.max_tasks,
         "controllers": args.controllers, "seeds": args.seeds, "env_config": env, "backend": backend.name(),
         "task_ids": tasks.iter().map(|t| &t.task.id).collect::<Vec<_>>(),
-        "tune_on": args.tune_on, "tune_lrs": args.tune_lrs, "oracle": args.oracle,
+        "tune_on": args.tune_on, "tune_lrs": args.tune_lrs, "oracle": args.oracle, "replay": args.replay,
     });
     let config_path = args.out.join("config.json");
     if let Ok(text) = std::fs::read_to_string(&config_path) {
@@ -145,32 +152,67 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&config_json)?.as_bytes(),
     )?;
 
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let config = RunConfig { controllers: Vec::new(), seeds: args.seeds, jobs, backend, env };
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    for r in &args.replay {
+        if !args.controllers.contains(r) {
+            bail!("--replay `{r}` is not one of the --controller SPECs");
+        }
+    }
+    let mut config = RunConfig {
+        controllers: Vec::new(),
+        seeds: args.seeds,
+        jobs,
+        backend,
+        env,
+        replays: Default::default(),
+    };
 
     // The grid of every tunable controller (for tuning and for the oracle).
     let lrs = hyperctl_compare::tune::log_grid(1e-4, 1.0, args.tune_lrs);
     let mut variants: Vec<(String, Vec<String>)> = Vec::new();
-    for c in args.controllers.iter().filter(|c| hyperctl_compare::tune::is_tunable(c)) {
-        variants.push((c.clone(), hyperctl_compare::tune::grid_variants(c, &lrs, &[0.0, 0.9])?));
+    for c in args
+        .controllers
+        .iter()
+        .filter(|c| hyperctl_compare::tune::is_tunable(c))
+    {
+        variants.push((
+            c.clone(),
+            hyperctl_compare::tune::grid_variants(c, &lrs, &[0.0, 0.9])?,
+        ));
     }
-    let grid: Vec<String> = variants.iter().flat_map(|(_, v)| v.iter().cloned()).collect();
+    let grid: Vec<String> = variants
+        .iter()
+        .flat_map(|(_, v)| v.iter().cloned())
+        .collect();
 
     // Tune on another split, then evaluate the chosen settings.
     let mut controllers = args.controllers.clone();
     let mut reference = reference;
+    let mut notes: Vec<String> = Vec::new();
     if let Some(tune_split) = &args.tune_on {
         let mut tune_tasks: Vec<_> = collection.split(Some(tune_split)).cloned().collect();
         if let Some(n) = args.max_tasks {
             tune_tasks.truncate(n);
         }
         if tune_tasks.is_empty() {
-            bail!("collection `{}` has no tasks in split `{tune_split}` to tune on", args.tasks);
+            bail!(
+                "collection `{}` has no tasks in split `{tune_split}` to tune on",
+                args.tasks
+            );
         }
         let tune_records = phase("tune", &tune_tasks, &grid, &config, &args.out.join("tune"))?;
         let chosen = hyperctl_compare::tune::choose(&tune_records, &variants);
         for (base, pick, score) in &chosen {
-            println!("tuned on `{tune_split}`: {base} -> {pick} (mean ln(loss/best) {score:.3})");
+            let note = format!(
+                "`{base}` tuned on `{tune_split}` ({} tasks × {} seeds, grid of {} lrs × momentum {{0, 0.9}}): `{pick}` (mean ln(loss/best) there {score:.3})",
+                tune_tasks.len(),
+                args.seeds,
+                args.tune_lrs
+            );
+            println!("{note}");
+            notes.push(note);
             for c in controllers.iter_mut().filter(|c| *c == base) {
                 *c = pick.clone();
             }
@@ -183,9 +225,43 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
             .map(|(b, p, s)| serde_json::json!({"controller": b, "chosen": p, "tune_score": s}))
             .collect();
         let path = args.out.join("tune").join("chosen.json");
-        crate::output::write_atomic(&path, serde_json::to_string_pretty(&chosen_json)?.as_bytes())?;
+        crate::output::write_atomic(
+            &path,
+            serde_json::to_string_pretty(&chosen_json)?.as_bytes(),
+        )?;
     }
     let mut records = phase("compare", &tasks, &controllers, &config, &args.out)?;
+    for (given, used) in args.controllers.iter().zip(controllers.clone()) {
+        if !args.replay.contains(given) {
+            continue;
+        }
+        let name = format!("replay({used})");
+        let mut per_task = std::collections::HashMap::new();
+        for t in &tasks {
+            let runs: Vec<(Vec<f64>, Vec<f64>)> = records
+                .iter()
+                .filter(|r| r.controller == used && r.task_id == t.task.id)
+                .map(|r| (r.lr.clone(), r.momentum.clone()))
+                .collect();
+            if let Some(replay) = hyperctl_controllers::Replay::mean_of(name.clone(), &runs) {
+                per_task.insert(t.task.id.clone(), replay);
+            }
+        }
+        config.replays.insert(name.clone(), per_task);
+        let dir = args.out.join(format!(
+            "replay-{}",
+            controllers.iter().position(|c| *c == used).unwrap_or(0)
+        ));
+        records.extend(phase(
+            "replay",
+            &tasks,
+            std::slice::from_ref(&name),
+            &config,
+            &dir,
+        )?);
+        notes.push(format!("`{name}`: open-loop playback, per task, of the mean lr/momentum trajectory `{used}` chose over the seeds"));
+        controllers.push(name);
+    }
     if args.oracle {
         if grid.is_empty() {
             bail!("--oracle needs at least one tunable controller to take the grid from");
@@ -193,10 +269,13 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         let grid_records = phase("oracle", &tasks, &grid, &config, &args.out.join("oracle"))?;
         records.extend(hyperctl_compare::tune::oracle_records(&grid_records));
         controllers.push("oracle".into());
-        println!(
-            "oracle: per task and seed, the best of {} grid configurations (that many times the compute)",
+        let note = format!(
+            "`oracle`: per task and seed, the best of {} grid configurations on the evaluated tasks themselves ({}× the compute of one controller; its wall time is the grid's)",
+            grid.len(),
             grid.len()
         );
+        println!("{note}");
+        notes.push(note);
     }
 
     let summary = summarize(&records, &controllers, &reference);
@@ -207,6 +286,7 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         git_commit: meta.git_commit.into(),
         backend: backend.name().into(),
         command: meta.command.clone(),
+        notes,
     };
     write_reports(&args.out, &summary, &records, &report_meta)?;
     let md = hyperctl_compare::report::markdown(&summary, &report_meta);

@@ -441,18 +441,52 @@ fn compare_writes_results_summary_and_plots_and_refuses_tuning_on_the_reported_s
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cmp");
     let args = [
-        "compare", "--tasks", "generated", "--split", "meta-val", "--max-tasks", "3", "--controller", "constant",
-        "--controller", "cosine:lr=0.1,momentum=0.9", "--controller", "hypergradient", "--seeds", "2", "--jobs", "2",
-        "--out", out.to_str().unwrap(),
+        "compare",
+        "--tasks",
+        "generated",
+        "--split",
+        "meta-val",
+        "--max-tasks",
+        "3",
+        "--controller",
+        "constant",
+        "--controller",
+        "cosine:lr=0.1,momentum=0.9",
+        "--controller",
+        "hypergradient",
+        "--seeds",
+        "2",
+        "--jobs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
     ];
     let run = hyperctl(&args);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(stdout.contains("| `hypergradient` |") && stdout.contains("3 tasks × 2 seeds"), "{stdout}");
+    assert!(
+        stdout.contains("| `hypergradient` |") && stdout.contains("3 tasks × 2 seeds"),
+        "{stdout}"
+    );
     let results = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
     assert_eq!(results.lines().count(), 18);
     let first: Value = serde_json::from_str(results.lines().next().unwrap()).unwrap();
-    for key in ["task_id", "controller", "seed", "test_loss", "diverged", "val_loss", "lr", "momentum", "wall_secs", "steps"] {
+    for key in [
+        "task_id",
+        "controller",
+        "seed",
+        "test_loss",
+        "diverged",
+        "val_loss",
+        "lr",
+        "momentum",
+        "wall_secs",
+        "steps",
+    ] {
         assert!(first.get(key).is_some(), "results.jsonl lacks {key}");
     }
     for f in ["summary.md", "summary.json", "profile.svg", "config.json"] {
@@ -461,14 +495,110 @@ fn compare_writes_results_summary_and_plots_and_refuses_tuning_on_the_reported_s
     // Running again resumes: nothing new to run, same results.
     let again = hyperctl(&args);
     assert!(again.status.success());
-    assert_eq!(std::fs::read_to_string(out.join("results.jsonl")).unwrap(), results);
+    assert_eq!(
+        std::fs::read_to_string(out.join("results.jsonl")).unwrap(),
+        results
+    );
     // Another comparison into the same directory is refused.
     let mut other = args.to_vec();
     other[8] = "step";
     assert_clean_failure(&hyperctl(&other), &["holds a different comparison"]);
     let tune_on_same = hyperctl(&[
-        "compare", "--tasks", "generated", "--split", "meta-val", "--tune-on", "meta-val", "--controller", "constant",
-        "--out", dir.path().join("x").to_str().unwrap(),
+        "compare",
+        "--tasks",
+        "generated",
+        "--split",
+        "meta-val",
+        "--tune-on",
+        "meta-val",
+        "--controller",
+        "constant",
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
     ]);
     assert_clean_failure(&tune_on_same, &["never tune on the tasks you report"]);
+}
+
+#[test]
+fn compare_tunes_on_another_split_adds_the_oracle_and_replays_open_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cmp");
+    let run = hyperctl(&[
+        "compare",
+        "--tasks",
+        "generated",
+        "--split",
+        "meta-val",
+        "--tune-on",
+        "meta-train",
+        "--max-tasks",
+        "2",
+        "--tune-lrs",
+        "3",
+        "--controller",
+        "constant",
+        "--controller",
+        "cosine",
+        "--replay",
+        "constant",
+        "--oracle",
+        "--seeds",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let chosen: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tune/chosen.json")).unwrap())
+            .unwrap();
+    let constant = chosen[0]["chosen"].as_str().unwrap().to_string();
+    assert!(constant.starts_with("constant:lr="), "{chosen}");
+    // 3 lrs x 2 momenta per baseline were tried on meta-train.
+    assert_eq!(
+        std::fs::read_to_string(out.join("tune/results.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2 * 2 * 6
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let rows = summary["summary"]["controllers"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["controller"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            constant.as_str(),
+            chosen[1]["chosen"].as_str().unwrap(),
+            &format!("replay({constant})"),
+            "oracle"
+        ]
+    );
+    assert_eq!(
+        rows[3]["log_loss_ratio"]["mean"], 0.0,
+        "the oracle is the best of the grid, which includes every tuned choice"
+    );
+    // Replaying a constant schedule open loop is the same run: identical test losses.
+    let losses = |file: &str, controller: &str| -> Vec<f64> {
+        std::fs::read_to_string(out.join(file))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["controller"] == controller)
+            .map(|v| v["test_loss"].as_f64().unwrap())
+            .collect()
+    };
+    let original = losses("results.jsonl", &constant);
+    assert_eq!(original.len(), 2);
+    assert_eq!(
+        losses("replay-0/results.jsonl", &format!("replay({constant})")),
+        original
+    );
 }

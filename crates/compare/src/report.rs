@@ -25,6 +25,8 @@ pub struct ReportMeta {
     pub backend: String,
     /// The command line.
     pub command: Vec<String>,
+    /// Notes printed under the main table (tuning choices, the oracle's grid size, replays).
+    pub notes: Vec<String>,
 }
 
 fn fmt_ci(c: &crate::summary::Ci, digits: usize) -> String {
@@ -61,6 +63,9 @@ pub fn markdown(summary: &Summary, meta: &ReportMeta) -> String {
             c.runs,
             c.wall_secs,
         ));
+    }
+    for note in &meta.notes {
+        md.push_str(&format!("\n- {note}"));
     }
     md.push_str(
         "\nloss = final test loss (a diverged run counts as the untrained model's validation loss); best = the lowest loss \

@@ -15,18 +15,29 @@ use crate::summary::effective_loss;
 
 /// `n` log-spaced values over [lo, hi].
 pub fn log_grid(lo: f64, hi: f64, n: usize) -> Vec<f64> {
-    (0..n).map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n.max(2) - 1) as f64).exp()).collect()
+    (0..n)
+        .map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (n.max(2) - 1) as f64).exp())
+        .collect()
 }
 
 /// Whether a controller SPEC has a learning rate to tune (learned policies do not).
 pub fn is_tunable(spec: &str) -> bool {
-    ControllerSpec::parse(spec).is_ok_and(|s| hyperctl_controllers::KNOWN.contains(&s.name.as_str()))
+    ControllerSpec::parse(spec)
+        .is_ok_and(|s| hyperctl_controllers::KNOWN.contains(&s.name.as_str()))
 }
 
 /// The grid variants of a tunable SPEC: its other parameters kept, lr (max_lr) and momentum set.
-pub fn grid_variants(spec: &str, lrs: &[f64], momenta: &[f64]) -> Result<Vec<String>, hyperctl_controllers::SpecError> {
+pub fn grid_variants(
+    spec: &str,
+    lrs: &[f64],
+    momenta: &[f64],
+) -> Result<Vec<String>, hyperctl_controllers::SpecError> {
     let parsed = ControllerSpec::parse(spec)?;
-    let (lr_key, momenta): (&str, &[f64]) = if parsed.name == "onecycle" { ("max_lr", &[]) } else { ("lr", momenta) };
+    let (lr_key, momenta): (&str, &[f64]) = if parsed.name == "onecycle" {
+        ("max_lr", &[])
+    } else {
+        ("lr", momenta)
+    };
     let others: Vec<String> = parsed
         .params
         .iter()
@@ -35,7 +46,11 @@ pub fn grid_variants(spec: &str, lrs: &[f64], momenta: &[f64]) -> Result<Vec<Str
         .collect();
     let mut out = Vec::new();
     for &lr in lrs {
-        let momentum_options: Vec<Option<f64>> = if momenta.is_empty() { vec![None] } else { momenta.iter().map(|&m| Some(m)).collect() };
+        let momentum_options: Vec<Option<f64>> = if momenta.is_empty() {
+            vec![None]
+        } else {
+            momenta.iter().map(|&m| Some(m)).collect()
+        };
         for m in momentum_options {
             let mut params = vec![format!("{lr_key}={lr:.3e}")];
             if let Some(m) = m {
@@ -54,10 +69,15 @@ pub fn grid_variants(spec: &str, lrs: &[f64], momenta: &[f64]) -> Result<Vec<Str
 
 /// For each base SPEC, the variant with the lowest mean ln(loss / best) over the (task, seed)
 /// cells of `records`, where best is the lowest loss of any variant in the cell. Ties: the first.
-pub fn choose(records: &[RunRecord], variants: &[(String, Vec<String>)]) -> Vec<(String, String, f64)> {
+pub fn choose(
+    records: &[RunRecord],
+    variants: &[(String, Vec<String>)],
+) -> Vec<(String, String, f64)> {
     let mut best_in_cell: BTreeMap<(&str, u64), f64> = BTreeMap::new();
     for r in records {
-        let e = best_in_cell.entry((&r.task_id, r.seed)).or_insert(f64::INFINITY);
+        let e = best_in_cell
+            .entry((&r.task_id, r.seed))
+            .or_insert(f64::INFINITY);
         *e = e.min(effective_loss(r));
     }
     variants
@@ -74,7 +94,9 @@ pub fn choose(records: &[RunRecord], variants: &[(String, Vec<String>)]) -> Vec<
             let (chosen, value) = vs
                 .iter()
                 .map(|v| (v, score(v)))
-                .fold((&vs[0], f64::INFINITY), |acc, (v, s)| if s < acc.1 { (v, s) } else { acc });
+                .fold((&vs[0], f64::INFINITY), |acc, (v, s)| {
+                    if s < acc.1 { (v, s) } else { acc }
+                });
             (base.clone(), chosen.clone(), value)
         })
         .collect()
@@ -150,7 +172,10 @@ mod tests {
         let oracle = oracle_records(&records);
         assert_eq!(oracle.len(), 2);
         assert_eq!((oracle[0].test_loss, oracle[0].wall_secs), (Some(0.5), 3.0));
-        assert_eq!((oracle[1].test_loss, oracle[1].controller.as_str()), (Some(1.0), "oracle"));
+        assert_eq!(
+            (oracle[1].test_loss, oracle[1].controller.as_str()),
+            (Some(1.0), "oracle")
+        );
     }
 
     #[test]
@@ -167,7 +192,13 @@ mod tests {
         assert_eq!(v.len(), 4);
         assert_eq!(v[0], "step:lr=1.000e-1,momentum=0,gamma=0.5");
         let v = grid_variants("onecycle:pct_start=0.25", &[0.1, 1.0], &[0.0, 0.9]).unwrap();
-        assert_eq!(v, vec!["onecycle:max_lr=1.000e-1,pct_start=0.25", "onecycle:max_lr=1.000e0,pct_start=0.25"]);
+        assert_eq!(
+            v,
+            vec![
+                "onecycle:max_lr=1.000e-1,pct_start=0.25",
+                "onecycle:max_lr=1.000e0,pct_start=0.25"
+            ]
+        );
         assert!(!is_tunable("policy:policies/default"));
     }
 }

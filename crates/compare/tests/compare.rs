@@ -36,6 +36,7 @@ fn config() -> RunConfig {
         jobs: 2,
         backend: Backend::Flex,
         env: EnvConfig::defaults(),
+        replays: Default::default(),
     }
 }
 
@@ -135,6 +136,7 @@ fn a_small_comparison_is_summarized_reproducible_and_resumable() {
         git_commit: "test".into(),
         backend: "flex".into(),
         command: vec![],
+        notes: vec![],
     };
     write_reports(&a, &summary, &resumed, &meta).unwrap();
     for f in ["summary.md", "summary.json", "profile.svg"] {

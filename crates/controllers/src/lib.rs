@@ -5,6 +5,7 @@
 //! | `constant[:lr=L,momentum=M]` | the same lr and momentum every interval; each left out starts from (and stays at) the task's initial value |
 //! | `step`, `exponential`, `cosine`, `warmup-cosine`, `onecycle` | fixed schedules with PyTorch semantics ([`schedules`]) |
 //! | `plateau`, `simple-reactive`, `hypergradient` | reactive heuristics ([`reactive`]) |
+//! | `replay(NAME)` | open-loop playback of another controller's mean trajectory ([`replay`]; built by `compare --replay`, not from a SPEC) |
 //!
 //! Every controller implements [`hyperctl_schedule_env::Controller`] and runs through
 //! [`hyperctl_schedule_env::run_schedule`], like the learned policy.
@@ -18,11 +19,13 @@
 
 pub mod constant;
 pub mod reactive;
+pub mod replay;
 pub mod schedules;
 pub mod spec;
 
 pub use constant::Constant;
 pub use reactive::Reactive;
+pub use replay::Replay;
 pub use schedules::Schedule;
 pub use spec::{ControllerSpec, SpecError};
 
