@@ -233,6 +233,81 @@ fn performance_profile(summary: &Summary, records: &[RunRecord]) -> Result<Strin
     Ok(svg)
 }
 
+/// One line of an epoch panel: label, color, (epoch, value) points.
+pub type EpochSeries = (String, RGBColor, Vec<(f64, f64)>);
+
+/// One panel: values on a log scale against the epoch (1-based), a line per series, a legend.
+/// Non-positive and non-finite values are left out.
+pub fn epoch_panel(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    caption: Option<&str>,
+    y_desc: &str,
+    series: &[EpochSeries],
+) -> Result<(), Error> {
+    let keep = |v: f64| v.is_finite() && v > 0.0;
+    let values: Vec<f64> = series
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().map(|&(_, v)| v))
+        .filter(|&v| keep(v))
+        .collect();
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if lo.is_finite() && hi.is_finite() {
+        (lo / 1.5, hi * 1.5)
+    } else {
+        (0.1, 10.0)
+    };
+    let epochs = series
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().map(|&(e, _)| e))
+        .fold(1.0, f64::max);
+    let mut builder = ChartBuilder::on(area);
+    if let Some(caption) = caption {
+        builder.caption(caption, ("sans-serif", 16));
+    }
+    let mut chart = builder
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.5..epochs + 0.5, (lo..hi).log_scale())
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_labels(6)
+        .y_label_formatter(&|v| compact(*v))
+        .draw()
+        .map_err(plot_err)?;
+    for (label, col, points) in series {
+        let col = *col;
+        let points = points.iter().copied().filter(|&(_, v)| keep(v));
+        chart
+            .draw_series(LineSeries::new(points, col.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()
+        .map_err(plot_err)
+}
+
+/// `0.25`, `3.1`, `1e-4`: short labels for log axes.
+fn compact(v: f64) -> String {
+    if (0.01..1000.0).contains(&v.abs()) {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.0e}")
+    }
+}
+
 /// For one task (first seed): lr and validation loss per epoch for every controller.
 fn curves(task: &str, controllers: &[&str], records: &[RunRecord]) -> Result<String, Error> {
     let seed = records
@@ -251,76 +326,36 @@ fn curves(task: &str, controllers: &[&str], records: &[RunRecord]) -> Result<Str
                 .map(|r| (ci, r))
         })
         .collect();
+    let series = |pick: &dyn Fn(&RunRecord) -> Vec<Option<f64>>| -> Vec<EpochSeries> {
+        runs.iter()
+            .map(|(ci, r)| {
+                let points = pick(r)
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(e, v)| v.map(|v| (e as f64 + 1.0, v)))
+                    .collect();
+                (r.controller.clone(), color(*ci), points)
+            })
+            .collect()
+    };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 700)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         let (top, bottom) = root.split_vertically(350);
-        let panels: [(
-            &plotters::drawing::DrawingArea<SVGBackend, plotters::coord::Shift>,
-            &str,
-            fn(&RunRecord) -> Vec<Option<f64>>,
-        ); 2] = [
-            (&top, "learning rate", |r| {
-                r.lr.iter().map(|&v| Some(v)).collect()
-            }),
-            (&bottom, "validation loss", |r| r.val_loss.clone()),
-        ];
-        for (i, (area, y_desc, pick)) in panels.into_iter().enumerate() {
-            let values: Vec<f64> = runs
-                .iter()
-                .flat_map(|(_, r)| pick(r))
-                .flatten()
-                .filter(|v| *v > 0.0 && v.is_finite())
-                .collect();
-            let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let (lo, hi) = if lo.is_finite() && hi.is_finite() {
-                (lo / 1.5, hi * 1.5)
-            } else {
-                (0.1, 10.0)
-            };
-            let epochs = runs.iter().map(|(_, r)| r.lr.len()).max().unwrap_or(1) as f64;
-            let mut builder = ChartBuilder::on(area);
-            if i == 0 {
-                builder.caption(format!("{task} (seed {seed})"), ("sans-serif", 16));
-            }
-            let mut chart = builder
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(60)
-                .build_cartesian_2d(0.5..epochs + 0.5, (lo..hi).log_scale())
-                .map_err(plot_err)?;
-            chart
-                .configure_mesh()
-                .light_line_style(WHITE)
-                .x_desc("epoch")
-                .y_desc(y_desc)
-                .x_label_formatter(&|v| format!("{v:.0}"))
-                .y_labels(6)
-                .y_label_formatter(&|v| format!("{v:.2e}"))
-                .draw()
-                .map_err(plot_err)?;
-            for (ci, r) in &runs {
-                let col = color(*ci);
-                let points: Vec<(f64, f64)> = pick(r)
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(e, v)| v.filter(|v| *v > 0.0).map(|v| (e as f64 + 1.0, v)))
-                    .collect();
-                chart
-                    .draw_series(LineSeries::new(points, col.stroke_width(2)))
-                    .map_err(plot_err)?
-                    .label(r.controller.as_str())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col));
-            }
-            chart
-                .configure_series_labels()
-                .border_style(BLACK)
-                .background_style(WHITE)
-                .draw()
-                .map_err(plot_err)?;
-        }
+        let caption = format!("{task} (seed {seed})");
+        epoch_panel(
+            &top,
+            Some(&caption),
+            "learning rate",
+            &series(&|r| r.lr.iter().map(|&v| Some(v)).collect()),
+        )?;
+        epoch_panel(
+            &bottom,
+            None,
+            "validation loss",
+            &series(&|r| r.val_loss.clone()),
+        )?;
         root.present().map_err(plot_err)?;
     }
     Ok(svg)

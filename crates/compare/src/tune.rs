@@ -91,12 +91,12 @@ pub fn choose(
                     .collect();
                 ratios.iter().sum::<f64>() / ratios.len().max(1) as f64
             };
-            let (chosen, value) = vs
-                .iter()
-                .map(|v| (v, score(v)))
-                .fold((&vs[0], f64::INFINITY), |acc, (v, s)| {
-                    if s < acc.1 { (v, s) } else { acc }
-                });
+            let (chosen, value) =
+                vs.iter()
+                    .map(|v| (v, score(v)))
+                    .fold((&vs[0], f64::INFINITY), |acc, (v, s)| {
+                        if s < acc.1 { (v, s) } else { acc }
+                    });
             (base.clone(), chosen.clone(), value)
         })
         .collect()
