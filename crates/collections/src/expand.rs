@@ -174,6 +174,19 @@ pub(crate) fn expand(
         known_info: BTreeMap::new(),
     };
 
+    for key in ["task", "template", "include"] {
+        let is_array_of_tables = |v: &toml::Value| {
+            v.as_array()
+                .is_some_and(|a| a.iter().all(toml::Value::is_table))
+        };
+        if doc.get(key).is_some_and(|v| !is_array_of_tables(v)) {
+            let line = det
+                .iter()
+                .find(|(k, _)| k.get_ref() == key)
+                .map(|(k, _)| ctx.line(k.span().start));
+            ctx.problem(line, format!("`{key}` must be written as [[{key}]] tables"));
+        }
+    }
     let task_values = doc
         .get("task")
         .and_then(|v| v.as_array())

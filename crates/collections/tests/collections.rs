@@ -228,6 +228,16 @@ batch_size = 8
     );
     assert_eq!(problems.len(), 2, "{joined}");
 
+    let not_tables = problems_of(
+        &write(dir.path(), "flat.toml", "name = \"x\"\ntask = 5\n"),
+        None,
+    );
+    assert!(
+        not_tables
+            .iter()
+            .any(|p| p.contains("flat.toml:2: `task` must be written as [[task]] tables")),
+        "{not_tables:?}"
+    );
     let syntax = problems_of(
         &write(dir.path(), "syntax.toml", "name = \"x\"\n[[task]\nid = 1\n"),
         None,
