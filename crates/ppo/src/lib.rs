@@ -1,0 +1,742 @@
+//! PPO for any [`Env`] with box observations and actions, following CleanRL's
+//! `ppo_continuous_action.py`: separate actor and critic MLPs (tanh, orthogonal init), a Gaussian
+//! policy with a learned state-independent log-std, GAE(γ, λ), the clipped surrogate objective,
+//! the clipped value loss, an entropy bonus, per-minibatch advantage normalization, Adam with a
+//! linearly annealed learning rate, global gradient-norm clipping, and running observation
+//! normalization (clipped to ±10) whose statistics belong to the policy.
+//!
+//! [`Ppo::iterate`] runs one iteration (rollout of `num_steps` × `num_envs`, then the update) and
+//! returns its metrics, so callers can log, evaluate and checkpoint between iterations.
+//!
+//! # Architecture invariants
+//! - This crate knows nothing of learning rates of DNN training, momentum or datasets: it sees
+//!   only `Env` observations, actions and rewards.
+//! - Rollouts happen on the host with seeded RNGs; environments are stepped in index order or in
+//!   parallel with results gathered by index, so results do not depend on thread count.
+
+#![warn(missing_docs)]
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+use hyperctl_env_core::Env;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+/// All PPO options, CleanRL's names and defaults.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PpoConfig {
+    /// Seed of initialisation, sampling and minibatch shuffling.
+    pub seed: u64,
+    /// Total environment steps of the run.
+    pub total_timesteps: usize,
+    /// Adam learning rate (annealed linearly to 0 when `anneal_lr`).
+    pub learning_rate: f64,
+    /// Steps per environment per rollout.
+    pub num_steps: usize,
+    /// Anneal the learning rate linearly over the iterations.
+    pub anneal_lr: bool,
+    /// Discount factor γ.
+    pub gamma: f64,
+    /// GAE λ.
+    pub gae_lambda: f64,
+    /// Minibatches per update epoch.
+    pub num_minibatches: usize,
+    /// Passes over the rollout per iteration.
+    pub update_epochs: usize,
+    /// Normalize advantages per minibatch.
+    pub norm_adv: bool,
+    /// Surrogate clipping coefficient ε.
+    pub clip_coef: f64,
+    /// Clip the value loss too.
+    pub clip_vloss: bool,
+    /// Entropy bonus coefficient.
+    pub ent_coef: f64,
+    /// Value loss coefficient.
+    pub vf_coef: f64,
+    /// Global gradient-norm clip.
+    pub max_grad_norm: f64,
+    /// Stop an iteration's update epochs early when approx_kl exceeds this.
+    pub target_kl: Option<f64>,
+    /// Hidden units of the actor and critic MLPs (two hidden layers each).
+    pub hidden: usize,
+    /// Normalize observations with running statistics.
+    pub norm_obs: bool,
+    /// Step environments on parallel threads.
+    pub parallel_envs: bool,
+}
+
+impl PpoConfig {
+    /// CleanRL's `ppo_continuous_action.py` defaults (with 1M total steps).
+    pub fn cleanrl() -> Self {
+        Self {
+            seed: 1,
+            total_timesteps: 1_000_000,
+            learning_rate: 3e-4,
+            num_steps: 2048,
+            anneal_lr: true,
+            gamma: 0.99,
+            gae_lambda: 0.95,
+            num_minibatches: 32,
+            update_epochs: 10,
+            norm_adv: true,
+            clip_coef: 0.2,
+            clip_vloss: true,
+            ent_coef: 0.0,
+            vf_coef: 0.5,
+            max_grad_norm: 0.5,
+            target_kl: None,
+            hidden: 64,
+            norm_obs: true,
+            parallel_envs: true,
+        }
+    }
+}
+
+/// The actor-critic: two tanh MLPs and a state-independent log-std.
+#[derive(Module, Debug)]
+pub struct Agent {
+    critic: Vec<Linear>,
+    actor_mean: Vec<Linear>,
+    actor_logstd: Param<Tensor<2>>,
+}
+
+/// Orthogonal matrix `[rows, cols]` × gain (torch.nn.init.orthogonal_), drawn on the host.
+fn orthogonal(rows: usize, cols: usize, gain: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    // Gram-Schmidt on the columns of a tall Gaussian matrix, transposed back when wide.
+    let (tall, short) = (rows.max(cols), rows.min(cols));
+    let mut q: Vec<Vec<f64>> = Vec::with_capacity(short);
+    while q.len() < short {
+        let mut v: Vec<f64> = (0..tall)
+            .map(|_| rng.sample::<f64, _>(StandardNormal))
+            .collect();
+        for u in &q {
+            let dot: f64 = v.iter().zip(u).map(|(a, b)| a * b).sum();
+            v.iter_mut().zip(u).for_each(|(a, b)| *a -= dot * b);
+        }
+        let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        if norm > 1e-8 {
+            q.push(v.into_iter().map(|a| a / norm).collect());
+        }
+    }
+    let mut out = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            let v = if rows >= cols { q[c][r] } else { q[r][c] };
+            out[r * cols + c] = (v * gain) as f32;
+        }
+    }
+    out
+}
+
+fn layer(d_in: usize, d_out: usize, gain: f64, rng: &mut ChaCha8Rng, device: &Device) -> Linear {
+    let mut l = LinearConfig::new(d_in, d_out).init(device);
+    l.weight = Param::from_data(
+        TensorData::new(orthogonal(d_in, d_out, gain, rng), [d_in, d_out]),
+        device,
+    );
+    l.bias = Some(Param::from_data(
+        TensorData::new(vec![0f32; d_out], [d_out]),
+        device,
+    ));
+    l
+}
+
+impl Agent {
+    /// A fresh agent (CleanRL's init: hidden gain √2, actor head 0.01, critic head 1, bias 0).
+    pub fn new(obs_dim: usize, act_dim: usize, hidden: usize, seed: u64, device: &Device) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xA6E7);
+        let s2 = 2f64.sqrt();
+        Self {
+            critic: vec![
+                layer(obs_dim, hidden, s2, &mut rng, device),
+                layer(hidden, hidden, s2, &mut rng, device),
+                layer(hidden, 1, 1.0, &mut rng, device),
+            ],
+            actor_mean: vec![
+                layer(obs_dim, hidden, s2, &mut rng, device),
+                layer(hidden, hidden, s2, &mut rng, device),
+                layer(hidden, act_dim, 0.01, &mut rng, device),
+            ],
+            actor_logstd: Param::from_data(
+                TensorData::new(vec![0f32; act_dim], [1, act_dim]),
+                device,
+            ),
+        }
+    }
+
+    fn mlp(layers: &[Linear], x: Tensor<2>) -> Tensor<2> {
+        let last = layers.len() - 1;
+        layers.iter().enumerate().fold(x, |x, (i, l)| {
+            let y = l.forward(x);
+            if i < last { y.tanh() } else { y }
+        })
+    }
+
+    /// V(s). # Shapes: `[batch, obs] -> [batch, 1]`.
+    pub fn get_value(&self, obs: Tensor<2>) -> Tensor<2> {
+        Self::mlp(&self.critic, obs)
+    }
+
+    /// The Gaussian's mean and log-std. # Shapes: `[batch, obs] -> ([batch, act], [1, act])`.
+    pub fn get_action_mean(&self, obs: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        (Self::mlp(&self.actor_mean, obs), self.actor_logstd.val())
+    }
+}
+
+/// Running mean and variance (parallel Welford), as Gymnasium's `RunningMeanStd`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunningMeanStd {
+    /// Per-dimension mean.
+    pub mean: Vec<f64>,
+    /// Per-dimension variance.
+    pub var: Vec<f64>,
+    /// Observations seen (starts at 1e-4 as in Gymnasium).
+    pub count: f64,
+}
+
+impl RunningMeanStd {
+    /// Fresh statistics for `dim` dimensions.
+    pub fn new(dim: usize) -> Self {
+        Self {
+            mean: vec![0.0; dim],
+            var: vec![1.0; dim],
+            count: 1e-4,
+        }
+    }
+
+    /// Folds in a batch of observations.
+    pub fn update(&mut self, batch: &[Vec<f32>]) {
+        let n = batch.len() as f64;
+        if n == 0.0 {
+            return;
+        }
+        for d in 0..self.mean.len() {
+            let bm = batch.iter().map(|o| o[d] as f64).sum::<f64>() / n;
+            let bv = batch
+                .iter()
+                .map(|o| (o[d] as f64 - bm).powi(2))
+                .sum::<f64>()
+                / n;
+            let delta = bm - self.mean[d];
+            let total = self.count + n;
+            self.mean[d] += delta * n / total;
+            let m2 = self.var[d] * self.count + bv * n + delta * delta * self.count * n / total;
+            self.var[d] = m2 / total;
+        }
+        self.count += n;
+    }
+
+    /// (obs − mean) / √(var + 1e-8), clipped to ±10.
+    pub fn normalize(&self, obs: &[f32]) -> Vec<f32> {
+        obs.iter()
+            .enumerate()
+            .map(|(d, &o)| {
+                (((o as f64 - self.mean[d]) / (self.var[d] + 1e-8).sqrt()).clamp(-10.0, 10.0))
+                    as f32
+            })
+            .collect()
+    }
+}
+
+/// GAE over a rollout stored `[step][env]`: returns (advantages, returns), same layout.
+/// `dones[t]` marks that the observation at step t started a new episode (CleanRL's `dones`).
+#[allow(clippy::too_many_arguments)]
+pub fn gae(
+    rewards: &[f32],
+    values: &[f32],
+    dones: &[f32],
+    next_value: &[f32],
+    next_done: &[f32],
+    num_steps: usize,
+    num_envs: usize,
+    gamma: f64,
+    gae_lambda: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut advantages = vec![0f32; num_steps * num_envs];
+    for e in 0..num_envs {
+        let mut lastgaelam = 0f64;
+        for t in (0..num_steps).rev() {
+            let (nextnonterminal, nextvalues) = if t == num_steps - 1 {
+                (1.0 - next_done[e] as f64, next_value[e] as f64)
+            } else {
+                (
+                    1.0 - dones[(t + 1) * num_envs + e] as f64,
+                    values[(t + 1) * num_envs + e] as f64,
+                )
+            };
+            let i = t * num_envs + e;
+            let delta = rewards[i] as f64 + gamma * nextvalues * nextnonterminal - values[i] as f64;
+            lastgaelam = delta + gamma * gae_lambda * nextnonterminal * lastgaelam;
+            advantages[i] = lastgaelam as f32;
+        }
+    }
+    let returns = advantages.iter().zip(values).map(|(a, v)| a + v).collect();
+    (advantages, returns)
+}
+
+/// Metrics of one iteration (CleanRL's logged keys).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IterationMetrics {
+    /// 1-based iteration.
+    pub iteration: usize,
+    /// Environment steps so far.
+    pub global_step: usize,
+    /// The learning rate used (`charts/learning_rate`).
+    pub learning_rate: f64,
+    /// Returns of the episodes that ended in this iteration (`charts/episodic_return`).
+    pub episodic_returns: Vec<f64>,
+    /// `losses/value_loss` of the last minibatch.
+    pub value_loss: f64,
+    /// `losses/policy_loss` of the last minibatch.
+    pub policy_loss: f64,
+    /// `losses/entropy` of the last minibatch.
+    pub entropy: f64,
+    /// `losses/approx_kl` of the last minibatch.
+    pub approx_kl: f64,
+    /// `losses/clipfrac`: mean over the iteration's minibatches.
+    pub clipfrac: f64,
+    /// `losses/explained_variance` of the rollout.
+    pub explained_variance: f64,
+    /// `charts/SPS`: environment steps per second in this iteration.
+    pub sps: f64,
+}
+
+/// The learner's whole state: agent, optimizer, normalizer, RNG, counters, rollout cursor.
+pub struct Ppo {
+    /// The options.
+    pub config: PpoConfig,
+    device: Device,
+    agent: Option<Agent>,
+    optim: ModuleOptimizer,
+    /// Observation statistics (part of the policy).
+    pub obs_rms: RunningMeanStd,
+    rng: ChaCha8Rng,
+    /// Environment steps taken.
+    pub global_step: usize,
+    /// Iterations done.
+    pub iteration: usize,
+    next_obs: Vec<Vec<f32>>,
+    next_done: Vec<f32>,
+    running_returns: Vec<f64>,
+    obs_dim: usize,
+    act_dim: usize,
+}
+
+impl Ppo {
+    /// A learner for `envs` (all of one observation and action dimension); resets env i with
+    /// seed `config.seed + i`.
+    pub fn new<E: Env>(config: PpoConfig, envs: &mut [E], device: &Device) -> Self {
+        assert!(!envs.is_empty(), "PPO needs at least one environment");
+        let obs_dim = envs[0].observation_space().dim();
+        let act_dim = envs[0].action_space().dim();
+        // TRY NOT TO MODIFY: seeding.
+        let agent = Agent::new(
+            obs_dim,
+            act_dim,
+            config.hidden,
+            config.seed,
+            &device.clone().autodiff(),
+        );
+        let optim = AdamConfig::new().with_epsilon(1e-5).init();
+        let next_obs: Vec<Vec<f32>> = envs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, env)| env.reset(Some(config.seed.wrapping_add(i as u64))).0)
+            .collect();
+        let mut obs_rms = RunningMeanStd::new(obs_dim);
+        if config.norm_obs {
+            obs_rms.update(&next_obs);
+        }
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            next_done: vec![0.0; envs.len()],
+            running_returns: vec![0.0; envs.len()],
+            config,
+            device: device.clone(),
+            agent: Some(agent),
+            optim,
+            obs_rms,
+            global_step: 0,
+            iteration: 0,
+            next_obs,
+            obs_dim,
+            act_dim,
+        }
+    }
+
+    /// Iterations the configured total of steps allows.
+    pub fn num_iterations(&self, num_envs: usize) -> usize {
+        self.config.total_timesteps / (self.config.num_steps * num_envs).max(1)
+    }
+
+    fn agent(&self) -> &Agent {
+        self.agent
+            .as_ref()
+            .expect("the agent should be present between updates")
+    }
+
+    fn normalized(&self, obs: &[f32]) -> Vec<f32> {
+        if self.config.norm_obs {
+            self.obs_rms.normalize(obs)
+        } else {
+            obs.to_vec()
+        }
+    }
+
+    /// The deterministic action (the Gaussian's mean) for a raw observation.
+    pub fn act_deterministic(&self, obs: &[f32]) -> Vec<f32> {
+        let x = Tensor::from_data(
+            TensorData::new(self.normalized(obs), [1, self.obs_dim]),
+            &self.device,
+        );
+        let (mean, _) = self.agent().valid().get_action_mean(x);
+        mean.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 data")
+    }
+
+    /// One iteration: rollout, GAE, minibatch updates. Returns its metrics.
+    pub fn iterate<E: Env + Send>(&mut self, envs: &mut [E]) -> IterationMetrics {
+        let start = std::time::Instant::now();
+        let c = self.config.clone();
+        let (num_envs, num_steps, obs_dim, act_dim) =
+            (envs.len(), c.num_steps, self.obs_dim, self.act_dim);
+        let batch_size = num_envs * num_steps;
+        let minibatch_size = (batch_size / c.num_minibatches.max(1)).max(1);
+        let num_iterations = self.num_iterations(num_envs).max(1);
+        self.iteration += 1;
+
+        // Annealing the rate if instructed to do so.
+        let frac = 1.0 - (self.iteration - 1) as f64 / num_iterations as f64;
+        let lr_now = if c.anneal_lr {
+            (frac * c.learning_rate).max(0.0)
+        } else {
+            c.learning_rate
+        };
+
+        // ALGO LOGIC: rollout (storage laid out [step][env]).
+        let mut obs = vec![0f32; batch_size * obs_dim];
+        let mut actions = vec![0f32; batch_size * act_dim];
+        let mut logprobs = vec![0f32; batch_size];
+        let mut rewards = vec![0f32; batch_size];
+        let mut dones = vec![0f32; batch_size];
+        let mut values = vec![0f32; batch_size];
+        let mut episodic_returns = Vec::new();
+        let policy = self.agent().valid();
+        let log2pi = (2.0 * std::f64::consts::PI).ln();
+        for step in 0..num_steps {
+            self.global_step += num_envs;
+            let normed: Vec<f32> = self
+                .next_obs
+                .iter()
+                .flat_map(|o| self.normalized(o))
+                .collect();
+            obs[step * num_envs * obs_dim..(step + 1) * num_envs * obs_dim]
+                .copy_from_slice(&normed);
+            dones[step * num_envs..(step + 1) * num_envs].copy_from_slice(&self.next_done);
+            let x = Tensor::from_data(TensorData::new(normed, [num_envs, obs_dim]), &self.device);
+            let (mean, logstd) = policy.get_action_mean(x.clone());
+            let value = policy.get_value(x);
+            let host = Tensor::cat(
+                vec![
+                    mean.reshape([num_envs * act_dim]),
+                    logstd.reshape([act_dim]),
+                    value.reshape([num_envs]),
+                ],
+                0,
+            )
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 data");
+            let (mean, rest) = host.split_at(num_envs * act_dim);
+            let (logstd, value) = rest.split_at(act_dim);
+            let mut step_actions = Vec::with_capacity(num_envs);
+            for e in 0..num_envs {
+                let i = step * num_envs + e;
+                values[i] = value[e];
+                let mut logp = 0f64;
+                let mut a = Vec::with_capacity(act_dim);
+                for d in 0..act_dim {
+                    let eps: f64 = self.rng.sample(StandardNormal);
+                    let std = (logstd[d] as f64).exp();
+                    let ad = mean[e * act_dim + d] as f64 + std * eps;
+                    logp += -0.5 * eps * eps - logstd[d] as f64 - 0.5 * log2pi;
+                    actions[i * act_dim + d] = ad as f32;
+                    a.push(ad as f32);
+                }
+                logprobs[i] = logp as f32;
+                step_actions.push(a);
+            }
+
+            // TRY NOT TO MODIFY: execute the game (envs clip actions into their space).
+            let steps: Vec<hyperctl_env_core::Step> = if c.parallel_envs && num_envs > 1 {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = envs
+                        .iter_mut()
+                        .zip(&step_actions)
+                        .map(|(env, a)| s.spawn(move || env.step(a)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("an env step should not panic"))
+                        .collect()
+                })
+            } else {
+                envs.iter_mut()
+                    .zip(&step_actions)
+                    .map(|(env, a)| env.step(a))
+                    .collect()
+            };
+            for (e, (env, st)) in envs.iter_mut().zip(steps).enumerate() {
+                rewards[step * num_envs + e] = st.reward as f32;
+                self.running_returns[e] += st.reward;
+                let done = st.done();
+                self.next_done[e] = if done { 1.0 } else { 0.0 };
+                self.next_obs[e] = if done {
+                    episodic_returns.push(self.running_returns[e]);
+                    self.running_returns[e] = 0.0;
+                    env.reset(None).0
+                } else {
+                    st.obs
+                };
+            }
+            if c.norm_obs {
+                let batch = self.next_obs.clone();
+                self.obs_rms.update(&batch);
+            }
+        }
+
+        // Bootstrap value if not done.
+        let normed: Vec<f32> = self
+            .next_obs
+            .iter()
+            .flat_map(|o| self.normalized(o))
+            .collect();
+        let next_value: Vec<f32> = policy
+            .get_value(Tensor::from_data(
+                TensorData::new(normed, [num_envs, obs_dim]),
+                &self.device,
+            ))
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 data");
+        let (advantages, returns) = gae(
+            &rewards,
+            &values,
+            &dones,
+            &next_value,
+            &self.next_done,
+            num_steps,
+            num_envs,
+            c.gamma,
+            c.gae_lambda,
+        );
+
+        // Optimizing the policy and value network.
+        let ad = self.device.clone().autodiff();
+        let mut b_inds: Vec<usize> = (0..batch_size).collect();
+        let (mut v_loss_last, mut pg_loss_last, mut entropy_last, mut approx_kl_last) =
+            (0.0, 0.0, 0.0, 0.0);
+        let mut clipfracs = Vec::new();
+        'epochs: for _ in 0..c.update_epochs {
+            use rand::seq::SliceRandom;
+            b_inds.shuffle(&mut self.rng);
+            for mb_inds in b_inds.chunks(minibatch_size) {
+                let m = mb_inds.len();
+                let gather = |src: &[f32], width: usize| -> Vec<f32> {
+                    mb_inds
+                        .iter()
+                        .flat_map(|&i| src[i * width..(i + 1) * width].iter().copied())
+                        .collect()
+                };
+                let mut mb_adv = gather(&advantages, 1);
+                if c.norm_adv && m > 1 {
+                    let mean = mb_adv.iter().map(|&a| a as f64).sum::<f64>() / m as f64;
+                    let std = (mb_adv
+                        .iter()
+                        .map(|&a| (a as f64 - mean).powi(2))
+                        .sum::<f64>()
+                        / (m - 1) as f64)
+                        .sqrt();
+                    mb_adv
+                        .iter_mut()
+                        .for_each(|a| *a = ((*a as f64 - mean) / (std + 1e-8)) as f32);
+                }
+                let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), &ad);
+                let b_obs = Tensor::<2>::from_data(
+                    TensorData::new(gather(&obs, obs_dim), [m, obs_dim]),
+                    &ad,
+                );
+                let b_actions = Tensor::<2>::from_data(
+                    TensorData::new(gather(&actions, act_dim), [m, act_dim]),
+                    &ad,
+                );
+                let (mb_logp_old, mb_returns, mb_values) = (
+                    t1(gather(&logprobs, 1)),
+                    t1(gather(&returns, 1)),
+                    t1(gather(&values, 1)),
+                );
+                let mb_adv = t1(mb_adv);
+
+                let agent = self
+                    .agent
+                    .take()
+                    .expect("the agent should be present between updates");
+                let (mean, logstd) = agent.get_action_mean(b_obs.clone()); // [m, act], [1, act]
+                let std = logstd.clone().exp();
+                let z = (b_actions - mean) / std.expand([m, act_dim]);
+                let newlogprob = (z.square().mul_scalar(-0.5)
+                    - logstd.clone().expand([m, act_dim]))
+                .sum_dim(1)
+                .reshape([m])
+                .sub_scalar(0.5 * log2pi * act_dim as f64); // [m]
+                let entropy = logstd
+                    .sum()
+                    .add_scalar((0.5 + 0.5 * log2pi) * act_dim as f64); // [1]
+                let logratio = newlogprob - mb_logp_old;
+                let ratio = logratio.clone().exp();
+
+                // Policy loss.
+                let pg_loss1 = -mb_adv.clone() * ratio.clone();
+                let pg_loss2 = -mb_adv * ratio.clone().clamp(1.0 - c.clip_coef, 1.0 + c.clip_coef);
+                let pg_loss = pg_loss1.max_pair(pg_loss2).mean();
+
+                // Value loss.
+                let newvalue = agent.get_value(b_obs).reshape([m]);
+                let v_loss = if c.clip_vloss {
+                    let v_loss_unclipped = (newvalue.clone() - mb_returns.clone()).square();
+                    let v_clipped =
+                        mb_values.clone() + (newvalue - mb_values).clamp(-c.clip_coef, c.clip_coef);
+                    let v_loss_clipped = (v_clipped - mb_returns).square();
+                    v_loss_unclipped
+                        .max_pair(v_loss_clipped)
+                        .mean()
+                        .mul_scalar(0.5)
+                } else {
+                    (newvalue - mb_returns).square().mean().mul_scalar(0.5)
+                };
+                let loss = pg_loss.clone() - entropy.clone().mul_scalar(c.ent_coef)
+                    + v_loss.clone().mul_scalar(c.vf_coef);
+
+                // Diagnostics leave the device together: one sync.
+                let approx_kl = ((ratio.clone() - 1.0) - logratio).mean();
+                let clipfrac = (ratio - 1.0).abs().greater_elem(c.clip_coef).float().mean();
+                let diag = Tensor::cat(
+                    vec![
+                        pg_loss.inner(),
+                        v_loss.inner(),
+                        entropy.inner(),
+                        approx_kl.inner(),
+                        clipfrac.inner(),
+                    ],
+                    0,
+                )
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32 data");
+                (pg_loss_last, v_loss_last, entropy_last, approx_kl_last) = (
+                    diag[0] as f64,
+                    diag[1] as f64,
+                    diag[2] as f64,
+                    diag[3] as f64,
+                );
+                clipfracs.push(diag[4] as f64);
+
+                let mut grads = GradientsParams::from_grads(loss.backward(), &agent);
+                clip_global_norm(&agent, &mut grads, c.max_grad_norm);
+                self.agent = Some(self.optim.step(lr_now, agent, grads));
+            }
+            if c.target_kl.is_some_and(|kl| approx_kl_last > kl) {
+                break 'epochs;
+            }
+        }
+
+        // Log.
+        let var_y = variance(&returns);
+        let residual: Vec<f32> = returns.iter().zip(&values).map(|(r, v)| r - v).collect();
+        let explained_variance = if var_y == 0.0 {
+            f64::NAN
+        } else {
+            1.0 - variance(&residual) / var_y
+        };
+        let metrics = IterationMetrics {
+            iteration: self.iteration,
+            global_step: self.global_step,
+            learning_rate: lr_now,
+            episodic_returns,
+            value_loss: v_loss_last,
+            policy_loss: pg_loss_last,
+            entropy: entropy_last,
+            approx_kl: approx_kl_last,
+            clipfrac: clipfracs.iter().sum::<f64>() / clipfracs.len().max(1) as f64,
+            explained_variance,
+            sps: batch_size as f64 / start.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            global_step = metrics.global_step,
+            approx_kl = metrics.approx_kl,
+            clipfrac = metrics.clipfrac,
+            explained_variance = metrics.explained_variance,
+            sps = metrics.sps,
+            "ppo iteration {}",
+            metrics.iteration
+        );
+        metrics
+    }
+}
+
+fn variance(v: &[f32]) -> f64 {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+    v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n
+}
+
+/// Scales all gradients so their global L2 norm is at most `max_norm` (torch's `clip_grad_norm_`;
+/// burn's own clipping is per tensor).
+fn clip_global_norm(agent: &Agent, grads: &mut GradientsParams, max_norm: f64) {
+    struct Squares<'a> {
+        grads: &'a GradientsParams,
+        parts: Vec<Tensor<1>>,
+    }
+    impl burn::module::ModuleVisitor for Squares<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(p.id) {
+                self.parts.push(g.square().sum());
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl burn::module::ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(p.id) {
+                self.grads.register::<D>(p.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut squares = Squares {
+        grads,
+        parts: Vec::new(),
+    };
+    agent.visit(&mut squares);
+    if squares.parts.is_empty() {
+        return;
+    }
+    let total: f32 = Tensor::cat(squares.parts, 0).sum().into_scalar::<f32>();
+    let norm = (total as f64).sqrt();
+    if norm > max_norm {
+        agent.visit(&mut Scale {
+            grads,
+            factor: max_norm / (norm + 1e-6),
+        });
+    }
+}
