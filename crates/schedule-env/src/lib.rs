@@ -8,6 +8,7 @@
 //! - [`features`]: the scale-free observation (a table of every feature is in its docs).
 //! - [`action`]: the ONE action → (lr, momentum) mapping and the bounds every controller obeys.
 //! - [`env`]: [`ScheduleEnv`] (Gymnasium-shaped), its reward and divergence handling.
+//! - [`cycle`]: [`TaskCycleEnv`], one env that draws the next task of a list at every reset.
 //! - [`controller`]: the [`Controller`] trait and [`run_schedule`].
 //! - [`config`]: [`EnvConfig`], mirrored in `envs/schedule_env.toml`.
 //!
@@ -22,6 +23,7 @@
 pub mod action;
 pub mod config;
 pub mod controller;
+pub mod cycle;
 pub mod env;
 pub mod features;
 
@@ -31,6 +33,7 @@ pub use controller::{
     Controller, Decision, DecisionInput, EpisodeContext, EpisodeResult, IntervalRecord,
     run_schedule,
 };
+pub use cycle::TaskCycleEnv;
 pub use env::ScheduleEnv;
 pub use features::{FEATURES, Featurizer, N_FEATURES};
 
