@@ -413,7 +413,7 @@ fn build_task(fields: &toml::Table, id: String, root: &Path) -> Result<(TaskSpec
             "`batch_size` = {batch_size} is outside 1..=1000000"
         ));
     }
-    let group = text("group").unwrap_or_else(|| default_group(&source));
+    let group = text("group").unwrap_or_else(|| source.short_name());
     let mut task = TaskSpec::new(
         source.resolved(root),
         task_type,
@@ -458,21 +458,6 @@ fn build_task(fields: &toml::Table, id: String, root: &Path) -> Result<(TaskSpec
         Some(v) => v.as_bool().ok_or("`nesterov` must be true or false")?,
     };
     Ok((task, group))
-}
-
-fn default_group(source: &DatasetSource) -> String {
-    match source {
-        DatasetSource::Csv(p) | DatasetSource::Idx(p) => p
-            .file_name()
-            .map(|f| {
-                f.to_string_lossy()
-                    .trim_end_matches(".gz")
-                    .trim_end_matches(".csv")
-                    .to_string()
-            })
-            .unwrap_or_else(|| source.to_string()),
-        DatasetSource::Generated { .. } => source.to_string(),
-    }
 }
 
 /// A stable 64-bit hash of a name (FNV-1a), so template streams do not depend on order.
@@ -629,7 +614,7 @@ fn expand_template(
             .map(|_| {
                 let f = files[rand::RngExt::random_range(&mut rng, 0..files.len())].clone();
                 let source = DatasetSource::parse(&f).map_err(|e| e.to_string())?;
-                let group = group.clone().unwrap_or_else(|| default_group(&source));
+                let group = group.clone().unwrap_or_else(|| source.short_name());
                 Ok((
                     Candidate {
                         dataset: f,

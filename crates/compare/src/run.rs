@@ -339,3 +339,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         error: e,
     })
 }
+
+/// A minimal record for unit tests: a finished run with this loss.
+#[cfg(test)]
+pub(crate) fn test_record(task: &str, controller: &str, seed: u64, loss: Option<f64>) -> RunRecord {
+    RunRecord {
+        task_id: task.into(),
+        split: "s".into(),
+        group: task.into(),
+        controller: controller.into(),
+        seed,
+        test_loss: loss,
+        test_metric: Some(0.5),
+        diverged: loss.is_none(),
+        initial_val_loss: 2.0,
+        val_loss: vec![],
+        train_loss: vec![],
+        lr: vec![],
+        momentum: vec![],
+        episode_return: 0.0,
+        steps: 1,
+        wall_secs: 1.0,
+        version: "0".into(),
+        backend: "flex".into(),
+    }
+}

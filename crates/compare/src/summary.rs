@@ -259,26 +259,7 @@ mod tests {
     use super::*;
 
     fn record(task: &str, controller: &str, seed: u64, loss: f64, diverged: bool) -> RunRecord {
-        RunRecord {
-            task_id: task.into(),
-            split: "s".into(),
-            group: task.into(),
-            controller: controller.into(),
-            seed,
-            test_loss: (!diverged).then_some(loss),
-            test_metric: Some(0.5),
-            diverged,
-            initial_val_loss: 2.0,
-            val_loss: vec![],
-            train_loss: vec![],
-            lr: vec![],
-            momentum: vec![],
-            episode_return: 0.0,
-            steps: 1,
-            wall_secs: 1.0,
-            version: "0".into(),
-            backend: "flex".into(),
-        }
+        crate::run::test_record(task, controller, seed, (!diverged).then_some(loss))
     }
 
     #[test]

@@ -136,24 +136,8 @@ mod tests {
 
     fn record(task: &str, controller: &str, loss: f64, wall: f64) -> RunRecord {
         RunRecord {
-            task_id: task.into(),
-            split: "s".into(),
-            group: task.into(),
-            controller: controller.into(),
-            seed: 0,
-            test_loss: Some(loss),
-            test_metric: None,
-            diverged: false,
-            initial_val_loss: 3.0,
-            val_loss: vec![],
-            train_loss: vec![],
-            lr: vec![],
-            momentum: vec![],
-            episode_return: 0.0,
-            steps: 1,
             wall_secs: wall,
-            version: "0".into(),
-            backend: "flex".into(),
+            ..crate::run::test_record(task, controller, 0, Some(loss))
         }
     }
 

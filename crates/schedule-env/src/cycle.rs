@@ -94,13 +94,13 @@ impl Env for TaskCycleEnv {
         }
         let index = self.order[self.cursor];
         self.cursor += 1;
-        let mut env = ScheduleEnv::with_data(
+        // Every task was built once in TaskCycleEnv::new.
+        let mut env = ScheduleEnv::prevalidated(
             self.tasks[index].clone(),
             self.data[index].clone(),
             self.config.clone(),
             self.backend,
-        )
-        .expect("every task was built once in TaskCycleEnv::new");
+        );
         let episode_seed = self.rng.random::<u64>();
         let (obs, mut info) = env.reset(Some(episode_seed));
         info.insert("task_index".into(), index as f64);

@@ -65,7 +65,18 @@ impl ScheduleEnv {
         task.validate()?;
         // Building once here turns every data/model mismatch into an error now, not a panic later.
         task.build(&data, task.seed, backend)?;
-        Ok(Self {
+        Ok(Self::prevalidated(task, data, config, backend))
+    }
+
+    /// An env for a task that [`ScheduleEnv::with_data`] already accepted with this data, config
+    /// and backend (skips the trial build).
+    pub(crate) fn prevalidated(
+        task: TaskSpec,
+        data: Arc<Dataset>,
+        config: EnvConfig,
+        backend: Backend,
+    ) -> Self {
+        Self {
             next_seed: task.seed,
             task,
             config,
@@ -74,7 +85,7 @@ impl ScheduleEnv {
             observation_space: observation_space(),
             action_space: BoxSpace::uniform(2, -1.0, 1.0).expect("[-1, 1]^2 is a valid box"),
             episode: None,
-        })
+        }
     }
 
     /// The task.

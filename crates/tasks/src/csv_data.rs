@@ -119,15 +119,7 @@ pub fn load_csv(path: &Path, task_type: TaskType) -> Result<Dataset> {
     if y.is_empty() {
         return Err(csv_err(1, "the file has a header but no data rows".into()));
     }
-    let name = path
-        .file_name()
-        .map(|f| {
-            f.to_string_lossy()
-                .trim_end_matches(".gz")
-                .trim_end_matches(".csv")
-                .to_string()
-        })
-        .unwrap_or_else(|| "csv".into());
+    let name = crate::DatasetSource::Csv(path.to_path_buf()).short_name();
     let n_classes = match task_type {
         TaskType::Classification => count_classes(&name, &y).map_err(|e| match e {
             Error::InvalidData { reason, .. } => csv_err(

@@ -68,6 +68,23 @@ impl DatasetSource {
         }
     }
 
+    /// A short name: the file or directory name without `.gz`/`.csv` for file sources, the
+    /// whole source string for generated ones.
+    pub fn short_name(&self) -> String {
+        match self {
+            DatasetSource::Csv(p) | DatasetSource::Idx(p) => p
+                .file_name()
+                .map(|f| {
+                    f.to_string_lossy()
+                        .trim_end_matches(".gz")
+                        .trim_end_matches(".csv")
+                        .to_string()
+                })
+                .unwrap_or_else(|| self.to_string()),
+            DatasetSource::Generated { .. } => self.to_string(),
+        }
+    }
+
     /// The task type the source implies, if any (generated families and IDX images fix it).
     pub fn implied_task_type(&self) -> Option<TaskType> {
         match self {
