@@ -152,6 +152,21 @@ pub trait Env {
     fn step(&mut self, action: &[f32]) -> Step;
 }
 
+/// An [`Env`] whose state can be written down between steps and restored exactly, so that a
+/// learner's checkpoint can hold its environments and a resumed run continues as if never stopped.
+pub trait Resumable: Env {
+    /// Everything needed to bring an env built the same way back to this moment.
+    type Snapshot: serde::Serialize + serde::de::DeserializeOwned;
+
+    /// The env's state now (between steps, after at least one reset).
+    fn snapshot(&self) -> Self::Snapshot;
+
+    /// Restores a state taken by [`Resumable::snapshot`] on an env built the same way and returns
+    /// the observation of that moment. A snapshot that does not fit this env (other tasks, other
+    /// code) is an error naming what differed, never a silent fresh start.
+    fn restore(&mut self, snapshot: Self::Snapshot) -> Result<Obs, String>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

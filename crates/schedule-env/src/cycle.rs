@@ -1,11 +1,17 @@
 //! [`TaskCycleEnv`]: one environment over many tasks. Each reset moves to the next task of a
 //! seeded shuffled order (a new order every pass), so meta-training sees every task equally often.
-//! Datasets are loaded once, up front, and shared between tasks that use the same source.
+//! The tasks and their datasets live in a [`TaskPool`], loaded and checked once and shared by
+//! every env of a run.
+//!
+//! Snapshots ([`Resumable`]) hold the cycle's state at the start of the current episode and the
+//! actions taken since; restoring replays them. Training is deterministic on the CPU backend, so
+//! the replay lands on exactly the checkpointed state, and the restored observation is compared
+//! bit for bit with the recorded one to prove it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hyperctl_env_core::{BoxSpace, Env, Info, Obs, Step};
+use hyperctl_env_core::{BoxSpace, Env, Info, Obs, Resumable, Step};
 use hyperctl_tasks::{Backend, Dataset, TaskSpec};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -16,22 +22,17 @@ use crate::config::EnvConfig;
 use crate::env::ScheduleEnv;
 use crate::features::observation_space;
 
-/// A [`ScheduleEnv`] that switches task at every reset.
-pub struct TaskCycleEnv {
+/// Tasks with their datasets loaded (one copy per distinct source), each checked by building it
+/// once under one env config and backend.
+pub struct TaskPool {
     tasks: Vec<TaskSpec>,
     data: Vec<Arc<Dataset>>,
     config: EnvConfig,
     backend: Backend,
-    rng: ChaCha8Rng,
-    order: Vec<usize>,
-    cursor: usize,
-    current: Option<ScheduleEnv>,
-    observation_space: BoxSpace,
-    action_space: BoxSpace,
 }
 
-impl TaskCycleEnv {
-    /// An env over `tasks` (at least one); every task is checked by building it once.
+impl TaskPool {
+    /// Loads and checks `tasks` (at least one).
     pub fn new(tasks: Vec<TaskSpec>, config: EnvConfig, backend: Backend) -> Result<Self, Error> {
         if tasks.is_empty() {
             return Err(Error::InvalidConfig {
@@ -55,22 +56,108 @@ impl TaskCycleEnv {
             data.push(dataset);
         }
         Ok(Self {
-            order: (0..tasks.len()).collect(),
-            cursor: usize::MAX,
             tasks,
             data,
             config,
             backend,
-            rng: ChaCha8Rng::seed_from_u64(0),
+        })
+    }
+
+    /// The tasks, in the order given.
+    pub fn tasks(&self) -> &[TaskSpec] {
+        &self.tasks
+    }
+
+    /// A fresh env for task `index` (checked in [`TaskPool::new`]).
+    pub fn env(&self, index: usize) -> ScheduleEnv {
+        ScheduleEnv::prevalidated(
+            self.tasks[index].clone(),
+            self.data[index].clone(),
+            self.config.clone(),
+            self.backend,
+        )
+    }
+}
+
+/// Where the cycle stood when the current episode began.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct CycleState {
+    rng: ChaCha8Rng,
+    order: Vec<usize>,
+    cursor: usize,
+}
+
+/// A [`TaskCycleEnv`]'s state: the cycle at the start of the current episode and the actions since.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct CycleSnapshot {
+    /// Task ids of the pool, in order (a restore into another pool is refused).
+    task_ids: Vec<String>,
+    start: CycleState,
+    actions: Vec<Vec<f32>>,
+    obs: Obs,
+}
+
+/// A [`ScheduleEnv`] that switches task at every reset.
+pub struct TaskCycleEnv {
+    pool: Arc<TaskPool>,
+    state: CycleState,
+    episode_start: Option<CycleState>,
+    actions: Vec<Vec<f32>>,
+    obs: Obs,
+    current: Option<ScheduleEnv>,
+    observation_space: BoxSpace,
+    action_space: BoxSpace,
+}
+
+impl TaskCycleEnv {
+    /// An env over `tasks` (at least one); every task is checked by building it once.
+    pub fn new(tasks: Vec<TaskSpec>, config: EnvConfig, backend: Backend) -> Result<Self, Error> {
+        Ok(Self::from_pool(Arc::new(TaskPool::new(
+            tasks, config, backend,
+        )?)))
+    }
+
+    /// An env over a shared pool.
+    pub fn from_pool(pool: Arc<TaskPool>) -> Self {
+        Self {
+            state: CycleState {
+                rng: ChaCha8Rng::seed_from_u64(0),
+                order: (0..pool.tasks.len()).collect(),
+                cursor: usize::MAX,
+            },
+            pool,
+            episode_start: None,
+            actions: Vec::new(),
+            obs: Vec::new(),
             current: None,
             observation_space: observation_space(),
             action_space: BoxSpace::uniform(2, -1.0, 1.0).expect("[-1, 1]^2 is a valid box"),
-        })
+        }
     }
 
     /// The task of the current episode.
     pub fn current_task(&self) -> Option<&TaskSpec> {
         self.current.as_ref().map(|e| e.task())
+    }
+
+    /// Starts the episode the cycle's current state leads to.
+    fn start_episode(&mut self) -> (Obs, Info) {
+        self.episode_start = Some(self.state.clone());
+        self.actions.clear();
+        let s = &mut self.state;
+        if s.cursor >= s.order.len() {
+            s.order.shuffle(&mut s.rng);
+            s.cursor = 0;
+        }
+        let index = s.order[s.cursor];
+        s.cursor += 1;
+        let episode_seed = s.rng.random::<u64>();
+        let mut env = self.pool.env(index);
+        let (obs, mut info) = env.reset(Some(episode_seed));
+        info.insert("task_index".into(), index as f64);
+        self.current = Some(env);
+        self.obs = obs.clone();
+        (obs, info)
     }
 }
 
@@ -85,33 +172,91 @@ impl Env for TaskCycleEnv {
 
     fn reset(&mut self, seed: Option<u64>) -> (Obs, Info) {
         if let Some(seed) = seed {
-            self.rng = ChaCha8Rng::seed_from_u64(seed ^ 0xC1C1E);
-            self.cursor = usize::MAX;
+            self.state = CycleState {
+                rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC1C1E),
+                order: (0..self.pool.tasks.len()).collect(),
+                cursor: usize::MAX,
+            };
         }
-        if self.cursor >= self.order.len() {
-            self.order.shuffle(&mut self.rng);
-            self.cursor = 0;
-        }
-        let index = self.order[self.cursor];
-        self.cursor += 1;
-        // Every task was built once in TaskCycleEnv::new.
-        let mut env = ScheduleEnv::prevalidated(
-            self.tasks[index].clone(),
-            self.data[index].clone(),
-            self.config.clone(),
-            self.backend,
-        );
-        let episode_seed = self.rng.random::<u64>();
-        let (obs, mut info) = env.reset(Some(episode_seed));
-        info.insert("task_index".into(), index as f64);
-        self.current = Some(env);
-        (obs, info)
+        self.start_episode()
     }
 
     fn step(&mut self, action: &[f32]) -> Step {
-        self.current
+        let step = self
+            .current
             .as_mut()
             .expect("reset should be called before step")
-            .step(action)
+            .step(action);
+        self.actions.push(action.to_vec());
+        self.obs = step.obs.clone();
+        step
+    }
+}
+
+impl Resumable for TaskCycleEnv {
+    type Snapshot = CycleSnapshot;
+
+    fn snapshot(&self) -> CycleSnapshot {
+        CycleSnapshot {
+            task_ids: self.pool.tasks.iter().map(|t| t.id.clone()).collect(),
+            start: self
+                .episode_start
+                .clone()
+                .expect("snapshot should be taken after a reset"),
+            actions: self.actions.clone(),
+            obs: self.obs.clone(),
+        }
+    }
+
+    fn restore(&mut self, snapshot: CycleSnapshot) -> Result<Obs, String> {
+        let ids: Vec<&str> = self.pool.tasks.iter().map(|t| t.id.as_str()).collect();
+        if snapshot.task_ids != ids {
+            return Err(format!(
+                "the snapshot was taken over {} tasks ({}...), this env has {} ({}...): not the same task list",
+                snapshot.task_ids.len(),
+                snapshot.task_ids.first().map_or("", |s| s.as_str()),
+                ids.len(),
+                ids.first().copied().unwrap_or("")
+            ));
+        }
+        let n = ids.len();
+        if snapshot.start.order.len() != n
+            || snapshot.start.order.iter().any(|&i| i >= n)
+            || (snapshot.start.cursor > n && snapshot.start.cursor != usize::MAX)
+        {
+            return Err("the snapshot's task order does not fit the task list".into());
+        }
+        self.state = snapshot.start;
+        self.start_episode();
+        for (k, action) in snapshot.actions.iter().enumerate() {
+            if action.len() != self.action_space.dim() {
+                return Err(format!(
+                    "snapshot action {k} has {} values, expected 2",
+                    action.len()
+                ));
+            }
+            let step = self.step(action);
+            if step.done() && k + 1 < snapshot.actions.len() {
+                return Err(format!(
+                    "replaying the snapshot ended the episode after {} of {} actions",
+                    k + 1,
+                    snapshot.actions.len()
+                ));
+            }
+        }
+        let same = self.obs.len() == snapshot.obs.len()
+            && self
+                .obs
+                .iter()
+                .zip(&snapshot.obs)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+        if !same {
+            return Err(format!(
+                "replaying the snapshot's {} actions did not reproduce its observation \
+                 (data, code or backend differ from the run that wrote it)",
+                snapshot.actions.len()
+            ));
+        }
+        Ok(self.obs.clone())
     }
 }

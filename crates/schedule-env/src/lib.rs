@@ -33,7 +33,7 @@ pub use controller::{
     Controller, Decision, DecisionInput, EpisodeContext, EpisodeResult, IntervalRecord,
     run_schedule,
 };
-pub use cycle::TaskCycleEnv;
+pub use cycle::{CycleSnapshot, TaskCycleEnv, TaskPool};
 pub use env::ScheduleEnv;
 pub use features::{FEATURES, Featurizer, N_FEATURES};
 
