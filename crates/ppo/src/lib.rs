@@ -16,6 +16,12 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpoint;
+pub mod policy;
+
+pub use checkpoint::{CheckpointError, decode, encode};
+pub use policy::{Dense, Policy};
+
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -64,6 +70,9 @@ pub struct PpoConfig {
     pub hidden: usize,
     /// Normalize observations with running statistics.
     pub norm_obs: bool,
+    /// Scale rewards by the running std of the discounted return, then clip them to ±10
+    /// (CleanRL's `NormalizeReward` + `TransformReward` wrappers). Reported returns stay raw.
+    pub norm_reward: bool,
     /// Step environments on parallel threads.
     pub parallel_envs: bool,
 }
@@ -90,6 +99,7 @@ impl PpoConfig {
             target_kl: None,
             hidden: 64,
             norm_obs: true,
+            norm_reward: true,
             parallel_envs: true,
         }
     }
@@ -318,9 +328,12 @@ pub struct Ppo {
     pub global_step: usize,
     /// Iterations done.
     pub iteration: usize,
+    /// Discounted-return statistics that scale rewards (`norm_reward`).
+    pub return_rms: RunningMeanStd,
     next_obs: Vec<Vec<f32>>,
     next_done: Vec<f32>,
     running_returns: Vec<f64>,
+    discounted_returns: Vec<f64>,
     obs_dim: usize,
     act_dim: usize,
 }
@@ -354,6 +367,8 @@ impl Ppo {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             next_done: vec![0.0; envs.len()],
             running_returns: vec![0.0; envs.len()],
+            discounted_returns: vec![0.0; envs.len()],
+            return_rms: RunningMeanStd::new(1),
             config,
             device: device.clone(),
             agent: Some(agent),
@@ -386,17 +401,47 @@ impl Ppo {
         }
     }
 
-    /// The deterministic action (the Gaussian's mean) for a raw observation.
-    pub fn act_deterministic(&self, obs: &[f32]) -> Vec<f32> {
-        let x = Tensor::from_data(
-            TensorData::new(self.normalized(obs), [1, self.obs_dim]),
-            &self.device,
-        );
-        let (mean, _) = self.agent().valid().get_action_mean(x);
-        mean.into_data()
+    /// The current deterministic policy (normalizer + actor mean network) as host data: what a
+    /// trained policy is saved as, and what evaluation and deployment act with.
+    pub fn policy(&self) -> Policy {
+        let agent = self.agent();
+        let layers = agent
+            .actor_mean
+            .iter()
+            .map(|l| {
+                let [inputs, outputs] = l.weight.val().dims();
+                let host = |t: Tensor<2>| -> Vec<f32> {
+                    t.into_data()
+                        .convert::<f32>()
+                        .try_to_vec::<f32>()
+                        .expect("f32 data")
+                };
+                Dense {
+                    inputs,
+                    outputs,
+                    weight: host(l.weight.val()),
+                    bias: host(
+                        l.bias
+                            .as_ref()
+                            .expect("actor layers have a bias")
+                            .val()
+                            .reshape([1, outputs]),
+                    ),
+                }
+            })
+            .collect();
+        let log_std = agent
+            .actor_logstd
+            .val()
+            .into_data()
             .convert::<f32>()
             .try_to_vec::<f32>()
-            .expect("f32 data")
+            .expect("f32 data");
+        Policy {
+            obs_norm: self.config.norm_obs.then(|| self.obs_rms.clone()),
+            layers,
+            log_std,
+        }
     }
 
     /// One iteration: rollout, GAE, minibatch updates. Returns its metrics.
@@ -492,10 +537,29 @@ impl Ppo {
                     .map(|(env, a)| env.step(a))
                     .collect()
             };
+            if c.norm_reward {
+                for (e, st) in steps.iter().enumerate() {
+                    self.discounted_returns[e] = self.discounted_returns[e] * c.gamma + st.reward;
+                }
+                let batch: Vec<Vec<f32>> = self
+                    .discounted_returns
+                    .iter()
+                    .map(|&r| vec![r as f32])
+                    .collect();
+                self.return_rms.update(&batch);
+            }
+            let reward_scale = 1.0 / (self.return_rms.var[0] + 1e-8).sqrt();
             for (e, (env, st)) in envs.iter_mut().zip(steps).enumerate() {
-                rewards[step * num_envs + e] = st.reward as f32;
+                rewards[step * num_envs + e] = if c.norm_reward {
+                    (st.reward * reward_scale).clamp(-10.0, 10.0) as f32
+                } else {
+                    st.reward as f32
+                };
                 self.running_returns[e] += st.reward;
                 let done = st.done();
+                if done {
+                    self.discounted_returns[e] = 0.0;
+                }
                 self.next_done[e] = if done { 1.0 } else { 0.0 };
                 self.next_obs[e] = if done {
                     episodic_returns.push(self.running_returns[e]);

@@ -2,8 +2,8 @@
 //! is known, independent of DNN training.
 
 use burn::tensor::Device;
-use hyperctl_env_core::{BoxSpace, Env, Info, Obs, Step};
-use hyperctl_ppo::{Ppo, PpoConfig, gae};
+use hyperctl_env_core::{BoxSpace, Env, Info, Obs, Resumable, Step};
+use hyperctl_ppo::{CheckpointError, Ppo, PpoConfig, decode, encode, gae};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -77,6 +77,18 @@ impl Env for Bandit {
     }
 }
 
+impl Resumable for Bandit {
+    type Snapshot = (ChaCha8Rng, Vec<f32>);
+    fn snapshot(&self) -> Self::Snapshot {
+        (self.rng.clone(), self.x.clone())
+    }
+    fn restore(&mut self, (rng, x): Self::Snapshot) -> Result<Obs, String> {
+        self.rng = rng;
+        self.x = x;
+        Ok(self.x.clone())
+    }
+}
+
 fn config() -> PpoConfig {
     PpoConfig {
         seed: 3,
@@ -121,9 +133,11 @@ fn ppo_reaches_near_optimal_return_on_a_bandit_with_a_known_optimum() {
     // The deterministic policy (mean action) is near the optimum a = x/2.
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     let mut regret = 0.0;
+    let policy = ppo.policy();
+    policy.validate().unwrap();
     for _ in 0..200 {
         let x: Vec<f32> = (0..2).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let a = ppo.act_deterministic(&x);
+        let a = policy.act(&x);
         regret += a
             .iter()
             .zip(&x)
@@ -147,4 +161,90 @@ fn same_seed_gives_the_same_learning_curve_serial_or_parallel() {
         ..small
     });
     assert_eq!(serial, parallel);
+}
+
+fn checkpoint_after(config: &PpoConfig, k: usize) -> Vec<u8> {
+    let mut envs: Vec<Bandit> = (0..4).map(|_| Bandit::new()).collect();
+    let mut ppo = Ppo::new(config.clone(), &mut envs, &Device::flex());
+    for _ in 0..k {
+        ppo.iterate(&mut envs);
+    }
+    encode(&ppo.checkpoint_sections(&envs).unwrap())
+}
+
+#[test]
+fn stopping_after_k_iterations_and_resuming_gives_the_identical_policy() {
+    let config = PpoConfig {
+        total_timesteps: 5 * 4 * 128,
+        ..config()
+    };
+    let (uninterrupted, curve) = train(config.clone());
+    let bytes = checkpoint_after(&config, 2);
+    // A new process: fresh envs, everything else from the file.
+    let mut envs: Vec<Bandit> = (0..4).map(|_| Bandit::new()).collect();
+    let mut ppo = Ppo::resume(
+        &config,
+        &decode(&bytes).unwrap(),
+        &mut envs,
+        &Device::flex(),
+    )
+    .unwrap();
+    assert_eq!(ppo.iteration, 2);
+    let mut rest = Vec::new();
+    while ppo.iteration < ppo.num_iterations(envs.len()) {
+        let m = ppo.iterate(&mut envs);
+        rest.push(m.episodic_returns.iter().sum::<f64>() / m.episodic_returns.len() as f64);
+    }
+    assert_eq!(rest, curve[2..]);
+    assert_eq!(ppo.policy(), uninterrupted.policy());
+    assert_eq!(ppo.obs_rms, uninterrupted.obs_rms);
+}
+
+#[test]
+fn damaged_or_foreign_checkpoints_are_rejected_with_a_reason() {
+    let config = PpoConfig {
+        total_timesteps: 2 * 4 * 128,
+        ..config()
+    };
+    let bytes = checkpoint_after(&config, 1);
+    for cut in [0, 5, 20, bytes.len() / 2, bytes.len() - 1] {
+        let err = decode(&bytes[..cut]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckpointError::Truncated(_) | CheckpointError::NotACheckpoint
+            ),
+            "cut at {cut}: {err}"
+        );
+        assert!(!err.to_string().is_empty());
+    }
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x40;
+    assert!(matches!(decode(&flipped), Err(CheckpointError::Checksum)));
+
+    let sections = decode(&bytes).unwrap();
+    let mut envs: Vec<Bandit> = (0..4).map(|_| Bandit::new()).collect();
+    let other = PpoConfig {
+        learning_rate: 1e-3,
+        ..config.clone()
+    };
+    let err = Ppo::resume(&other, &sections, &mut envs, &Device::flex())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("learning_rate"), "{err}");
+    let mut three: Vec<Bandit> = (0..3).map(|_| Bandit::new()).collect();
+    let err = Ppo::resume(&config, &sections, &mut three, &Device::flex())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("4 environments"), "{err}");
+    let mut missing = sections.clone();
+    missing.remove("optim.bpk");
+    let err = Ppo::resume(&config, &missing, &mut envs, &Device::flex())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("optim.bpk"), "{err}");
 }
