@@ -5,6 +5,7 @@
 //! | `constant[:lr=L,momentum=M]` | the same lr and momentum every interval; each left out starts from (and stays at) the task's initial value |
 //! | `step`, `exponential`, `cosine`, `warmup-cosine`, `onecycle` | fixed schedules with PyTorch semantics ([`schedules`]) |
 //! | `plateau`, `simple-reactive`, `hypergradient` | reactive heuristics ([`reactive`]) |
+//! | `policy:DIR` | a learned policy loaded from its folder ([`policy`]), acting with its mean action |
 //! | `replay(NAME)` | open-loop playback of another controller's mean trajectory ([`replay`]; built by `compare --replay`, not from a SPEC) |
 //!
 //! Every controller implements [`hyperctl_schedule_env::Controller`] and runs through
@@ -18,12 +19,14 @@
 #![warn(missing_docs)]
 
 pub mod constant;
+pub mod policy;
 pub mod reactive;
 pub mod replay;
 pub mod schedules;
 pub mod spec;
 
 pub use constant::Constant;
+pub use policy::{PolicyController, PolicyFolder};
 pub use reactive::Reactive;
 pub use replay::Replay;
 pub use schedules::Schedule;
@@ -33,6 +36,11 @@ use hyperctl_schedule_env::Controller;
 
 /// Builds the controller a SPEC string names.
 pub fn build(spec: &str) -> Result<Box<dyn Controller>, SpecError> {
+    if let Some(dir) = spec.strip_prefix("policy:") {
+        return PolicyController::load(spec, std::path::Path::new(dir))
+            .map(|c| Box::new(c) as Box<dyn Controller>)
+            .map_err(|e| SpecError::new(spec, e.to_string()));
+    }
     let parsed = ControllerSpec::parse(spec)?;
     match parsed.name.as_str() {
         "constant" => Ok(Box::new(Constant::from_spec(&parsed)?)),
@@ -63,4 +71,5 @@ pub const KNOWN: &[&str] = &[
     "plateau",
     "simple-reactive",
     "hypergradient",
+    "policy:DIR",
 ];

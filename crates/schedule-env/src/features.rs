@@ -46,6 +46,10 @@ pub const FEATURES: [(&str, f32, f32, f32); 13] = [
 /// Number of features.
 pub const N_FEATURES: usize = FEATURES.len();
 
+/// Version of the feature definitions above. Bump it whenever any feature's definition, bounds or
+/// order changes: saved policies record it and refuse to load under another version.
+pub const FEATURIZER_VERSION: u32 = 1;
+
 /// Points used for the validation-loss slope.
 const SLOPE_WINDOW: usize = 4;
 

@@ -35,7 +35,7 @@ pub use controller::{
 };
 pub use cycle::{CycleSnapshot, TaskCycleEnv, TaskPool};
 pub use env::ScheduleEnv;
-pub use features::{FEATURES, Featurizer, N_FEATURES};
+pub use features::{FEATURES, FEATURIZER_VERSION, Featurizer, N_FEATURES};
 
 /// Errors of the schedule environment.
 #[derive(Debug, thiserror::Error)]

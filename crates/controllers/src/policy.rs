@@ -1,0 +1,449 @@
+//! `policy:DIR`: a learned policy, loaded from its folder, acting deterministically (the mean
+//! action) through the env's ONE action mapping.
+//!
+//! # Policy folder (`../shared/INTERFACE.md`)
+//! - `config.json` ([`PolicyConfig`]): format, architecture, featurizer version and feature names,
+//!   observation normalization, action mapping and env settings, the weights file's CRC-32, and
+//!   free-form training provenance.
+//! - `weights.json` ([`PolicyWeights`]): the actor's dense layers (row-major `[inputs][outputs]`)
+//!   and the exploration log-std at export.
+//! - `CARD.md`: written by `hyperctl meta-train` (data, command, budget, metrics).
+//!
+//! A folder loads from itself alone; anything missing, damaged or made for another featurizer is
+//! a [`PolicyError`] naming the file and what was expected.
+
+use std::path::{Path, PathBuf};
+
+use hyperctl_ppo::{Dense, Policy, RunningMeanStd};
+use hyperctl_schedule_env::{
+    Controller, Decision, DecisionInput, EnvConfig, EpisodeContext, FEATURES, FEATURIZER_VERSION,
+};
+
+/// Format version of the policy folder.
+pub const POLICY_FORMAT: u32 = 1;
+/// The weights file in a policy folder.
+pub const WEIGHTS_FILE: &str = "weights.json";
+/// The config file in a policy folder.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// A policy folder that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("policy {}: {reason}", path.display())]
+pub struct PolicyError {
+    /// The file (or folder) at fault.
+    pub path: PathBuf,
+    /// What was wrong and what was expected.
+    pub reason: String,
+}
+
+/// The network: what it reads and how it is built.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Architecture {
+    /// Always `gaussian-mlp`: a Gaussian policy whose mean is a tanh MLP; deployed as the mean.
+    pub kind: String,
+    /// Observation width.
+    pub obs_dim: usize,
+    /// Action width.
+    pub act_dim: usize,
+    /// Hidden layer widths.
+    pub hidden: Vec<usize>,
+    /// Hidden activation (`tanh`).
+    pub activation: String,
+}
+
+/// Which observation the policy reads.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturizerInfo {
+    /// [`FEATURIZER_VERSION`] at training time.
+    pub version: u32,
+    /// Feature names, in order.
+    pub features: Vec<String>,
+}
+
+/// How raw observations are normalized before the network.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalization {
+    /// Per-feature mean.
+    pub mean: Vec<f64>,
+    /// Per-feature variance.
+    pub var: Vec<f64>,
+    /// Observations the statistics were taken from.
+    pub count: f64,
+    /// Added to the variance before the square root.
+    pub epsilon: f64,
+    /// Normalized values are clipped to ±clip.
+    pub clip: f64,
+}
+
+/// How actions become hyperparameters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionMapping {
+    /// The mapping in words.
+    pub description: String,
+    /// The env settings the policy was trained under (bounds, action scale, crash penalty).
+    pub env: EnvConfig,
+}
+
+/// `config.json` of a policy folder.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// [`POLICY_FORMAT`].
+    pub format: u32,
+    /// The network.
+    pub architecture: Architecture,
+    /// The observation.
+    pub featurizer: FeaturizerInfo,
+    /// Observation normalization (`null`: raw observations).
+    pub normalization: Option<Normalization>,
+    /// The action mapping.
+    pub action_mapping: ActionMapping,
+    /// The weights file name and its CRC-32.
+    pub weights: WeightsRef,
+    /// Where the policy came from (collection, split, steps, selection); free-form.
+    pub training: serde_json::Value,
+}
+
+/// The weights file a config belongs to.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsRef {
+    /// File name inside the folder.
+    pub file: String,
+    /// CRC-32 of its bytes.
+    pub crc32: u32,
+}
+
+/// `weights.json` of a policy folder.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyWeights {
+    /// The actor's layers (tanh between them).
+    pub layers: Vec<Dense>,
+    /// Exploration log-std at export (information only).
+    pub log_std: Vec<f32>,
+}
+
+/// Encodes a policy as the files of its folder, in the order to write them (`weights.json`
+/// before `config.json`, which names the weights' checksum, so a half-written folder is detected).
+pub fn encode_folder(
+    policy: &Policy,
+    env: &EnvConfig,
+    training: serde_json::Value,
+) -> Vec<(&'static str, Vec<u8>)> {
+    let weights = serde_json::to_vec_pretty(&PolicyWeights {
+        layers: policy.layers.clone(),
+        log_std: policy.log_std.clone(),
+    })
+    .expect("weights serialize");
+    let config = PolicyConfig {
+        format: POLICY_FORMAT,
+        architecture: Architecture {
+            kind: "gaussian-mlp".into(),
+            obs_dim: policy.obs_dim(),
+            act_dim: policy.act_dim(),
+            hidden: policy.layers[..policy.layers.len() - 1]
+                .iter()
+                .map(|l| l.outputs)
+                .collect(),
+            activation: "tanh".into(),
+        },
+        featurizer: FeaturizerInfo {
+            version: FEATURIZER_VERSION,
+            features: FEATURES.iter().map(|f| f.0.to_string()).collect(),
+        },
+        normalization: policy.obs_norm.as_ref().map(|n| Normalization {
+            mean: n.mean.clone(),
+            var: n.var.clone(),
+            count: n.count,
+            epsilon: 1e-8,
+            clip: 10.0,
+        }),
+        action_mapping: ActionMapping {
+            description: format!(
+                "actions are clipped to [-1, 1]; lr <- lr * 2^(a0 * {}), (1 - momentum) <- (1 - momentum) * 10^(-a1 * {}), then clamped to lr in [{}, {}], momentum in [{}, {}]",
+                env.lr_log2_step,
+                env.momentum_log10_step,
+                env.lr_min,
+                env.lr_max,
+                env.momentum_min,
+                env.momentum_max
+            ),
+            env: env.clone(),
+        },
+        weights: WeightsRef {
+            file: WEIGHTS_FILE.into(),
+            crc32: crc32fast::hash(&weights),
+        },
+        training,
+    };
+    let config = serde_json::to_vec_pretty(&config).expect("config serializes");
+    vec![(WEIGHTS_FILE, weights), (CONFIG_FILE, config)]
+}
+
+/// A loaded policy folder.
+#[derive(Debug, Clone)]
+pub struct PolicyFolder {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Its `config.json`.
+    pub config: PolicyConfig,
+    /// The policy, ready to act.
+    pub policy: Policy,
+}
+
+impl PolicyFolder {
+    /// Loads and checks a policy folder.
+    pub fn load(dir: &Path) -> Result<Self, PolicyError> {
+        let err = |path: PathBuf, reason: String| PolicyError { path, reason };
+        if !dir.is_dir() {
+            return Err(err(dir.into(), "is not a folder".into()));
+        }
+        let config_path = dir.join(CONFIG_FILE);
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| err(path.into(), format!("cannot read: {e}")))
+        };
+        let config: PolicyConfig = serde_json::from_slice(&read(&config_path)?)
+            .map_err(|e| err(config_path.clone(), format!("invalid config: {e}")))?;
+        let bad = |reason: String| err(config_path.clone(), reason);
+        if config.format != POLICY_FORMAT {
+            return Err(bad(format!(
+                "format {} (this build reads format {POLICY_FORMAT})",
+                config.format
+            )));
+        }
+        if config.featurizer.version != FEATURIZER_VERSION {
+            return Err(bad(format!(
+                "trained on featurizer version {}, this build computes version {FEATURIZER_VERSION}",
+                config.featurizer.version
+            )));
+        }
+        let names: Vec<&str> = FEATURES.iter().map(|f| f.0).collect();
+        if config.featurizer.features != names {
+            return Err(bad(format!(
+                "feature list {:?} differs from this build's {names:?}",
+                config.featurizer.features
+            )));
+        }
+        let a = &config.architecture;
+        if a.kind != "gaussian-mlp" || a.activation != "tanh" {
+            return Err(bad(format!(
+                "architecture {} with {} (expected gaussian-mlp with tanh)",
+                a.kind, a.activation
+            )));
+        }
+        if a.obs_dim != names.len() || a.act_dim != 2 {
+            return Err(bad(format!(
+                "the network maps {} features to {} actions; the schedule env has {} and 2",
+                a.obs_dim,
+                a.act_dim,
+                names.len()
+            )));
+        }
+        config
+            .action_mapping
+            .env
+            .validate()
+            .map_err(|e| bad(e.to_string()))?;
+        if config.weights.file.contains(['/', '\\']) {
+            return Err(bad(format!(
+                "weights file `{}` must be a plain name inside the folder",
+                config.weights.file
+            )));
+        }
+        let weights_path = dir.join(&config.weights.file);
+        let weight_bytes = read(&weights_path)?;
+        if crc32fast::hash(&weight_bytes) != config.weights.crc32 {
+            return Err(err(
+                weights_path,
+                format!(
+                    "its checksum does not match {CONFIG_FILE} (damaged, or from another policy)"
+                ),
+            ));
+        }
+        let weights: PolicyWeights = serde_json::from_slice(&weight_bytes)
+            .map_err(|e| err(weights_path.clone(), format!("invalid weights: {e}")))?;
+        let policy = Policy {
+            obs_norm: config.normalization.as_ref().map(|n| RunningMeanStd {
+                mean: n.mean.clone(),
+                var: n.var.clone(),
+                count: n.count,
+            }),
+            layers: weights.layers,
+            log_std: weights.log_std,
+        };
+        policy
+            .validate()
+            .map_err(|reason| err(weights_path.clone(), reason))?;
+        let widths: Vec<usize> = policy.layers[..policy.layers.len() - 1]
+            .iter()
+            .map(|l| l.outputs)
+            .collect();
+        if policy.obs_dim() != a.obs_dim || policy.act_dim() != a.act_dim || widths != a.hidden {
+            return Err(err(
+                weights_path,
+                format!(
+                    "the layers ({}→{:?}→{}) do not match the architecture in {CONFIG_FILE}",
+                    policy.obs_dim(),
+                    widths,
+                    policy.act_dim()
+                ),
+            ));
+        }
+        Ok(Self {
+            dir: dir.into(),
+            config,
+            policy,
+        })
+    }
+}
+
+/// The learned controller: the policy's mean action on each observation.
+#[derive(Debug, Clone)]
+pub struct PolicyController {
+    spec: String,
+    policy: Policy,
+}
+
+impl PolicyController {
+    /// A controller named `spec` acting with `policy`.
+    pub fn new(spec: impl Into<String>, policy: Policy) -> Self {
+        Self {
+            spec: spec.into(),
+            policy,
+        }
+    }
+
+    /// Loads `policy:DIR`.
+    pub fn load(spec: &str, dir: &Path) -> Result<Self, PolicyError> {
+        Ok(Self::new(spec, PolicyFolder::load(dir)?.policy))
+    }
+}
+
+impl Controller for PolicyController {
+    fn spec(&self) -> String {
+        self.spec.clone()
+    }
+
+    fn reset(&mut self, _context: &EpisodeContext) {}
+
+    fn decide(&mut self, input: &DecisionInput) -> Decision {
+        Decision::Action(self.policy.act(input.obs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyperctl_schedule_env::N_FEATURES;
+
+    fn toy_policy() -> Policy {
+        let dense = |inputs: usize, outputs: usize, scale: f32| Dense {
+            inputs,
+            outputs,
+            weight: (0..inputs * outputs)
+                .map(|i| ((i as f32 * 0.37).sin()) * scale)
+                .collect(),
+            bias: (0..outputs).map(|j| j as f32 * 0.01).collect(),
+        };
+        Policy {
+            obs_norm: Some(RunningMeanStd {
+                mean: vec![0.5; N_FEATURES],
+                var: vec![2.0; N_FEATURES],
+                count: 10.0,
+            }),
+            layers: vec![dense(N_FEATURES, 4, 0.5), dense(4, 2, 0.3)],
+            log_std: vec![-0.5, -0.7],
+        }
+    }
+
+    fn write(dir: &Path, files: &[(&str, Vec<u8>)]) {
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_saved_policy_loads_and_acts_exactly_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = toy_policy();
+        let files = encode_folder(
+            &policy,
+            &EnvConfig::defaults(),
+            serde_json::json!({"collection": "toy"}),
+        );
+        write(dir.path(), &files);
+        let loaded = PolicyFolder::load(dir.path()).unwrap();
+        assert_eq!(loaded.policy, policy);
+        assert_eq!(loaded.config.architecture.hidden, vec![4]);
+        let obs: Vec<f32> = (0..N_FEATURES).map(|i| i as f32 * 0.1 - 0.4).collect();
+        let spec = format!("policy:{}", dir.path().display());
+        let mut ctl = crate::build(&spec).unwrap();
+        assert_eq!(ctl.spec(), spec);
+        let decision = ctl.decide(&DecisionInput {
+            interval: 0,
+            obs: &obs,
+            last: None,
+            current: hyperctl_tasks::Hyperparams {
+                lr: 0.1,
+                momentum: 0.9,
+            },
+        });
+        assert_eq!(decision, Decision::Action(policy.act(&obs)));
+    }
+
+    #[test]
+    fn damaged_or_mismatched_folders_are_refused_with_the_file_named() {
+        let files = encode_folder(
+            &toy_policy(),
+            &EnvConfig::defaults(),
+            serde_json::Value::Null,
+        );
+        let expect_err = |mutate: &dyn Fn(&Path), expected: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            write(dir.path(), &files);
+            mutate(dir.path());
+            let err = PolicyFolder::load(dir.path()).unwrap_err().to_string();
+            assert!(err.contains(expected), "expected `{expected}` in: {err}");
+        };
+        expect_err(
+            &|d| std::fs::remove_file(d.join(CONFIG_FILE)).unwrap(),
+            "config.json: cannot read",
+        );
+        expect_err(
+            &|d| {
+                let mut w = std::fs::read(d.join(WEIGHTS_FILE)).unwrap();
+                let n = w.len();
+                w.truncate(n / 2);
+                std::fs::write(d.join(WEIGHTS_FILE), w).unwrap();
+            },
+            "weights.json: its checksum does not match",
+        );
+        expect_err(
+            &|d| {
+                let p = d.join(CONFIG_FILE);
+                let s = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .replace("\"version\": 1", "\"version\": 999");
+                std::fs::write(p, s).unwrap();
+            },
+            "featurizer version 999",
+        );
+        expect_err(
+            &|d| std::fs::write(d.join(CONFIG_FILE), "{\"format\": 1}").unwrap(),
+            "invalid config: missing field",
+        );
+        let err = crate::build("policy:/no/such/folder")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("/no/such/folder") && err.contains("is not a folder"),
+            "{err}"
+        );
+    }
+}
