@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod compare_cmd;
+mod meta_train_cmd;
 mod output;
 mod plot;
 mod tasks_cmd;
@@ -39,6 +40,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Compare controllers on a task collection: every controller × task × seed, same budget.
     Compare(compare_cmd::CompareArgs),
+    /// Meta-train a policy with PPO across a task collection (checkpointed; resumable).
+    MetaTrain(meta_train_cmd::MetaTrainArgs),
     /// List or validate task collections.
     #[command(subcommand)]
     Tasks(tasks_cmd::TasksCommand),
@@ -53,10 +56,11 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    // `compare` runs many trainings in parallel: one kernel thread each unless told otherwise.
-    let threads = cli
-        .threads
-        .or(matches!(cli.command, Command::Compare(_)).then_some(1));
+    // `compare` and `meta-train` run many trainings in parallel: one kernel thread each unless
+    // told otherwise.
+    let threads =
+        cli.threads
+            .or(matches!(cli.command, Command::Compare(_) | Command::MetaTrain(_)).then_some(1));
     if let Some(threads) = threads {
         // SAFETY: nothing else runs yet (no threads have been spawned), so changing the process
         // environment cannot race with a reader.
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args, &cli.backend),
         Command::Tasks(command) => tasks_cmd::run(command),
         Command::Compare(args) => compare_cmd::run(args, &cli.backend),
+        Command::MetaTrain(args) => meta_train_cmd::run(args, &cli.backend),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

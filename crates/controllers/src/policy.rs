@@ -135,7 +135,7 @@ pub fn encode_folder(
     env: &EnvConfig,
     training: serde_json::Value,
 ) -> Vec<(&'static str, Vec<u8>)> {
-    let weights = serde_json::to_vec_pretty(&PolicyWeights {
+    let weights = serde_json::to_vec(&PolicyWeights {
         layers: policy.layers.clone(),
         log_std: policy.log_std.clone(),
     })

@@ -1,0 +1,278 @@
+//! [`MetaTrainConfig`]: the TOML file that defines a meta-training run (kept under
+//! `experiments/`). Every field is documented here; unknown fields are errors.
+//!
+//! ```toml
+//! collection = "generated"        # embedded name, or a TOML file relative to this config's folder
+//! split = "meta-train"            # tasks the agent trains on
+//! eval_split = "meta-val"         # tasks that select the policy (never trained on)
+//! seed = 1
+//! total_timesteps = 100000        # environment steps (one step = one decision interval)
+//! num_envs = 8                    # parallel environments, each cycling through the split
+//! eval_interval = 5               # evaluate the deterministic policy every N iterations
+//! eval_seeds = 1                  # seeds per meta-val task (task seed + 0..N, as `compare`)
+//! # max_tasks = 40                # optional: N tasks evenly spaced over the split
+//! # eval_max_tasks = 24           # optional: the same for the eval split
+//! # data_dir = "../../../shared/data"   # optional: data root for file datasets
+//! [ppo]                           # optional: any PpoConfig field except seed/total_timesteps
+//! num_steps = 64
+//! [env]                           # optional: EnvConfig fields (bounds, action scale, penalty)
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hyperctl_ppo::PpoConfig;
+use hyperctl_schedule_env::EnvConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+fn meta_train() -> String {
+    "meta-train".into()
+}
+fn meta_val() -> String {
+    "meta-val".into()
+}
+fn one() -> usize {
+    1
+}
+
+/// A meta-training run (see the module docs for the file format).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaTrainConfig {
+    /// Task collection: an embedded name (`generated`), or a `.toml` file relative to the config
+    /// file's folder.
+    pub collection: String,
+    /// Split the agent trains on.
+    #[serde(default = "meta_train")]
+    pub split: String,
+    /// Split the deterministic policy is evaluated on to select the best one.
+    #[serde(default = "meta_val")]
+    pub eval_split: String,
+    /// Only N training tasks, evenly spaced over the split.
+    #[serde(default)]
+    pub max_tasks: Option<usize>,
+    /// Only N evaluation tasks, evenly spaced over the split.
+    #[serde(default)]
+    pub eval_max_tasks: Option<usize>,
+    /// Data root for file datasets, relative to the config file's folder.
+    #[serde(default)]
+    pub data_dir: Option<String>,
+    /// Seed of the agent, the task orders and the episodes.
+    pub seed: u64,
+    /// Environment steps in all (one step is one decision interval of one task).
+    pub total_timesteps: usize,
+    /// Parallel environments.
+    pub num_envs: usize,
+    /// Evaluate every N iterations (and after the last).
+    pub eval_interval: usize,
+    /// Seeds per evaluation task.
+    #[serde(default = "one")]
+    pub eval_seeds: usize,
+    /// PPO settings that differ from CleanRL's defaults (any `PpoConfig` field except `seed`
+    /// and `total_timesteps`, which are set above).
+    #[serde(default)]
+    pub ppo: BTreeMap<String, serde_json::Value>,
+    /// Environment settings (defaults: `envs/schedule_env.toml`).
+    #[serde(default = "EnvConfig::defaults")]
+    pub env: EnvConfig,
+}
+
+/// A config with its file's location, checked and resolved.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The config as written (defaults filled in).
+    pub config: MetaTrainConfig,
+    /// The config file.
+    pub path: PathBuf,
+    /// The PPO settings in full.
+    pub ppo: PpoConfig,
+    /// The collection to load (a path or an embedded name).
+    pub collection: String,
+    /// The data root, if given.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl MetaTrainConfig {
+    /// Reads, parses and checks a config file.
+    pub fn load(path: &Path) -> Result<Resolved, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let config: MetaTrainConfig = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        config.resolve(path)
+    }
+
+    /// Checks the config and fills in everything derived from it.
+    pub fn resolve(self, path: &Path) -> Result<Resolved, Error> {
+        let bad = |reason: String| Error::Config {
+            path: path.into(),
+            reason,
+        };
+        let ppo = self.ppo_config().map_err(bad)?;
+        let checks: [(bool, String); 8] = [
+            (self.num_envs >= 1, "num_envs must be at least 1".into()),
+            (self.eval_interval >= 1, "eval_interval must be at least 1".into()),
+            (self.eval_seeds >= 1, "eval_seeds must be at least 1".into()),
+            (
+                self.split != self.eval_split,
+                format!(
+                    "split and eval_split are both `{}`: select the policy on tasks it never trained on",
+                    self.split
+                ),
+            ),
+            (
+                self.total_timesteps >= ppo.num_steps * self.num_envs,
+                format!(
+                    "total_timesteps = {} is less than one iteration (ppo.num_steps {} × num_envs {})",
+                    self.total_timesteps, ppo.num_steps, self.num_envs
+                ),
+            ),
+            (
+                ppo.num_steps >= 1 && ppo.update_epochs >= 1 && ppo.hidden >= 1,
+                "ppo.num_steps, ppo.update_epochs and ppo.hidden must be at least 1".into(),
+            ),
+            (
+                ppo.num_minibatches >= 1 && ppo.num_minibatches <= ppo.num_steps * self.num_envs,
+                format!(
+                    "ppo.num_minibatches must be in [1, num_steps × num_envs = {}]",
+                    ppo.num_steps * self.num_envs
+                ),
+            ),
+            (
+                ppo.learning_rate > 0.0
+                    && (0.0..=1.0).contains(&ppo.gamma)
+                    && (0.0..=1.0).contains(&ppo.gae_lambda)
+                    && ppo.clip_coef > 0.0
+                    && ppo.max_grad_norm > 0.0,
+                "ppo: learning_rate, clip_coef and max_grad_norm must be positive, gamma and gae_lambda in [0, 1]".into(),
+            ),
+        ];
+        if let Some((_, reason)) = checks.into_iter().find(|(ok, _)| !ok) {
+            return Err(bad(reason));
+        }
+        if self.max_tasks == Some(0) || self.eval_max_tasks == Some(0) {
+            return Err(bad("max_tasks and eval_max_tasks must be at least 1".into()));
+        }
+        self.env
+            .validate()
+            .map_err(|e| bad(format!("[env]: {e}")))?;
+        let folder = path.parent().unwrap_or(Path::new(""));
+        let collection = if self.collection.ends_with(".toml") || self.collection.contains('/') {
+            folder.join(&self.collection).to_string_lossy().into_owned()
+        } else {
+            self.collection.clone()
+        };
+        let data_dir = self.data_dir.as_ref().map(|d| folder.join(d));
+        Ok(Resolved {
+            ppo,
+            collection,
+            data_dir,
+            path: path.into(),
+            config: self,
+        })
+    }
+
+    /// CleanRL's defaults with the `[ppo]` table applied, the seed and step budget from the top.
+    fn ppo_config(&self) -> Result<PpoConfig, String> {
+        let base = PpoConfig {
+            seed: self.seed,
+            total_timesteps: self.total_timesteps,
+            ..PpoConfig::cleanrl()
+        };
+        let mut value = serde_json::to_value(&base).expect("PpoConfig serializes");
+        let fields = value.as_object_mut().expect("PpoConfig is an object");
+        for (key, v) in &self.ppo {
+            if key == "seed" || key == "total_timesteps" {
+                return Err(format!(
+                    "[ppo] {key}: set `{key}` at the top level of the config"
+                ));
+            }
+            if !fields.contains_key(key) {
+                let mut known: Vec<&str> = fields.keys().map(String::as_str).collect();
+                known.retain(|k| *k != "seed" && *k != "total_timesteps");
+                return Err(format!(
+                    "[ppo] unknown setting `{key}`; expected one of: {}",
+                    known.join(", ")
+                ));
+            }
+            fields.insert(key.clone(), v.clone());
+        }
+        serde_json::from_value(value).map_err(|e| format!("[ppo]: {e}"))
+    }
+}
+
+/// `n` indices evenly spaced over `0..len` (all of them when `n >= len`).
+pub fn evenly_spaced(len: usize, n: Option<usize>) -> Vec<usize> {
+    match n {
+        Some(n) if n < len => (0..n).map(|i| i * len / n).collect(),
+        _ => (0..len).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Resolved, String> {
+        toml::from_str::<MetaTrainConfig>(text)
+            .map_err(|e| e.to_string())?
+            .resolve(Path::new("experiments/x/meta_train.toml"))
+            .map_err(|e| e.to_string())
+    }
+
+    const BASE: &str = "collection = \"tasks.toml\"\nseed = 3\ntotal_timesteps = 8192\nnum_envs = 2\neval_interval = 1\n";
+
+    #[test]
+    fn defaults_fill_in_and_ppo_overrides_apply() {
+        let r = parse(&format!("{BASE}[ppo]\nnum_steps = 16\nent_coef = 0.01\n")).unwrap();
+        assert_eq!(r.ppo.num_steps, 16);
+        assert_eq!(r.ppo.ent_coef, 0.01);
+        assert_eq!((r.ppo.seed, r.ppo.total_timesteps), (3, 8192));
+        assert_eq!(r.ppo.clip_coef, 0.2, "CleanRL default");
+        assert_eq!(r.collection, "experiments/x/tasks.toml");
+        assert_eq!(r.config.split, "meta-train");
+        assert_eq!(r.config.env, EnvConfig::defaults());
+        assert_eq!(
+            parse(&BASE.replace("tasks.toml", "generated"))
+                .unwrap()
+                .collection,
+            "generated"
+        );
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        for (text, expected) in [
+            (
+                format!("{BASE}[ppo]\nnum_step = 16\n"),
+                "unknown setting `num_step`",
+            ),
+            (format!("{BASE}[ppo]\nseed = 1\n"), "at the top level"),
+            (format!("{BASE}[ppo]\nnum_steps = \"x\"\n"), "[ppo]"),
+            (
+                format!("{BASE}eval_split = \"meta-train\"\n"),
+                "never trained on",
+            ),
+            (BASE.replace("8192", "10"), "less than one iteration"),
+            (format!("{BASE}bogus = 1\n"), "unknown field `bogus`"),
+            (BASE.replace("seed = 3\n", ""), "missing field `seed`"),
+            (format!("{BASE}[env]\nlr_min = -1.0\n"), "lr_min"),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains(expected), "expected `{expected}` in: {err}");
+        }
+    }
+
+    #[test]
+    fn evenly_spaced_covers_the_whole_split() {
+        assert_eq!(evenly_spaced(10, Some(3)), vec![0, 3, 6]);
+        assert_eq!(evenly_spaced(3, Some(5)), vec![0, 1, 2]);
+        assert_eq!(evenly_spaced(4, None), vec![0, 1, 2, 3]);
+    }
+}

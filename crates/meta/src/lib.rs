@@ -1,0 +1,443 @@
+//! Meta-training: PPO across the tasks of a collection's training split, with the deterministic
+//! policy evaluated on the eval split every few iterations, the best evaluation kept as the
+//! policy, and a checkpoint after every iteration from which `--resume` continues exactly.
+//!
+//! # Output folder (`hyperctl meta-train --out DIR`)
+//! | file | content |
+//! |---|---|
+//! | `config.json`, `weights.json` | the best-evaluated policy ([`hyperctl_controllers::policy`]) |
+//! | `CARD.md` | collection, splits, budget, wall time, metrics, the exact commands |
+//! | `checkpoint.bin` | the latest state ([`hyperctl_ppo::checkpoint`]) |
+//! | `metrics.csv` | one row per iteration (PPO diagnostics, training returns, evaluations) |
+//! | `eval.jsonl` | every evaluation with its per-task returns |
+//! | `learning_curve.svg` | training and eval returns against environment steps |
+//!
+//! Every file is written atomically, the checkpoint first: it also holds the history and the best
+//! policy, and every other file is rewritten from it (on resume too), so a kill at any moment
+//! loses at most the iteration in progress and never leaves the folder inconsistent.
+//!
+//! # Architecture invariants
+//! - Results depend only on the config (and the code): per-environment seeds, deterministic
+//!   gathering, evaluation through the same `run_schedule` as every other controller.
+//! - The eval split is never trained on; the test split is never looked at.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod eval;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::tensor::Device;
+use hyperctl_collections::CollectionTask;
+use hyperctl_ppo::{CheckpointError, IterationMetrics, Policy, Ppo, decode, encode};
+use hyperctl_schedule_env::{TaskCycleEnv, TaskPool};
+use hyperctl_tasks::Backend;
+use serde::{Deserialize, Serialize};
+
+pub use config::{MetaTrainConfig, Resolved};
+pub use eval::EvalRecord;
+
+/// Errors of meta-training.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config file is invalid.
+    #[error("{}: {reason}", path.display())]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The tasks could not be loaded or set up.
+    #[error("{0}")]
+    Tasks(String),
+    /// The checkpoint could not be used.
+    #[error("{}: {source}", path.display())]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// Why.
+        source: CheckpointError,
+    },
+    /// The output folder is not in the state the command needs.
+    #[error("{0}")]
+    Output(String),
+    /// Writing a file failed.
+    #[error(transparent)]
+    Io(#[from] hyperctl_compare::Error),
+}
+
+/// Where a result came from: recorded in the card and the policy's config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// hyperctl version.
+    pub version: String,
+    /// git commit of the build.
+    pub git_commit: String,
+    /// The exact command line.
+    pub command: Vec<String>,
+    /// Unix time of the start of this invocation.
+    pub started_unix: u64,
+}
+
+/// One iteration's row of `metrics.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IterationRow {
+    /// 1-based iteration.
+    pub iteration: usize,
+    /// Environment steps so far.
+    pub global_step: usize,
+    /// Wall-clock seconds of training so far (over all invocations, evaluations included).
+    pub wall_secs: f64,
+    /// Adam learning rate of the iteration.
+    pub learning_rate: f64,
+    /// Episodes finished in the iteration.
+    pub episodes: usize,
+    /// Their mean return (None when none finished).
+    pub mean_return: Option<f64>,
+    /// How many of them diverged.
+    pub diverged: usize,
+    /// `losses/value_loss`.
+    pub value_loss: f64,
+    /// `losses/policy_loss`.
+    pub policy_loss: f64,
+    /// `losses/entropy`.
+    pub entropy: f64,
+    /// `losses/approx_kl`.
+    pub approx_kl: f64,
+    /// `losses/clipfrac`.
+    pub clipfrac: f64,
+    /// `losses/explained_variance` (None when undefined).
+    pub explained_variance: Option<f64>,
+    /// Environment steps per second in the iteration.
+    pub sps: f64,
+}
+
+/// The best evaluation so far and its policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// Its evaluation.
+    pub eval: EvalRecord,
+    /// The policy evaluated.
+    pub policy: Policy,
+}
+
+/// Everything besides the learner that a checkpoint holds (section `meta.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetaState {
+    /// The config the run was started with.
+    pub config: MetaTrainConfig,
+    /// Per-iteration rows.
+    pub rows: Vec<IterationRow>,
+    /// Every evaluation, iteration 0 (the untrained policy) first.
+    pub evals: Vec<EvalRecord>,
+    /// The best evaluation.
+    pub best: Option<Best>,
+    /// Training tasks and eval tasks (ids).
+    pub tasks: (Vec<String>, Vec<String>),
+    /// Each invocation (the first started the run; later ones resumed it).
+    pub invocations: Vec<Provenance>,
+    /// Backend name.
+    pub backend: String,
+    /// Whether the run has finished its budget.
+    pub finished: bool,
+}
+
+/// How a run is invoked.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Continue from `OUT/checkpoint.bin`.
+    pub resume: bool,
+    /// Stop after this many iterations of this invocation (resume later).
+    pub stop_after: Option<usize>,
+    /// Compute backend.
+    pub backend: Backend,
+    /// Threads for evaluation episodes (results do not depend on it).
+    pub eval_threads: usize,
+    /// This invocation's provenance.
+    pub provenance: Provenance,
+}
+
+/// What the caller hears after each iteration (for progress display).
+#[derive(Debug)]
+pub struct Progress<'a> {
+    /// Iterations done.
+    pub iteration: usize,
+    /// Iterations in all.
+    pub num_iterations: usize,
+    /// The iteration's row.
+    pub row: &'a IterationRow,
+    /// Its evaluation, if one ran.
+    pub eval: Option<&'a EvalRecord>,
+    /// The best evaluation so far.
+    pub best: Option<&'a EvalRecord>,
+}
+
+/// The checkpoint file in an output folder.
+pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
+
+fn pick(
+    tasks: Vec<&CollectionTask>,
+    n: Option<usize>,
+    split: &str,
+    resolved: &Resolved,
+) -> Result<Vec<CollectionTask>, Error> {
+    if tasks.is_empty() {
+        return Err(Error::Config {
+            path: resolved.path.clone(),
+            reason: format!(
+                "collection `{}` has no tasks in split `{split}`",
+                resolved.collection
+            ),
+        });
+    }
+    Ok(config::evenly_spaced(tasks.len(), n)
+        .into_iter()
+        .map(|i| tasks[i].clone())
+        .collect())
+}
+
+/// Loads the collection and builds the training and eval task pools.
+fn pools(resolved: &Resolved, backend: Backend) -> Result<(Arc<TaskPool>, TaskPool), Error> {
+    let c = &resolved.config;
+    let collection = hyperctl_collections::load(&resolved.collection, resolved.data_dir.as_deref())
+        .map_err(|p| {
+            Error::Tasks(format!(
+                "collection `{}` has {} problem(s):\n{p}",
+                resolved.collection,
+                p.0.len()
+            ))
+        })?;
+    let train = pick(
+        collection.split(Some(&c.split)).collect(),
+        c.max_tasks,
+        &c.split,
+        resolved,
+    )?;
+    let evals = pick(
+        collection.split(Some(&c.eval_split)).collect(),
+        c.eval_max_tasks,
+        &c.eval_split,
+        resolved,
+    )?;
+    let pool = |tasks: Vec<CollectionTask>, split: &str| {
+        TaskPool::new(
+            tasks.into_iter().map(|t| t.task).collect(),
+            c.env.clone(),
+            backend,
+        )
+        .map_err(|e| Error::Tasks(format!("split `{split}`: {e}")))
+    };
+    Ok((
+        Arc::new(pool(train, &c.split)?),
+        pool(evals, &c.eval_split)?,
+    ))
+}
+
+fn row_from(m: &IterationMetrics, wall_secs: f64, crash_penalty: f64) -> IterationRow {
+    let n = m.episodic_returns.len();
+    let finite = |v: f64| v.is_finite().then_some(v);
+    IterationRow {
+        iteration: m.iteration,
+        global_step: m.global_step,
+        wall_secs,
+        learning_rate: m.learning_rate,
+        episodes: n,
+        mean_return: (n > 0).then(|| m.episodic_returns.iter().sum::<f64>() / n as f64),
+        diverged: m
+            .episodic_returns
+            .iter()
+            .filter(|&&r| r <= -crash_penalty + 1e-9)
+            .count(),
+        value_loss: m.value_loss,
+        policy_loss: m.policy_loss,
+        entropy: m.entropy,
+        approx_kl: m.approx_kl,
+        clipfrac: m.clipfrac,
+        explained_variance: finite(m.explained_variance),
+        sps: m.sps,
+    }
+}
+
+/// Runs (or resumes) meta-training into `out`. Returns the final state.
+pub fn run(
+    resolved: &Resolved,
+    out: &Path,
+    options: &RunOptions,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<MetaState, Error> {
+    let c = &resolved.config;
+    let ckpt_path = out.join(CHECKPOINT_FILE);
+    let ckpt_err = |source: CheckpointError| Error::Checkpoint {
+        path: ckpt_path.clone(),
+        source,
+    };
+    // Read the checkpoint before any expensive setup, so a bad one fails fast.
+    let sections = if options.resume {
+        let bytes = std::fs::read(&ckpt_path).map_err(|e| {
+            Error::Output(format!(
+                "--resume: cannot read {}: {e} (start without --resume to begin a new run)",
+                ckpt_path.display()
+            ))
+        })?;
+        Some(decode(&bytes).map_err(ckpt_err)?)
+    } else {
+        if ckpt_path.exists() {
+            return Err(Error::Output(format!(
+                "{} already holds a meta-training run ({CHECKPOINT_FILE}); pass --resume to continue it, or choose another --out",
+                out.display()
+            )));
+        }
+        None
+    };
+    let mut previous: Option<MetaState> = match &sections {
+        Some(s) => {
+            let state: MetaState = serde_json::from_slice(
+                s.get("meta.json")
+                    .ok_or_else(|| ckpt_err(CheckpointError::Missing("meta.json".into())))?,
+            )
+            .map_err(|e| {
+                ckpt_err(CheckpointError::Section {
+                    section: "meta.json".into(),
+                    reason: e.to_string(),
+                })
+            })?;
+            if &state.config != c {
+                return Err(ckpt_err(CheckpointError::Mismatch(format!(
+                    "{} differs from the config the run was started with; resume with that config, or start a new run in another folder",
+                    resolved.path.display()
+                ))));
+            }
+            if state.backend != options.backend.name() {
+                return Err(ckpt_err(CheckpointError::Mismatch(format!(
+                    "the run used backend {}, this invocation {}",
+                    state.backend,
+                    options.backend.name()
+                ))));
+            }
+            Some(state)
+        }
+        None => None,
+    };
+
+    let (pool, eval_pool) = pools(resolved, options.backend)?;
+    let task_ids = (
+        pool.tasks()
+            .iter()
+            .map(|t| t.id.clone())
+            .collect::<Vec<_>>(),
+        eval_pool
+            .tasks()
+            .iter()
+            .map(|t| t.id.clone())
+            .collect::<Vec<_>>(),
+    );
+    let threads = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.eval_threads.max(1))
+        .build()
+        .map_err(|e| Error::Output(format!("cannot start evaluation threads: {e}")))?;
+    let mut envs: Vec<TaskCycleEnv> = (0..c.num_envs)
+        .map(|_| TaskCycleEnv::from_pool(pool.clone()))
+        .collect();
+    let device = Device::flex();
+
+    let (mut ppo, mut state) = match (sections, previous.take()) {
+        (Some(sections), Some(mut state)) => {
+            if state.tasks != task_ids {
+                return Err(ckpt_err(CheckpointError::Mismatch(
+                    "the collection's tasks changed since the run started".into(),
+                )));
+            }
+            let ppo =
+                Ppo::resume(&resolved.ppo, &sections, &mut envs, &device).map_err(ckpt_err)?;
+            state.invocations.push(options.provenance.clone());
+            tracing::info!(
+                iteration = ppo.iteration,
+                "resumed from {}",
+                ckpt_path.display()
+            );
+            (ppo, state)
+        }
+        _ => {
+            let ppo = Ppo::new(resolved.ppo.clone(), &mut envs, &device);
+            // Iteration 0: the untrained policy (mean action ≈ 0: the task's start kept).
+            let eval = eval::evaluate(&ppo.policy(), &eval_pool, c.eval_seeds, &threads, 0, 0);
+            let state = MetaState {
+                config: c.clone(),
+                rows: Vec::new(),
+                best: Some(Best {
+                    eval: eval.clone(),
+                    policy: ppo.policy(),
+                }),
+                evals: vec![eval],
+                tasks: task_ids,
+                invocations: vec![options.provenance.clone()],
+                backend: options.backend.name().into(),
+                finished: false,
+            };
+            (ppo, state)
+        }
+    };
+    let num_iterations = ppo.num_iterations(c.num_envs);
+    let save = |ppo: &Ppo, envs: &[TaskCycleEnv], state: &MetaState| -> Result<(), Error> {
+        let mut sections = ppo.checkpoint_sections(envs).map_err(ckpt_err)?;
+        sections.push((
+            "meta.json".into(),
+            serde_json::to_vec(state).expect("the meta state serializes"),
+        ));
+        hyperctl_compare::write_atomic(&ckpt_path, &encode(&sections))?;
+        report::write_outputs(out, resolved, state, num_iterations)
+    };
+    std::fs::create_dir_all(out)
+        .map_err(|e| Error::Output(format!("cannot create {}: {e}", out.display())))?;
+    save(&ppo, &envs, &state)?;
+
+    let mut done_here = 0;
+    let mut wall = state.rows.last().map_or(0.0, |r| r.wall_secs);
+    while ppo.iteration < num_iterations && options.stop_after.is_none_or(|k| done_here < k) {
+        let start = std::time::Instant::now();
+        let metrics = ppo.iterate(&mut envs);
+        let iteration = ppo.iteration;
+        let eval = (iteration % c.eval_interval == 0 || iteration == num_iterations).then(|| {
+            eval::evaluate(
+                &ppo.policy(),
+                &eval_pool,
+                c.eval_seeds,
+                &threads,
+                iteration,
+                ppo.global_step,
+            )
+        });
+        if let Some(e) = &eval {
+            if state
+                .best
+                .as_ref()
+                .is_none_or(|b| e.mean_return > b.eval.mean_return)
+            {
+                state.best = Some(Best {
+                    eval: e.clone(),
+                    policy: ppo.policy(),
+                });
+            }
+            state.evals.push(e.clone());
+        }
+        wall += start.elapsed().as_secs_f64();
+        state
+            .rows
+            .push(row_from(&metrics, wall, c.env.crash_penalty));
+        state.finished = ppo.iteration >= num_iterations;
+        save(&ppo, &envs, &state)?;
+        done_here += 1;
+        on_progress(&Progress {
+            iteration,
+            num_iterations,
+            row: state.rows.last().expect("a row was just pushed"),
+            eval: eval.as_ref(),
+            best: state.best.as_ref().map(|b| &b.eval),
+        });
+    }
+    Ok(state)
+}
