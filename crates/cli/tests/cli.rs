@@ -602,3 +602,138 @@ fn compare_tunes_on_another_split_adds_the_oracle_and_replays_open_loop() {
         original
     );
 }
+
+/// A longer smoke run (16 iterations) over experiments/smoke/tasks.toml, written into `dir`.
+fn meta_config(dir: &Path) -> PathBuf {
+    let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke/tasks.toml");
+    let path = dir.join("meta.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "collection = {:?}\nseed = 4\ntotal_timesteps = 1536\nnum_envs = 2\neval_interval = 4\n\
+             [ppo]\nnum_steps = 48\nnum_minibatches = 4\nupdate_epochs = 3\nlearning_rate = 0.001\n",
+            tasks.canonicalize().unwrap().display().to_string()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn meta_train_killed_at_any_moment_resumes_to_the_same_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = meta_config(dir.path());
+    let config = config.to_str().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let out = hyperctl(&[
+        "meta-train",
+        "--config",
+        config,
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("finished") && stdout.contains("selected iteration"),
+        "{stdout}"
+    );
+
+    // Kill a second run with SIGKILL at some moment after its first checkpoint, then resume.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hyperctl"))
+        .args([
+            "meta-train",
+            "--config",
+            config,
+            "--out",
+            b.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !b.join("checkpoint.bin").exists() && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 400;
+    std::thread::sleep(std::time::Duration::from_millis(jitter as u64));
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let out = hyperctl(&[
+        "meta-train",
+        "--config",
+        config,
+        "--out",
+        b.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["weights.json", "config.json"] {
+        assert_eq!(
+            std::fs::read(a.join(name)).unwrap(),
+            std::fs::read(b.join(name)).unwrap(),
+            "{name} differs after a kill {jitter} ms into the run and a resume"
+        );
+    }
+    // The policy works as a controller on a task it never saw.
+    let spec = format!("policy:{}", b.display());
+    let out = hyperctl(&[
+        "train",
+        "--dataset",
+        "gen:spirals:n=200",
+        "--model",
+        "mlp:8x1",
+        "--epochs",
+        "3",
+        "--controller",
+        &spec,
+        "--json",
+    ]);
+    let lines = json_lines(&out);
+    assert_eq!(lines.last().unwrap()["controller"], spec.as_str());
+
+    // Refusals: a new run over an existing one, a truncated checkpoint, a bad config.
+    let out = hyperctl(&[
+        "meta-train",
+        "--config",
+        config,
+        "--out",
+        b.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&out, &["already holds a meta-training run", "--resume"]);
+    let ckpt = b.join("checkpoint.bin");
+    let bytes = std::fs::read(&ckpt).unwrap();
+    std::fs::write(&ckpt, &bytes[..bytes.len() - 10]).unwrap();
+    let out = hyperctl(&[
+        "meta-train",
+        "--config",
+        config,
+        "--out",
+        b.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert_clean_failure(&out, &["checkpoint.bin", "truncated"]);
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "collection = \"generated\"\nseed = 1\nnum_envs = 2\n").unwrap();
+    let out = hyperctl(&[
+        "meta-train",
+        "--config",
+        bad.to_str().unwrap(),
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&out, &["bad.toml", "missing field `total_timesteps`"]);
+}

@@ -743,8 +743,11 @@ impl Ppo {
             explained_variance,
             sps: batch_size as f64 / start.elapsed().as_secs_f64(),
         };
+        let n = metrics.episodic_returns.len();
         tracing::info!(
             global_step = metrics.global_step,
+            episodic_return =
+                (n > 0).then(|| metrics.episodic_returns.iter().sum::<f64>() / n as f64),
             approx_kl = metrics.approx_kl,
             clipfrac = metrics.clipfrac,
             explained_variance = metrics.explained_variance,
