@@ -114,6 +114,9 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         bail!("--tune-lrs must be at least 2");
     }
     let env = crate::train::load_env_config(args.env_config.as_ref())?;
+    for c in &args.controllers {
+        hyperctl_controllers::check_env(c, &env)?;
+    }
     let collection = crate::tasks_cmd::load(&args.tasks, args.data_dir.as_deref())?;
     let mut tasks: Vec<_> = collection.split(args.split.as_deref()).cloned().collect();
     if let Some(n) = args.max_tasks {

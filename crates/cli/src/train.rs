@@ -226,6 +226,7 @@ pub fn run(args: TrainArgs, backend: &str) -> anyhow::Result<()> {
     let backend: Backend = backend.parse()?;
     let task = task_from_args(&args)?;
     let env_config = load_env_config(args.env_config.as_ref())?;
+    hyperctl_controllers::check_env(&args.controller, &env_config)?;
     let mut controller = hyperctl_controllers::build(&args.controller)?;
     let mut env = ScheduleEnv::new(task.clone(), env_config.clone(), backend)
         .with_context(|| format!("cannot set up task `{}`", task.id))?;

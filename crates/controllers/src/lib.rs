@@ -60,6 +60,28 @@ pub fn build(spec: &str) -> Result<Box<dyn Controller>, SpecError> {
     }
 }
 
+/// Checks that a SPEC fits the env settings it will run under: a `policy:DIR` must have been
+/// trained under the same action mapping and bounds (`env`), or its actions would mean something
+/// else. Other controllers fit any settings.
+pub fn check_env(spec: &str, env: &hyperctl_schedule_env::EnvConfig) -> Result<(), SpecError> {
+    let Some(dir) = spec.strip_prefix("policy:") else {
+        return Ok(());
+    };
+    let folder = PolicyFolder::load(std::path::Path::new(dir))
+        .map_err(|e| SpecError::new(spec, e.to_string()))?;
+    let trained = &folder.config.action_mapping.env;
+    if trained != env {
+        return Err(SpecError::new(
+            spec,
+            format!(
+                "the policy was trained under env settings {trained:?} but would run under {env:?}; \
+                 use the env config it was trained with"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The controller names [`build`] knows.
 pub const KNOWN: &[&str] = &[
     "constant",

@@ -437,6 +437,16 @@ mod tests {
             &|d| std::fs::write(d.join(CONFIG_FILE), "{\"format\": 1}").unwrap(),
             "invalid config: missing field",
         );
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &files);
+        let spec = format!("policy:{}", dir.path().display());
+        crate::check_env(&spec, &EnvConfig::defaults()).unwrap();
+        let other = EnvConfig {
+            lr_log2_step: 0.5,
+            ..EnvConfig::defaults()
+        };
+        let err = crate::check_env(&spec, &other).unwrap_err().to_string();
+        assert!(err.contains("trained under env settings"), "{err}");
         let err = crate::build("policy:/no/such/folder")
             .err()
             .unwrap()
