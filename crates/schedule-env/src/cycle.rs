@@ -131,7 +131,7 @@ impl TaskCycleEnv {
             obs: Vec::new(),
             current: None,
             observation_space: observation_space(),
-            action_space: BoxSpace::uniform(2, -1.0, 1.0).expect("[-1, 1]^2 is a valid box"),
+            action_space: crate::env::action_space(),
         }
     }
 

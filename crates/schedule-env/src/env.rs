@@ -23,6 +23,11 @@ use crate::action::{apply_action, clamp_hparams};
 use crate::config::EnvConfig;
 use crate::features::{Featurizer, observation_space};
 
+/// The action space of every schedule env: [−1, 1]².
+pub fn action_space() -> BoxSpace {
+    BoxSpace::uniform(2, -1.0, 1.0).expect("[-1, 1]^2 is a valid box")
+}
+
 /// The schedule environment over one [`TaskSpec`].
 pub struct ScheduleEnv {
     task: TaskSpec,
@@ -83,7 +88,7 @@ impl ScheduleEnv {
             backend,
             data,
             observation_space: observation_space(),
-            action_space: BoxSpace::uniform(2, -1.0, 1.0).expect("[-1, 1]^2 is a valid box"),
+            action_space: action_space(),
             episode: None,
         }
     }

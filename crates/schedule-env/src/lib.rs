@@ -11,6 +11,7 @@
 //! - [`cycle`]: [`TaskCycleEnv`], one env that draws the next task of a list at every reset.
 //! - [`controller`]: the [`Controller`] trait and [`run_schedule`].
 //! - [`config`]: [`EnvConfig`], mirrored in `envs/schedule_env.toml`.
+//! - [`live`]: [`LiveSession`], a controller beside a training loop that is not ours.
 //!
 //! # Architecture invariants
 //! - One function maps actions to hyperparameters ([`apply_action`]); every choice, learned or
@@ -26,6 +27,7 @@ pub mod controller;
 pub mod cycle;
 pub mod env;
 pub mod features;
+pub mod live;
 
 pub use action::{apply_action, clamp_hparams};
 pub use config::EnvConfig;
@@ -36,6 +38,7 @@ pub use controller::{
 pub use cycle::{CycleSnapshot, TaskCycleEnv, TaskPool};
 pub use env::ScheduleEnv;
 pub use features::{FEATURES, FEATURIZER_VERSION, Featurizer, N_FEATURES};
+pub use live::{EpochReport, LiveSession, ReportError};
 
 /// Errors of the schedule environment.
 #[derive(Debug, thiserror::Error)]

@@ -628,7 +628,9 @@ fn to_host(tensor: Tensor<1>) -> Vec<f32> {
         .expect("a converted tensor should hold f32 values")
 }
 
-fn mean_std(values: &[f64]) -> (f64, f64) {
+/// Mean and population standard deviation (NaN, NaN when empty): how every per-interval
+/// statistic is summarized.
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
     if values.is_empty() {
         return (f64::NAN, f64::NAN);
     }

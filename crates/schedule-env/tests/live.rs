@@ -1,0 +1,127 @@
+//! The live path (a user's own loop reporting epochs) chooses exactly what `run_schedule` chooses.
+
+use hyperctl_schedule_env::{
+    Controller, Decision, DecisionInput, EnvConfig, EpisodeContext, EpochReport, LiveSession,
+    ScheduleEnv, run_schedule,
+};
+use hyperctl_tasks::{Backend, DatasetSource, Hyperparams, ModelSpec, TaskSpec, TaskType};
+
+/// A controller whose actions depend on the whole observation, like a policy's.
+#[derive(Clone)]
+struct Reader;
+
+impl Controller for Reader {
+    fn spec(&self) -> String {
+        "reader".into()
+    }
+    fn reset(&mut self, _: &EpisodeContext) {}
+    fn decide(&mut self, input: &DecisionInput) -> Decision {
+        let o = input.obs;
+        Decision::Action(vec![
+            (o[1] * 0.7 - o[4] + 0.3 * o[12]).tanh() * 1.3,
+            (o[0] * 0.5 + o[7] * 0.2 - o[10] * 0.1).tanh(),
+        ])
+    }
+}
+
+#[test]
+fn a_live_session_fed_the_trainers_statistics_chooses_what_run_schedule_chose() {
+    let mut task = TaskSpec::new(
+        DatasetSource::parse("gen:teacher-cls:n=300,d=5").unwrap(),
+        TaskType::Classification,
+        ModelSpec::parse("mlp:16x1").unwrap(),
+        6,
+        32,
+        3,
+    );
+    task.init = Hyperparams {
+        lr: 0.05,
+        momentum: 0.5,
+    };
+    let mut env = ScheduleEnv::new(task.clone(), EnvConfig::defaults(), Backend::Flex).unwrap();
+    let result = run_schedule(&mut env, &mut Reader, 11, |_| {});
+    let (mut live, first) = LiveSession::open(
+        Box::new(Reader),
+        EnvConfig::defaults(),
+        task.epochs,
+        task.init,
+        Some(result.initial_val.loss),
+        10,
+    )
+    .unwrap();
+    let mut chosen = vec![first];
+    for r in &result.intervals {
+        chosen.push(live.observe_stats(r.stats.clone()));
+    }
+    let used: Vec<(f64, f64)> = result
+        .intervals
+        .iter()
+        .map(|r| (r.stats.lr, r.stats.momentum))
+        .collect();
+    let live_used: Vec<(f64, f64)> = chosen[..used.len()]
+        .iter()
+        .map(|h| (h.lr, h.momentum))
+        .collect();
+    assert_eq!(used, live_used);
+    assert!(
+        used.windows(2).any(|w| w[0] != w[1]),
+        "the controller should move: {used:?}"
+    );
+}
+
+#[test]
+fn reports_become_the_trainers_statistics_and_bad_ones_are_refused() {
+    let report = EpochReport {
+        train_losses: vec![2.0, 1.0, 3.0],
+        val_loss: 1.5,
+        grad_norms: vec![1.0, 3.0],
+        update_ratio: Some(0.01),
+        val_metric: None,
+    };
+    let hp = Hyperparams {
+        lr: 0.1,
+        momentum: 0.9,
+    };
+    let s = report.to_stats(1, hp).unwrap();
+    assert_eq!(
+        (s.train_loss_mean, s.train_loss_first, s.train_loss_last),
+        (2.0, 2.0, 3.0)
+    );
+    assert!((s.train_loss_std - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
+    assert_eq!(
+        (s.grad_norm_mean, s.grad_norm_std, s.grad_norm_max),
+        (2.0, 1.0, 3.0)
+    );
+    assert!(!s.diverged);
+    let diverged = EpochReport {
+        val_loss: f64::NAN,
+        ..report.clone()
+    }
+    .to_stats(2, hp)
+    .unwrap();
+    assert!(diverged.diverged);
+    let empty = EpochReport {
+        train_losses: vec![],
+        ..report.clone()
+    };
+    assert_eq!(empty.to_stats(1, hp).unwrap_err().field, "train_losses");
+    let negative = EpochReport {
+        grad_norms: vec![-1.0],
+        ..report
+    };
+    assert_eq!(negative.to_stats(1, hp).unwrap_err().field, "grad_norms");
+    let bad = LiveSession::open(Box::new(Reader), EnvConfig::defaults(), 0, hp, None, 1);
+    assert_eq!(bad.err().unwrap().field, "epochs");
+    let bad = LiveSession::open(
+        Box::new(Reader),
+        EnvConfig::defaults(),
+        3,
+        Hyperparams {
+            lr: -1.0,
+            momentum: 0.0,
+        },
+        None,
+        1,
+    );
+    assert_eq!(bad.err().unwrap().field, "lr");
+}
