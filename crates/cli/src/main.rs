@@ -10,6 +10,7 @@ mod compare_cmd;
 mod meta_train_cmd;
 mod output;
 mod plot;
+mod serve;
 mod tasks_cmd;
 mod train;
 
@@ -42,6 +43,8 @@ enum Command {
     Compare(compare_cmd::CompareArgs),
     /// Meta-train a policy with PPO across a task collection (checkpointed; resumable).
     MetaTrain(meta_train_cmd::MetaTrainArgs),
+    /// Serve a policy's decisions to training loops in any framework (JSON lines over TCP).
+    Serve(serve::ServeArgs),
     /// List or validate task collections.
     #[command(subcommand)]
     Tasks(tasks_cmd::TasksCommand),
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Tasks(command) => tasks_cmd::run(command),
         Command::Compare(args) => compare_cmd::run(args, &cli.backend),
         Command::MetaTrain(args) => meta_train_cmd::run(args, &cli.backend),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

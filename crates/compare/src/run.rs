@@ -265,17 +265,17 @@ fn run_one(
                 task: task.task.id.clone(),
                 reason: e.to_string(),
             })?;
-    let mut ctl: Box<dyn hyperctl_schedule_env::Controller> = match config.replays.get(controller) {
-        Some(per_task) => Box::new(per_task.get(&task.task.id).cloned().ok_or_else(|| {
-            Error::Controller(format!(
-                "{controller}: no trajectory recorded for task `{}`",
-                task.task.id
-            ))
-        })?),
-        None => {
-            hyperctl_controllers::build(controller).map_err(|e| Error::Controller(e.to_string()))?
-        }
-    };
+    let mut ctl: Box<dyn hyperctl_schedule_env::Controller + Send> =
+        match config.replays.get(controller) {
+            Some(per_task) => Box::new(per_task.get(&task.task.id).cloned().ok_or_else(|| {
+                Error::Controller(format!(
+                    "{controller}: no trajectory recorded for task `{}`",
+                    task.task.id
+                ))
+            })?),
+            None => hyperctl_controllers::build(controller)
+                .map_err(|e| Error::Controller(e.to_string()))?,
+        };
     let result = run_schedule(&mut env, ctl.as_mut(), seed, |_| {});
     Ok(RunRecord {
         task_id: task.task.id.clone(),

@@ -35,10 +35,10 @@ pub use spec::{ControllerSpec, SpecError};
 use hyperctl_schedule_env::Controller;
 
 /// Builds the controller a SPEC string names.
-pub fn build(spec: &str) -> Result<Box<dyn Controller>, SpecError> {
+pub fn build(spec: &str) -> Result<Box<dyn Controller + Send>, SpecError> {
     if let Some(dir) = spec.strip_prefix("policy:") {
         return PolicyController::load(spec, std::path::Path::new(dir))
-            .map(|c| Box::new(c) as Box<dyn Controller>)
+            .map(|c| Box::new(c) as Box<dyn Controller + Send>)
             .map_err(|e| SpecError::new(spec, e.to_string()));
     }
     let parsed = ControllerSpec::parse(spec)?;

@@ -306,15 +306,15 @@ impl PolicyFolder {
 #[derive(Debug, Clone)]
 pub struct PolicyController {
     spec: String,
-    policy: Policy,
+    policy: std::sync::Arc<Policy>,
 }
 
 impl PolicyController {
-    /// A controller named `spec` acting with `policy`.
-    pub fn new(spec: impl Into<String>, policy: Policy) -> Self {
+    /// A controller named `spec` acting with `policy` (shared, e.g. by a server's sessions).
+    pub fn new(spec: impl Into<String>, policy: impl Into<std::sync::Arc<Policy>>) -> Self {
         Self {
             spec: spec.into(),
-            policy,
+            policy: policy.into(),
         }
     }
 

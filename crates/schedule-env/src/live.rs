@@ -103,7 +103,7 @@ impl EpochReport {
 
 /// One training run under a controller, driven by the run's own loop.
 pub struct LiveSession {
-    controller: Box<dyn Controller>,
+    controller: Box<dyn Controller + Send>,
     env: EnvConfig,
     epochs: usize,
     featurizer: Featurizer,
@@ -119,7 +119,7 @@ impl LiveSession {
     /// model's validation loss; when unknown, the first minibatch loss of epoch 1 stands in.
     /// `steps_per_epoch` matters only to step-based schedules (use 1 when unknown).
     pub fn open(
-        mut controller: Box<dyn Controller>,
+        mut controller: Box<dyn Controller + Send>,
         env: EnvConfig,
         epochs: usize,
         start: Hyperparams,
