@@ -737,3 +737,262 @@ fn meta_train_killed_at_any_moment_resumes_to_the_same_policy() {
     ]);
     assert_clean_failure(&out, &["bad.toml", "missing field `total_timesteps`"]);
 }
+
+/// A trained policy folder: the smoke meta-training run (about a second).
+fn smoke_policy(dir: &Path) -> PathBuf {
+    let out = dir.join("policy");
+    let config =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke/meta_train.toml");
+    let run = hyperctl(&[
+        "meta-train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    out
+}
+
+/// A running `hyperctl serve` on a free loopback port, killed when dropped.
+struct Served {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Served {
+    fn start(policy: &Path, extra: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hyperctl"))
+            .args([
+                "serve",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"));
+        Self { child, port }
+    }
+
+    fn connect(&self) -> (std::io::BufReader<std::net::TcpStream>, std::net::TcpStream) {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        (std::io::BufReader::new(stream.try_clone().unwrap()), stream)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ask(
+    conn: &mut (std::io::BufReader<std::net::TcpStream>, std::net::TcpStream),
+    line: &str,
+) -> Value {
+    use std::io::{BufRead, Write};
+    conn.1.write_all(line.as_bytes()).unwrap();
+    conn.1.write_all(b"\n").unwrap();
+    let mut reply = String::new();
+    conn.0.read_line(&mut reply).unwrap();
+    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("reply {reply:?}: {e}"))
+}
+
+/// Recorded epochs of session `i` (distinct per session).
+fn session_reports(i: usize) -> Vec<hyperctl_schedule_env::EpochReport> {
+    (0..3)
+        .map(|e| {
+            let base = 2.0 / (1.0 + e as f64 + (i % 7) as f64 * 0.1);
+            hyperctl_schedule_env::EpochReport {
+                train_losses: (0..5).map(|k| base * (1.0 + 0.05 * k as f64)).collect(),
+                val_loss: base * 1.1,
+                grad_norms: (0..5).map(|k| 1.0 + 0.1 * (k + i % 5) as f64).collect(),
+                update_ratio: None,
+                val_metric: None,
+            }
+        })
+        .collect()
+}
+
+/// What the Rust library decides for session `i` under the policy in `dir`.
+fn library_decisions(dir: &Path, i: usize, start: (f64, f64)) -> Vec<(f64, f64)> {
+    let folder = hyperctl_controllers::PolicyFolder::load(dir).unwrap();
+    let controller = hyperctl_controllers::PolicyController::new("p", folder.policy);
+    let (mut live, first) = hyperctl_schedule_env::LiveSession::open(
+        Box::new(controller),
+        folder.config.action_mapping.env.clone(),
+        3,
+        hyperctl_tasks::Hyperparams {
+            lr: start.0,
+            momentum: start.1,
+        },
+        None,
+        1,
+    )
+    .unwrap();
+    let mut out = vec![(first.lr, first.momentum)];
+    for r in session_reports(i) {
+        let hp = live.observe(&r).unwrap();
+        out.push((hp.lr, hp.momentum));
+    }
+    out
+}
+
+fn start_of(i: usize) -> (f64, f64) {
+    (0.001 * (1 + i % 50) as f64, [0.0, 0.5, 0.9][i % 3])
+}
+
+#[test]
+fn serve_answers_200_concurrent_sessions_exactly_like_the_library_and_survives_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = smoke_policy(dir.path());
+    let served = Served::start(&policy, &["--max-line-bytes", "4096"]);
+    let results: Vec<Vec<(f64, f64)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..200)
+            .map(|i| {
+                let served = &served;
+                scope.spawn(move || {
+                    let mut conn = served.connect();
+                    let (lr, momentum) = start_of(i);
+                    let r = ask(
+                        &mut conn,
+                        &format!(r#"{{"op":"open","session":"s{i}","epochs":3,"lr":{lr},"momentum":{momentum}}}"#),
+                    );
+                    let mut got = vec![(r["lr"].as_f64().unwrap(), r["momentum"].as_f64().unwrap())];
+                    for (e, rep) in session_reports(i).iter().enumerate() {
+                        if i % 10 == 0 {
+                            // Garbage and truncated lines in between change nothing.
+                            assert_eq!(ask(&mut conn, "}{ not json")["ok"], false);
+                            assert_eq!(ask(&mut conn, r#"{"op":"observe","sess"#)["ok"], false);
+                        }
+                        let line = serde_json::json!({
+                            "op": "observe", "session": format!("s{i}"), "epoch": e + 1,
+                            "train_losses": rep.train_losses, "val_loss": rep.val_loss,
+                            "grad_norms": rep.grad_norms,
+                        });
+                        let r = ask(&mut conn, &line.to_string());
+                        assert_eq!(r["ok"], true, "{r}");
+                        got.push((r["lr"].as_f64().unwrap(), r["momentum"].as_f64().unwrap()));
+                    }
+                    assert_eq!(ask(&mut conn, &format!(r#"{{"op":"close","session":"s{i}"}}"#))["ok"], true);
+                    got
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, got) in results.iter().enumerate() {
+        assert_eq!(
+            got,
+            &library_decisions(&policy, i, start_of(i)),
+            "session s{i}"
+        );
+    }
+    // Oversized lines are refused, and the connection goes on.
+    let mut conn = served.connect();
+    let r = ask(&mut conn, &"x".repeat(10_000));
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 4096 bytes"),
+        "{r}"
+    );
+    let r = ask(
+        &mut conn,
+        r#"{"op":"open","session":"after","epochs":2,"lr":0.1,"momentum":0.0}"#,
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let r = ask(
+        &mut conn,
+        r#"{"op":"observe","session":"after","epoch":2,"train_losses":[1.0],"val_loss":1.0}"#,
+    );
+    assert!(
+        r["error"].as_str().unwrap().contains("expected epoch 1"),
+        "{r}"
+    );
+    let r = ask(
+        &mut conn,
+        r#"{"op":"open","session":"bad","epochs":2,"lr":-1,"momentum":0.0}"#,
+    );
+    assert!(r["error"].as_str().unwrap().contains("lr"), "{r}");
+}
+
+#[test]
+fn the_python_client_gets_the_libraries_decisions_and_sigterm_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = smoke_policy(dir.path());
+    let mut served = Served::start(&policy, &[]);
+    let sessions: Vec<Value> = (0..3)
+        .map(|i| {
+            let (lr, momentum) = start_of(i);
+            serde_json::json!({"session": format!("py{i}"), "epochs": 3, "lr": lr,
+                "momentum": momentum, "reports": session_reports(i)})
+        })
+        .collect();
+    let input = dir.path().join("sessions.json");
+    std::fs::write(&input, serde_json::to_string(&sessions).unwrap()).unwrap();
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/hyperctl_client.py");
+    match Command::new("python3")
+        .arg(&client)
+        .args([
+            "--port",
+            &served.port.to_string(),
+            "--replay",
+            input.to_str().unwrap(),
+        ])
+        .output()
+    {
+        Err(e) => eprintln!("python3 not available ({e}); skipping the Python round trip"),
+        Ok(out) => {
+            let lines = json_lines(&out);
+            assert_eq!(lines.len(), 3);
+            for (i, line) in lines.iter().enumerate() {
+                let got: Vec<(f64, f64)> = line["decisions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| (d[0].as_f64().unwrap(), d[1].as_f64().unwrap()))
+                    .collect();
+                assert_eq!(got, library_decisions(&policy, i, start_of(i)), "py{i}");
+            }
+        }
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(served.child.id() as i32, libc::SIGTERM) };
+        let status = served.child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+        let mut err = String::new();
+        use std::io::Read;
+        served
+            .child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(err.contains("shutting down"), "{err}");
+    }
+}
