@@ -116,6 +116,35 @@ impl Optimizer for ControlledSgd {
     }
 }
 
+/// The global L2 norm of all gradients of `module` (torch's `clip_grad_norm_` total norm), in one
+/// host sync: what a training loop reports per minibatch to a controller (`grad_norms` of
+/// `hyperctl_schedule_env::EpochReport`).
+pub fn global_grad_norm<M: burn::module::Module>(
+    module: &M,
+    grads: &burn::optim::GradientsParams,
+) -> f64 {
+    struct Squares<'a> {
+        grads: &'a burn::optim::GradientsParams,
+        parts: Vec<Tensor<1>>,
+    }
+    impl burn::module::ModuleVisitor for Squares<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(p.id) {
+                self.parts.push(g.square().sum());
+            }
+        }
+    }
+    let mut squares = Squares {
+        grads,
+        parts: Vec::new(),
+    };
+    module.visit(&mut squares);
+    if squares.parts.is_empty() {
+        return 0.0;
+    }
+    (Tensor::cat(squares.parts, 0).sum().into_scalar::<f32>() as f64).sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +179,20 @@ mod tests {
         let (w1, s1) = opt.step(0.1, t(&[1.0]), t(&[2.0]), None);
         assert!((vals(&w1)[0] - (1.0 - 0.399)).abs() < 1e-6);
         assert!((vals(&s1.unwrap().velocity)[0] - 2.1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn global_grad_norm_covers_every_parameter() {
+        use burn::module::Param;
+        use burn::tensor::TensorData;
+        let device = Device::flex().autodiff();
+        let mut layer = burn::nn::LinearConfig::new(2, 1).init(&device);
+        layer.weight = Param::from_data(TensorData::new(vec![1f32, 2.0], [2, 1]), &device);
+        layer.bias = Some(Param::from_data(TensorData::new(vec![0f32], [1]), &device));
+        let x = Tensor::<2>::from_data(TensorData::new(vec![3f32, 4.0], [1, 2]), &device);
+        let loss = layer.forward(x).sum();
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &layer);
+        // d/dw = x = (3, 4), d/db = 1.
+        assert!((global_grad_norm(&layer, &grads) - 26f64.sqrt()).abs() < 1e-6);
     }
 }
