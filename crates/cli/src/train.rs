@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use hyperctl_schedule_env::{EnvConfig, EpisodeResult, IntervalRecord, ScheduleEnv, run_schedule};
+use hyperctl_schedule_env::{
+    EnvConfig, EpisodeResult, IntervalRecord, Rollback, ScheduleEnv, run_schedule_with,
+};
 use hyperctl_tasks::{Backend, DatasetSource, Hyperparams, ModelSpec, TaskSpec, TaskType};
 use serde_json::json;
 
@@ -73,6 +75,16 @@ pub struct TrainArgs {
     /// Print one JSON object per epoch, then a final object with the test loss and metric.
     #[arg(long)]
     json: bool,
+    /// When an epoch diverges, go back to the last good weights, multiply the learning rate that
+    /// diverged by --rollback-factor and continue (at most --max-rollbacks times).
+    #[arg(long)]
+    rollback: bool,
+    /// Learning-rate factor applied at each rollback, in (0, 1).
+    #[arg(long, default_value_t = 0.5, requires = "rollback")]
+    rollback_factor: f64,
+    /// Most rollbacks in one run; the next divergence ends it.
+    #[arg(long, default_value_t = 5, requires = "rollback")]
+    max_rollbacks: usize,
     /// Write trace.jsonl, result.json and trace.svg into this directory.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -185,6 +197,7 @@ fn interval_json(record: &IntervalRecord) -> serde_json::Value {
         "steps": s.steps,
         "wall_secs": s.wall_secs,
         "diverged": s.diverged,
+        "rolled_back": record.rolled_back,
         "reward": record.reward,
     })
 }
@@ -208,6 +221,7 @@ fn final_json(
         "test_metric": result.test.metric,
         "metric": metric_name(task.task_type),
         "diverged": result.diverged,
+        "rollbacks": result.rollbacks,
         "episode_return": result.episode_return,
         "epochs_run": result.intervals.len(),
         "initial_val_loss": result.initial_val.loss,
@@ -238,27 +252,47 @@ pub fn run(args: TrainArgs, backend: &str) -> anyhow::Result<()> {
     let mut lines: Vec<String> = Vec::new();
     let epochs = task.epochs;
     let json_mode = args.json;
-    let result = run_schedule(&mut env, controller.as_mut(), task.seed, |record| {
-        let line = interval_json(record).to_string();
-        if json_mode {
-            println!("{line}");
-        } else {
-            let s = &record.stats;
-            println!(
-                "epoch {:>4}/{epochs}  lr {:.3e}  mom {:.3}  train {:.4}  val {:.4}  {short_metric} {:.4}  |g| {:.3e}  {:.2}s{}",
-                s.epoch,
-                s.lr,
-                s.momentum,
-                s.train_loss_mean,
-                s.val_loss,
-                s.val_metric,
-                s.grad_norm_mean,
-                s.wall_secs,
-                if s.diverged { "  DIVERGED" } else { "" }
-            );
-        }
-        lines.push(line);
+    if args.rollback && !(args.rollback_factor > 0.0 && args.rollback_factor < 1.0) {
+        anyhow::bail!(
+            "--rollback-factor must be in (0, 1), got {}",
+            args.rollback_factor
+        );
+    }
+    let rollback = args.rollback.then_some(Rollback {
+        lr_factor: args.rollback_factor,
+        max_rollbacks: args.max_rollbacks,
     });
+    let result = run_schedule_with(
+        &mut env,
+        controller.as_mut(),
+        task.seed,
+        rollback,
+        |record| {
+            let line = interval_json(record).to_string();
+            if json_mode {
+                println!("{line}");
+            } else {
+                let s = &record.stats;
+                println!(
+                    "epoch {:>4}/{epochs}  lr {:.3e}  mom {:.3}  train {:.4}  val {:.4}  {short_metric} {:.4}  |g| {:.3e}  {:.2}s{}",
+                    s.epoch,
+                    s.lr,
+                    s.momentum,
+                    s.train_loss_mean,
+                    s.val_loss,
+                    s.val_metric,
+                    s.grad_norm_mean,
+                    s.wall_secs,
+                    match (s.diverged, record.rolled_back) {
+                        (true, true) => "  DIVERGED: rolled back, lr reduced",
+                        (true, false) => "  DIVERGED",
+                        _ => "",
+                    }
+                );
+            }
+            lines.push(line);
+        },
+    );
     let final_value = final_json(&result, &task, &env_config, &meta);
     if json_mode {
         println!("{final_value}");

@@ -996,3 +996,44 @@ fn the_python_client_gets_the_libraries_decisions_and_sigterm_stops_the_server()
         assert!(err.contains("shutting down"), "{err}");
     }
 }
+
+#[test]
+fn train_with_rollback_recovers_where_the_plain_run_diverges() {
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "--dataset",
+            "gen:gauss-mix:n=600,d=6",
+            "--model",
+            "mlp:32x2",
+            "--epochs",
+            "6",
+            "--controller",
+            "constant:lr=30,momentum=0.9",
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        json_lines(&hyperctl(&a))
+    };
+    let plain = args(&[]);
+    assert_eq!(plain.last().unwrap()["diverged"], true);
+    let rescued = args(&["--rollback", "--rollback-factor", "0.1"]);
+    let fin = rescued.last().unwrap();
+    assert_eq!(fin["diverged"], false, "{fin}");
+    assert!(fin["rollbacks"].as_u64().unwrap() >= 1);
+    assert!(fin["test_loss"].as_f64().unwrap().is_finite());
+    assert_eq!(rescued[0]["rolled_back"], true);
+    let out = hyperctl(&[
+        "train",
+        "--dataset",
+        "gen:spirals",
+        "--epochs",
+        "2",
+        "--controller",
+        "constant",
+        "--rollback",
+        "--rollback-factor",
+        "2",
+    ]);
+    assert_clean_failure(&out, &["--rollback-factor must be in (0, 1)"]);
+}

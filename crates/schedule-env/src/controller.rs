@@ -57,8 +57,11 @@ pub struct IntervalRecord {
     /// The trainer's statistics (lr and momentum are the values actually used).
     #[serde(flatten)]
     pub stats: EpochStats,
-    /// The env's reward for the interval.
+    /// The env's reward for the interval (0 for a rolled-back interval).
     pub reward: f64,
+    /// The interval diverged and training went back to the state before it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rolled_back: bool,
 }
 
 /// The outcome of [`run_schedule`].
@@ -74,12 +77,24 @@ pub struct EpisodeResult {
     pub intervals: Vec<IntervalRecord>,
     /// Sum of rewards (ln(V₀/V_T), or −crash_penalty on divergence).
     pub episode_return: f64,
-    /// Whether the run diverged.
+    /// Whether the run diverged (and was not rolled back).
     pub diverged: bool,
+    /// Diverged intervals rolled back (see [`Rollback`]).
+    pub rollbacks: usize,
     /// Test loss and metric of the final model (NaN when diverged).
     pub test: EvalStats,
     /// Total wall-clock seconds of the intervals.
     pub wall_secs: f64,
+}
+
+/// Deployment-time recovery from divergence: go back to the last good state, shrink the learning
+/// rate, continue. Not used in meta-training or comparisons (divergence ends those episodes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rollback {
+    /// The learning rate that diverged is multiplied by this (0 < factor < 1).
+    pub lr_factor: f64,
+    /// Give up (and end the run as diverged) after this many rollbacks.
+    pub max_rollbacks: usize,
 }
 
 /// Runs one episode of `env` from `seed` under `controller`; `on_interval` sees each interval as
@@ -88,8 +103,27 @@ pub fn run_schedule(
     env: &mut ScheduleEnv,
     controller: &mut dyn Controller,
     seed: u64,
+    on_interval: impl FnMut(&IntervalRecord),
+) -> EpisodeResult {
+    run_schedule_with(env, controller, seed, None, on_interval)
+}
+
+/// [`run_schedule`] with optional [`Rollback`]: after a diverged interval the env returns to its
+/// last good state with the lr that diverged times `lr_factor`; explicit choices of fixed
+/// controllers ([`Decision::Set`]) are scaled by every factor applied so far, so a schedule
+/// that diverged keeps its shape at a safer scale.
+pub fn run_schedule_with(
+    env: &mut ScheduleEnv,
+    controller: &mut dyn Controller,
+    seed: u64,
+    rollback: Option<Rollback>,
     mut on_interval: impl FnMut(&IntervalRecord),
 ) -> EpisodeResult {
+    if rollback.is_some() {
+        env.enable_rollback();
+    }
+    let mut lr_scale = 1.0;
+    let mut rollbacks = 0;
     let (mut obs, info): (Obs, _) = env.reset(Some(seed));
     let initial_val = EvalStats {
         loss: info["initial_val_loss"],
@@ -113,14 +147,38 @@ pub fn run_schedule(
         });
         let hp = match decision {
             Decision::Action(action) => env.action_to_hparams(&env.action_space().clip(&action)),
-            Decision::Set(hp) => hp,
+            Decision::Set(hp) => Hyperparams {
+                lr: hp.lr * lr_scale,
+                momentum: hp.momentum,
+            },
         };
+        let requested_lr = hp.lr;
         let step = env.step_hparams(hp);
-        episode_return += step.reward;
-        let record = IntervalRecord {
+        let mut record = IntervalRecord {
             stats: env.last_stats().expect("an interval just ran").clone(),
             reward: step.reward,
+            rolled_back: false,
         };
+        let recovered = match rollback {
+            Some(r) if step.terminated && rollbacks < r.max_rollbacks => env.rollback(r.lr_factor),
+            _ => None,
+        };
+        if let Some(next_obs) = recovered {
+            rollbacks += 1;
+            // Relative to the lr actually used (the request may have been clamped).
+            let clamped = (record.stats.lr / requested_lr).min(1.0);
+            lr_scale *= rollback.map_or(1.0, |r| r.lr_factor) * clamped;
+            record.reward = 0.0;
+            record.rolled_back = true;
+            on_interval(&record);
+            intervals.push(record);
+            obs = next_obs;
+            if env.episode_done() {
+                break;
+            }
+            continue;
+        }
+        episode_return += step.reward;
         on_interval(&record);
         intervals.push(record);
         let done = step.done();
@@ -129,7 +187,9 @@ pub fn run_schedule(
             break;
         }
     }
-    let diverged = intervals.last().is_some_and(|r| r.stats.diverged);
+    let diverged = intervals
+        .last()
+        .is_some_and(|r| r.stats.diverged && !r.rolled_back);
     EpisodeResult {
         controller: controller.spec(),
         seed,
@@ -138,6 +198,7 @@ pub fn run_schedule(
         intervals,
         episode_return,
         diverged,
+        rollbacks,
         test: env.evaluate_test(),
     }
 }

@@ -38,6 +38,17 @@ pub struct ScheduleEnv {
     action_space: BoxSpace,
     next_seed: u64,
     episode: Option<Episode>,
+    keep_snapshots: bool,
+}
+
+/// The last state of an episode that had not diverged (kept when rollback is enabled).
+#[derive(Clone)]
+struct GoodState {
+    trainer: hyperctl_tasks::TrainerSnapshot,
+    featurizer: Featurizer,
+    prev_ln_val: f64,
+    return_so_far: f64,
+    last_stats: Option<EpochStats>,
 }
 
 struct Episode {
@@ -50,6 +61,7 @@ struct Episode {
     return_so_far: f64,
     last_stats: Option<EpochStats>,
     done: bool,
+    good: Option<GoodState>,
 }
 
 impl ScheduleEnv {
@@ -90,6 +102,7 @@ impl ScheduleEnv {
             observation_space: observation_space(),
             action_space: action_space(),
             episode: None,
+            keep_snapshots: false,
         }
     }
 
@@ -144,9 +157,54 @@ impl ScheduleEnv {
             .expect("reset should be called before using the episode")
     }
 
+    /// Whether the current episode has ended.
+    pub fn episode_done(&self) -> bool {
+        self.episode.as_ref().is_none_or(|e| e.done)
+    }
+
+    /// Keeps the last non-diverged state of each episode from the next reset on, so that
+    /// [`ScheduleEnv::rollback`] can return to it (costs a copy of the small per-interval state;
+    /// weights are shared, not copied).
+    pub fn enable_rollback(&mut self) {
+        self.keep_snapshots = true;
+    }
+
+    /// After an interval diverged: goes back to the last state that had not (weights, velocity,
+    /// data order, featurizer), with the learning rate that diverged times `lr_factor`, and
+    /// continues the episode. The diverged interval still counts against the budget and its
+    /// reward is undone (the return stays ln(V₀/V_t)). Returns the observation for the next
+    /// decision (the episode is over if that was the budget's last interval), or `None` when
+    /// there is nothing to roll back (no divergence, or rollback not enabled).
+    pub fn rollback(&mut self, lr_factor: f64) -> Option<Obs> {
+        let config = self.config.clone();
+        let budget = self.task.epochs;
+        let ep = self.episode.as_mut()?;
+        if !ep.last_stats.as_ref().is_some_and(|s| s.diverged) {
+            return None;
+        }
+        let good = ep.good.clone()?;
+        ep.trainer.restore(&good.trainer);
+        ep.featurizer = good.featurizer;
+        ep.prev_ln_val = good.prev_ln_val;
+        ep.return_so_far = good.return_so_far;
+        ep.last_stats = good.last_stats;
+        ep.hp = clamp_hparams(
+            Hyperparams {
+                lr: ep.hp.lr * lr_factor,
+                momentum: ep.hp.momentum,
+            },
+            &config,
+        );
+        ep.done = ep.intervals_done >= budget;
+        let obs = ep.featurizer.after_rollback(ep.hp);
+        ep.good = Some(GoodState::of(ep));
+        Some(obs)
+    }
+
     /// Runs one interval under `hp` (clamped into the env's bounds): the step that both
     /// learned actions and fixed schedules go through.
     pub fn step_hparams(&mut self, hp: Hyperparams) -> Step {
+        let keep_snapshots = self.keep_snapshots;
         let config = self.config.clone();
         let budget = self.task.epochs;
         let ep = self
@@ -190,12 +248,27 @@ impl ScheduleEnv {
             info.insert(key.to_string(), value);
         }
         ep.last_stats = Some(stats);
+        if keep_snapshots && !terminated {
+            ep.good = Some(GoodState::of(ep));
+        }
         Step {
             obs,
             reward,
             terminated,
             truncated,
             info,
+        }
+    }
+}
+
+impl GoodState {
+    fn of(ep: &Episode) -> Self {
+        Self {
+            trainer: ep.trainer.snapshot(),
+            featurizer: ep.featurizer.clone(),
+            prev_ln_val: ep.prev_ln_val,
+            return_so_far: ep.return_so_far,
+            last_stats: ep.last_stats.clone(),
         }
     }
 }
@@ -236,7 +309,12 @@ impl Env for ScheduleEnv {
             return_so_far: 0.0,
             last_stats: None,
             done: false,
+            good: None,
         });
+        if self.keep_snapshots {
+            let ep = self.episode.as_mut().expect("just set");
+            ep.good = Some(GoodState::of(ep));
+        }
         (obs, info)
     }
 

@@ -71,6 +71,7 @@ pub struct Featurizer {
     ln_val_history: Vec<f64>,
     first_grad_norm: Option<f64>,
     intervals_done: usize,
+    last_raw: [f64; N_FEATURES],
 }
 
 impl Featurizer {
@@ -85,6 +86,7 @@ impl Featurizer {
             ln_val_history: vec![v0.ln()],
             first_grad_norm: None,
             intervals_done: 0,
+            last_raw: [f64::NAN; N_FEATURES],
         }
     }
 
@@ -120,6 +122,18 @@ impl Featurizer {
         raw[8] = (stats.grad_norm_std / stats.grad_norm_mean).ln_1p();
         raw[9] = stats.update_ratio.log10();
         self.fill_hparams(&mut raw, next);
+        self.last_raw = raw;
+        finish(raw)
+    }
+
+    /// After a rolled-back interval (training went back to the state this featurizer last
+    /// observed): the interval still counts against the budget, the statistics are those of the
+    /// restored state, and `next` holds the reduced learning rate.
+    pub fn after_rollback(&mut self, next: Hyperparams) -> Obs {
+        self.intervals_done += 1;
+        let mut raw = self.last_raw;
+        self.fill_hparams(&mut raw, next);
+        self.last_raw = raw;
         finish(raw)
     }
 

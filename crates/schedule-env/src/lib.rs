@@ -32,8 +32,8 @@ pub mod live;
 pub use action::{apply_action, clamp_hparams};
 pub use config::EnvConfig;
 pub use controller::{
-    Controller, Decision, DecisionInput, EpisodeContext, EpisodeResult, IntervalRecord,
-    run_schedule,
+    Controller, Decision, DecisionInput, EpisodeContext, EpisodeResult, IntervalRecord, Rollback,
+    run_schedule, run_schedule_with,
 };
 pub use cycle::{CycleSnapshot, TaskCycleEnv, TaskPool};
 pub use env::ScheduleEnv;

@@ -2,7 +2,7 @@
 
 use hyperctl_schedule_env::{
     Controller, Decision, DecisionInput, EnvConfig, EpisodeContext, EpochReport, LiveSession,
-    ScheduleEnv, run_schedule,
+    Rollback, ScheduleEnv, run_schedule, run_schedule_with,
 };
 use hyperctl_tasks::{Backend, DatasetSource, Hyperparams, ModelSpec, TaskSpec, TaskType};
 
@@ -124,4 +124,77 @@ fn reports_become_the_trainers_statistics_and_bad_ones_are_refused() {
         1,
     );
     assert_eq!(bad.err().unwrap().field, "lr");
+}
+
+/// Always asks for the same (too large) learning rate.
+struct Fixed(f64);
+
+impl Controller for Fixed {
+    fn spec(&self) -> String {
+        format!("fixed:{}", self.0)
+    }
+    fn reset(&mut self, _: &EpisodeContext) {}
+    fn decide(&mut self, _: &DecisionInput) -> Decision {
+        Decision::Set(Hyperparams {
+            lr: self.0,
+            momentum: 0.9,
+        })
+    }
+}
+
+#[test]
+fn rollback_recovers_a_run_forced_to_diverge() {
+    let task = TaskSpec::new(
+        DatasetSource::parse("gen:gauss-mix:n=600,d=6").unwrap(),
+        TaskType::Classification,
+        ModelSpec::parse("mlp:32x2").unwrap(),
+        8,
+        32,
+        0,
+    );
+    let mut env = ScheduleEnv::new(task.clone(), EnvConfig::defaults(), Backend::Flex).unwrap();
+    let plain = run_schedule(&mut env, &mut Fixed(30.0), 0, |_| {});
+    assert!(plain.diverged && plain.intervals.len() == 1 && plain.episode_return == -10.0);
+    assert!(env.rollback(0.5).is_none(), "rollback was not enabled");
+
+    let rollback = Some(Rollback {
+        lr_factor: 0.1,
+        max_rollbacks: 5,
+    });
+    let mut env = ScheduleEnv::new(task, EnvConfig::defaults(), Backend::Flex).unwrap();
+    let r = run_schedule_with(&mut env, &mut Fixed(30.0), 0, rollback, |_| {});
+    assert!(
+        !r.diverged,
+        "{:?}",
+        r.intervals
+            .iter()
+            .map(|i| (i.stats.lr, i.stats.val_loss))
+            .collect::<Vec<_>>()
+    );
+    assert!(r.rollbacks >= 1);
+    assert_eq!(
+        r.intervals.len(),
+        8,
+        "rolled-back epochs count against the budget"
+    );
+    assert!(
+        r.intervals
+            .iter()
+            .filter(|i| i.rolled_back)
+            .all(|i| i.stats.diverged && i.reward == 0.0)
+    );
+    let last = r.intervals.last().unwrap();
+    assert!(!last.stats.diverged && last.stats.val_loss.is_finite());
+    assert!(r.test.loss.is_finite());
+    // The return is still ln(V0 / V_T), summed over the kept intervals.
+    let expected = (r.initial_val.loss / last.stats.val_loss).ln();
+    assert!(
+        (r.episode_return - expected).abs() < 1e-9,
+        "{} vs {expected}",
+        r.episode_return
+    );
+    // Every lr after the first rollback is at most the diverged lr × factor.
+    let first = r.intervals.iter().position(|i| i.rolled_back).unwrap();
+    let cap = r.intervals[first].stats.lr * 0.1 + 1e-12;
+    assert!(r.intervals[first + 1..].iter().all(|i| i.stats.lr <= cap));
 }

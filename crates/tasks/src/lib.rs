@@ -33,7 +33,7 @@ pub use data::{Dataset, SplitData, TaskType};
 pub use model::ModelSpec;
 pub use source::DatasetSource;
 pub use task::TaskSpec;
-pub use trainer::{EpochStats, EvalStats, Hyperparams, Trainer, TrainerConfig};
+pub use trainer::{EpochStats, EvalStats, Hyperparams, Trainer, TrainerConfig, TrainerSnapshot};
 
 use std::path::PathBuf;
 

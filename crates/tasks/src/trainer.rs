@@ -232,6 +232,19 @@ pub struct Trainer {
     diverged: bool,
 }
 
+/// The trainer's learning state at one moment (weights, optimizer velocity, data order), to go
+/// back to with [`Trainer::restore`]. Cheap: tensors are shared, not copied.
+#[derive(Clone)]
+pub struct TrainerSnapshot {
+    model: Net,
+    optim: ModuleOptimizer,
+    rng: ChaCha8Rng,
+    permutation: Vec<usize>,
+    cursor: usize,
+    params_before: Vec<f32>,
+    prev_grads: Option<(Vec<Tensor<1>>, f64)>,
+}
+
 /// What one SGD step reports.
 struct StepOut {
     loss: f64,
@@ -348,6 +361,33 @@ impl Trainer {
         self.model
             .as_ref()
             .expect("the model should be present between steps")
+    }
+
+    /// The learning state now (see [`TrainerSnapshot`]).
+    pub fn snapshot(&self) -> TrainerSnapshot {
+        TrainerSnapshot {
+            model: self.model().clone(),
+            optim: self.optim.clone(),
+            rng: self.rng.clone(),
+            permutation: self.permutation.clone(),
+            cursor: self.cursor,
+            params_before: self.params_before.clone(),
+            prev_grads: self.prev_grads.clone(),
+        }
+    }
+
+    /// Goes back to a snapshot of this trainer: weights, velocity and data order as they were,
+    /// divergence cleared. Interval and step counters keep counting (the budget was spent).
+    pub fn restore(&mut self, snapshot: &TrainerSnapshot) {
+        let s = snapshot.clone();
+        self.model = Some(s.model);
+        self.optim = s.optim;
+        self.rng = s.rng;
+        self.permutation = s.permutation;
+        self.cursor = s.cursor;
+        self.params_before = s.params_before;
+        self.prev_grads = s.prev_grads;
+        self.diverged = false;
     }
 
     /// Trains one decision interval under `hp`, then evaluates on the validation split.
