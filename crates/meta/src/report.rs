@@ -201,6 +201,13 @@ pub fn learning_curve(state: &MetaState) -> Result<String, Error> {
             .configure_mesh()
             .light_line_style(WHITE)
             .x_desc("environment steps (decision intervals)")
+            .x_label_formatter(&|v| {
+                if *v >= 1000.0 {
+                    format!("{:.0}k", v / 1000.0)
+                } else {
+                    format!("{v:.0}")
+                }
+            })
             .y_desc("episode return  ln(V0 / V_T)")
             .draw()
             .map_err(plot_err)?;
