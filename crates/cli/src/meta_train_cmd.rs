@@ -80,7 +80,12 @@ pub fn run(args: MetaTrainArgs, backend: &str) -> anyhow::Result<()> {
     };
     if !terminal {
         eprintln!(
-            "meta-train: loading tasks and evaluating the untrained policy ({})",
+            "meta-train: loading tasks and {} ({})",
+            if args.resume {
+                "restoring the checkpoint"
+            } else {
+                "evaluating the untrained policy"
+            },
             args.config.display()
         );
     }
