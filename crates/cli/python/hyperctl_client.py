@@ -46,6 +46,7 @@ class Client:
 
     def __init__(self, host="127.0.0.1", port=7878, timeout=60.0):
         self._sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._reader = self._sock.makefile("r", encoding="utf-8", newline="\n")
 
     def close_connection(self):

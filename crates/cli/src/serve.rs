@@ -235,6 +235,8 @@ async fn connection(
     server: Arc<Server>,
     max_line: usize,
 ) -> std::io::Result<()> {
+    // One small reply per request: send it at once (no Nagle delay waiting for an ACK).
+    stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut line = Vec::new();
@@ -269,8 +271,9 @@ async fn connection(
         } else {
             server.handle_line(&line)
         };
-        write.write_all(answer.as_bytes()).await?;
-        write.write_all(b"\n").await?;
+        let mut answer = answer.into_bytes();
+        answer.push(b'\n');
+        write.write_all(&answer).await?;
     }
 }
 
