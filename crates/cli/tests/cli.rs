@@ -1037,3 +1037,38 @@ fn train_with_rollback_recovers_where_the_plain_run_diverges() {
     ]);
     assert_clean_failure(&out, &["--rollback-factor must be in (0, 1)"]);
 }
+
+#[test]
+fn serve_closes_idle_sessions_and_refuses_beyond_its_session_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = smoke_policy(dir.path());
+    let served = Served::start(&policy, &["--idle-timeout", "1", "--max-sessions", "2"]);
+    let mut conn = served.connect();
+    let open = |name: &str| {
+        format!(r#"{{"op":"open","session":"{name}","epochs":3,"lr":0.01,"momentum":0.0}}"#)
+    };
+    assert_eq!(ask(&mut conn, &open("a"))["ok"], true);
+    assert_eq!(ask(&mut conn, &open("b"))["ok"], true);
+    let r = ask(&mut conn, &open("c"));
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("the most this server allows"),
+        "{r}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let r = ask(
+        &mut conn,
+        r#"{"op":"observe","session":"a","epoch":1,"train_losses":[1.0],"val_loss":1.0}"#,
+    );
+    assert!(
+        r["error"].as_str().unwrap().contains("no open session `a`"),
+        "{r}"
+    );
+    assert_eq!(
+        ask(&mut conn, &open("c"))["ok"],
+        true,
+        "expired sessions free their slots"
+    );
+}
