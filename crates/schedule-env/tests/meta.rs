@@ -119,8 +119,6 @@ fn ppo_runs_on_schedule_environments() {
         returns.iter().all(|r| r.is_finite() && *r >= -10.0),
         "{returns:?}"
     );
-    let action = ppo
-        .policy()
-        .act(&vec![0.0; hyperctl_schedule_env::N_FEATURES]);
+    let action = ppo.policy().act(&[0.0; hyperctl_schedule_env::N_FEATURES]);
     assert_eq!(action.len(), 2);
 }
