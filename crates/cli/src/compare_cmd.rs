@@ -54,6 +54,11 @@ pub struct CompareArgs {
     /// themselves (costs the grid's size in compute).
     #[arg(long)]
     oracle: bool,
+    /// Untuned-start protocol: each task × seed starts from an lr drawn log-uniformly over
+    /// [1e-4, 1] and a momentum from {0, 0.9} (the same point for every controller) instead of
+    /// the task's own start; controllers that leave out lr/momentum start there.
+    #[arg(long)]
+    untuned_starts: bool,
     /// Replay ablation: add `replay(CONTROLLER)`, which plays back, open loop, the mean lr/momentum
     /// trajectory CONTROLLER chose on each task (over seeds). Repeatable.
     #[arg(long)]
@@ -130,12 +135,16 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         );
     }
 
+    let starts = args
+        .untuned_starts
+        .then(hyperctl_compare::StartDistribution::untuned);
     // The out directory belongs to one comparison: refuse to mix two.
     let identity = serde_json::json!({
         "collection": args.tasks, "split": args.split, "max_tasks": args.max_tasks,
         "controllers": args.controllers, "seeds": args.seeds, "env_config": env, "backend": backend.name(),
         "task_ids": tasks.iter().map(|t| &t.task.id).collect::<Vec<_>>(),
         "tune_on": args.tune_on, "tune_lrs": args.tune_lrs, "oracle": args.oracle, "replay": args.replay,
+        "starts": starts,
     });
     let config_path = args.out.join("config.json");
     if let Ok(text) = std::fs::read_to_string(&config_path) {
@@ -170,6 +179,7 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         backend,
         env,
         replays: Default::default(),
+        starts: starts.clone(),
     };
 
     // The grid of every tunable controller (for tuning and for the oracle).
@@ -194,6 +204,12 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
     let mut controllers = args.controllers.clone();
     let mut reference = reference;
     let mut notes: Vec<String> = Vec::new();
+    if let Some(d) = &starts {
+        notes.push(format!(
+            "Untuned-start protocol: each task × seed started from an lr drawn log-uniformly over [{}, {}] and a momentum from {:?}, the same point for every controller (each record's `init_lr`, `init_momentum`); SPECs without lr/momentum start there.",
+            d.lr_min, d.lr_max, d.momenta
+        ));
+    }
     if let Some(tune_split) = &args.tune_on {
         let mut tune_tasks: Vec<_> = collection.split(Some(tune_split)).cloned().collect();
         if let Some(n) = args.max_tasks {

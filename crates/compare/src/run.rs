@@ -58,6 +58,12 @@ pub struct RunRecord {
     pub version: String,
     /// Backend.
     pub backend: String,
+    /// The learning rate training started from.
+    #[serde(default)]
+    pub init_lr: Option<f64>,
+    /// The momentum training started from.
+    #[serde(default)]
+    pub init_momentum: Option<f64>,
 }
 
 impl RunRecord {
@@ -86,6 +92,48 @@ pub struct RunConfig {
     pub env: EnvConfig,
     /// Open-loop trajectories by controller name and task id (for `replay(NAME)` controllers).
     pub replays: HashMap<String, HashMap<String, hyperctl_controllers::Replay>>,
+    /// The untuned-start protocol: each task × seed starts from a drawn lr and momentum (the
+    /// same for every controller) instead of the task's own `init`.
+    pub starts: Option<StartDistribution>,
+}
+
+/// Where training starts under the untuned-start protocol: lr log-uniform over
+/// `[lr_min, lr_max]`, momentum uniform over `momenta`, drawn from a seed that depends only on
+/// the task id and the run seed, so every controller starts a task × seed from the same point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartDistribution {
+    /// Smallest starting lr.
+    pub lr_min: f64,
+    /// Largest starting lr.
+    pub lr_max: f64,
+    /// Starting momenta to choose from.
+    pub momenta: Vec<f64>,
+}
+
+impl StartDistribution {
+    /// The mission's protocol: lr in [1e-4, 1], momentum in {0, 0.9}.
+    pub fn untuned() -> Self {
+        Self {
+            lr_min: 1e-4,
+            lr_max: 1.0,
+            momenta: vec![0.0, 0.9],
+        }
+    }
+
+    /// The start of `task_id` at run seed `seed`.
+    pub fn draw(&self, task_id: &str, seed: u64) -> hyperctl_tasks::Hyperparams {
+        use rand::{RngExt, SeedableRng};
+        // FNV-1a: a hash that never changes between builds or platforms.
+        let h = task_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+        let mut rng =
+            rand_chacha::ChaCha8Rng::seed_from_u64(h ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let u: f64 = rng.random();
+        let lr = (self.lr_min.ln() + u * (self.lr_max.ln() - self.lr_min.ln())).exp();
+        let momentum = self.momenta[rng.random_range(0..self.momenta.len().max(1))];
+        hyperctl_tasks::Hyperparams { lr, momentum }
+    }
 }
 
 /// Reads the runs recorded so far; a torn last line (an interrupted write) is dropped.
@@ -259,12 +307,15 @@ fn run_one(
             }
         }
     };
-    let mut env =
-        ScheduleEnv::with_data(task.task.clone(), data, config.env.clone(), config.backend)
-            .map_err(|e| Error::Task {
-                task: task.task.id.clone(),
-                reason: e.to_string(),
-            })?;
+    let mut spec = task.task.clone();
+    if let Some(starts) = &config.starts {
+        spec.init = starts.draw(&spec.id, seed);
+    }
+    let mut env = ScheduleEnv::with_data(spec.clone(), data, config.env.clone(), config.backend)
+        .map_err(|e| Error::Task {
+            task: task.task.id.clone(),
+            reason: e.to_string(),
+        })?;
     let mut ctl: Box<dyn hyperctl_schedule_env::Controller + Send> =
         match config.replays.get(controller) {
             Some(per_task) => Box::new(per_task.get(&task.task.id).cloned().ok_or_else(|| {
@@ -304,6 +355,8 @@ fn run_one(
         wall_secs: result.wall_secs,
         version: env!("CARGO_PKG_VERSION").into(),
         backend: config.backend.name().into(),
+        init_lr: Some(spec.init.lr),
+        init_momentum: Some(spec.init.momentum),
     })
 }
 
@@ -362,5 +415,7 @@ pub(crate) fn test_record(task: &str, controller: &str, seed: u64, loss: Option<
         wall_secs: 1.0,
         version: "0".into(),
         backend: "flex".into(),
+        init_lr: None,
+        init_momentum: None,
     }
 }

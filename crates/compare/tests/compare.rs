@@ -37,6 +37,7 @@ fn config() -> RunConfig {
         backend: Backend::Flex,
         env: EnvConfig::defaults(),
         replays: Default::default(),
+        starts: None,
     }
 }
 
@@ -147,4 +148,47 @@ fn a_small_comparison_is_summarized_reproducible_and_resumable() {
         md.contains("| `cosine:lr=0.1,momentum=0.9` |") && md.contains("## Per task"),
         "{md}"
     );
+}
+
+#[test]
+fn untuned_starts_are_shared_by_every_controller_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RunConfig {
+        starts: Some(hyperctl_compare::StartDistribution::untuned()),
+        ..config()
+    };
+    let records = run_all(&tasks(), &config, dir.path(), &|_, _, _| {}).unwrap();
+    let mut by_run: std::collections::HashMap<(String, u64), Vec<(f64, f64)>> = Default::default();
+    for r in &records {
+        let (lr, m) = (r.init_lr.unwrap(), r.init_momentum.unwrap());
+        assert!(
+            (1e-4..=1.0).contains(&lr) && (m == 0.0 || m == 0.9),
+            "{lr} {m}"
+        );
+        // Constant without lr/momentum starts (and stays) at the drawn point.
+        if r.controller == "constant" {
+            assert!(r.lr.iter().all(|&x| x == lr), "{:?} vs {lr}", r.lr);
+        }
+        by_run
+            .entry((r.task_id.clone(), r.seed))
+            .or_default()
+            .push((lr, m));
+    }
+    for (run, starts) in &by_run {
+        assert_eq!(starts.len(), 3, "{run:?}");
+        assert!(
+            starts.windows(2).all(|w| w[0] == w[1]),
+            "{run:?}: {starts:?}"
+        );
+    }
+    let distinct: std::collections::HashSet<u64> =
+        by_run.values().map(|s| s[0].0.to_bits()).collect();
+    assert!(
+        distinct.len() >= 4,
+        "starts should differ across tasks and seeds: {distinct:?}"
+    );
+    // A draw depends only on (task, seed).
+    let d = hyperctl_compare::StartDistribution::untuned();
+    assert_eq!(d.draw("a", 1), d.draw("a", 1));
+    assert_ne!(d.draw("a", 1), d.draw("a", 2));
 }
