@@ -34,6 +34,9 @@ pub struct CompareArgs {
     /// Only the first N tasks of the split.
     #[arg(long)]
     max_tasks: Option<usize>,
+    /// With max_tasks: N tasks evenly spaced over the split instead of the first N (for `demo`).
+    #[arg(skip)]
+    spread: bool,
     /// Parallel runs (default: all cores; each run then uses one kernel thread).
     #[arg(long)]
     jobs: Option<usize>,
@@ -125,7 +128,14 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
     let collection = crate::tasks_cmd::load(&args.tasks, args.data_dir.as_deref())?;
     let mut tasks: Vec<_> = collection.split(args.split.as_deref()).cloned().collect();
     if let Some(n) = args.max_tasks {
-        tasks.truncate(n);
+        if args.spread {
+            tasks = hyperctl_meta::config::evenly_spaced(tasks.len(), Some(n))
+                .into_iter()
+                .map(|i| tasks[i].clone())
+                .collect();
+        } else {
+            tasks.truncate(n);
+        }
     }
     if tasks.is_empty() {
         bail!(
@@ -140,7 +150,7 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         .then(hyperctl_compare::StartDistribution::untuned);
     // The out directory belongs to one comparison: refuse to mix two.
     let identity = serde_json::json!({
-        "collection": args.tasks, "split": args.split, "max_tasks": args.max_tasks,
+        "collection": args.tasks, "split": args.split, "max_tasks": args.max_tasks, "spread": args.spread,
         "controllers": args.controllers, "seeds": args.seeds, "env_config": env, "backend": backend.name(),
         "task_ids": tasks.iter().map(|t| &t.task.id).collect::<Vec<_>>(),
         "tune_on": args.tune_on, "tune_lrs": args.tune_lrs, "oracle": args.oracle, "replay": args.replay,
@@ -316,4 +326,67 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// Arguments of `hyperctl demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The policy to show.
+    #[arg(long, default_value = "policies/default")]
+    policy: PathBuf,
+    /// Folder for the report (an existing demo report there is reused).
+    #[arg(long, default_value = "hyperctl-demo")]
+    out: PathBuf,
+    /// Test tasks, evenly spaced over the generated collection's held-out `test` split.
+    #[arg(long, default_value_t = 24)]
+    tasks: usize,
+    /// Seeds per task.
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
+}
+
+/// Runs `hyperctl demo`: the policy against the main baselines from untuned starts on generated
+/// held-out tasks (no data files, no GPU).
+pub fn demo(args: DemoArgs, backend: &str) -> anyhow::Result<()> {
+    if !args.policy.join("config.json").is_file() {
+        bail!(
+            "no policy at {} (run from the repository root, or pass --policy DIR with a folder `hyperctl meta-train` wrote)",
+            args.policy.display()
+        );
+    }
+    if args.tasks == 0 || args.seeds == 0 {
+        bail!("--tasks and --seeds must be at least 1");
+    }
+    let policy = format!("policy:{}", args.policy.display());
+    println!(
+        "hyperctl demo: `{policy}` against fixed schedules and reactive heuristics on {} held-out generated tasks × {} seeds.\n\
+         Every run of a task × seed starts from the same untuned point (lr log-uniform in [1e-4, 1], momentum 0 or 0.9), as a user who has not tuned would.\n",
+        args.tasks, args.seeds
+    );
+    let compare = CompareArgs {
+        tasks: "generated".into(),
+        split: Some("test".into()),
+        controllers: vec![
+            policy,
+            "constant".into(),
+            "cosine".into(),
+            "onecycle".into(),
+            "plateau".into(),
+            "simple-reactive".into(),
+        ],
+        seeds: args.seeds,
+        out: args.out,
+        reference: None,
+        max_tasks: Some(args.tasks),
+        spread: true,
+        jobs: None,
+        data_dir: None,
+        env_config: None,
+        tune_on: None,
+        tune_lrs: 10,
+        oracle: false,
+        replay: Vec::new(),
+        untuned_starts: true,
+    };
+    run(compare, backend)
 }

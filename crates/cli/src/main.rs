@@ -43,6 +43,9 @@ enum Command {
     Compare(compare_cmd::CompareArgs),
     /// Meta-train a policy with PPO across a task collection (checkpointed; resumable).
     MetaTrain(meta_train_cmd::MetaTrainArgs),
+    /// The shipped policy against the main baselines from untuned starts on held-out generated
+    /// tasks: a table and a report, offline, in a few minutes.
+    Demo(compare_cmd::DemoArgs),
     /// Serve a policy's decisions to training loops in any framework (JSON lines over TCP).
     Serve(serve::ServeArgs),
     /// List or validate task collections.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare_cmd::run(args, &cli.backend),
         Command::MetaTrain(args) => meta_train_cmd::run(args, &cli.backend),
         Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => compare_cmd::demo(args, &cli.backend),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1072,3 +1072,47 @@ fn serve_closes_idle_sessions_and_refuses_beyond_its_session_limit() {
         "expired sessions free their slots"
     );
 }
+
+#[test]
+fn demo_compares_a_policy_with_baselines_from_untuned_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = smoke_policy(dir.path());
+    let out = dir.path().join("demo");
+    let run = hyperctl(&[
+        "demo",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--tasks",
+        "2",
+        "--seeds",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for expected in [
+        "| `constant` |",
+        "| `onecycle` |",
+        "Untuned-start protocol",
+        "win rate",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "expected `{expected}` in:\n{stdout}"
+        );
+    }
+    assert!(out.join("summary.md").is_file() && out.join("profile.svg").is_file());
+    let records: Vec<Value> = std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2 * 6);
+    let out = hyperctl(&["demo", "--policy", "/no/such/policy"]);
+    assert_clean_failure(&out, &["no policy at /no/such/policy"]);
+}
