@@ -60,8 +60,15 @@ pub struct CompareArgs {
     /// Untuned-start protocol: each task × seed starts from an lr drawn log-uniformly over
     /// [1e-4, 1] and a momentum from {0, 0.9} (the same point for every controller) instead of
     /// the task's own start; controllers that leave out lr/momentum start there.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "start_lr")]
     untuned_starts: bool,
+    /// Every task × seed starts from this lr (and --start-momentum) instead of the task's own
+    /// start: for sweeps of the starting point.
+    #[arg(long)]
+    start_lr: Option<f64>,
+    /// Starting momentum with --start-lr.
+    #[arg(long, default_value_t = 0.0, requires = "start_lr")]
+    start_momentum: f64,
     /// Replay ablation: add `replay(CONTROLLER)`, which plays back, open loop, the mean lr/momentum
     /// trajectory CONTROLLER chose on each task (over seeds). Repeatable.
     #[arg(long)]
@@ -145,9 +152,23 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         );
     }
 
-    let starts = args
-        .untuned_starts
-        .then(hyperctl_compare::StartDistribution::untuned);
+    if let Some(lr) = args.start_lr
+        && !(lr.is_finite() && lr > 0.0 && (0.0..1.0).contains(&args.start_momentum))
+    {
+        bail!(
+            "--start-lr must be positive and --start-momentum in [0, 1), got {lr} and {}",
+            args.start_momentum
+        );
+    }
+    let starts = match args.start_lr {
+        Some(lr) => Some(hyperctl_compare::StartDistribution::fixed(
+            lr,
+            args.start_momentum,
+        )),
+        None => args
+            .untuned_starts
+            .then(hyperctl_compare::StartDistribution::untuned),
+    };
     // The out directory belongs to one comparison: refuse to mix two.
     let identity = serde_json::json!({
         "collection": args.tasks, "split": args.split, "max_tasks": args.max_tasks, "spread": args.spread,
@@ -214,7 +235,12 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
     let mut controllers = args.controllers.clone();
     let mut reference = reference;
     let mut notes: Vec<String> = Vec::new();
-    if let Some(d) = &starts {
+    if let (Some(d), Some(lr)) = (&starts, args.start_lr) {
+        notes.push(format!(
+            "Every task × seed started from lr {lr} and momentum {}; SPECs without lr/momentum start there.",
+            d.momenta[0]
+        ));
+    } else if let Some(d) = &starts {
         notes.push(format!(
             "Untuned-start protocol: each task × seed started from an lr drawn log-uniformly over [{}, {}] and a momentum from {:?}, the same point for every controller (each record's `init_lr`, `init_momentum`); SPECs without lr/momentum start there.",
             d.lr_min, d.lr_max, d.momenta
@@ -387,6 +413,8 @@ pub fn demo(args: DemoArgs, backend: &str) -> anyhow::Result<()> {
         oracle: false,
         replay: Vec::new(),
         untuned_starts: true,
+        start_lr: None,
+        start_momentum: 0.0,
     };
     run(compare, backend)
 }

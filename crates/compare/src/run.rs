@@ -120,6 +120,15 @@ impl StartDistribution {
         }
     }
 
+    /// Every task × seed starts from the same point (for sweeps of the starting lr).
+    pub fn fixed(lr: f64, momentum: f64) -> Self {
+        Self {
+            lr_min: lr,
+            lr_max: lr,
+            momenta: vec![momentum],
+        }
+    }
+
     /// The start of `task_id` at run seed `seed`.
     pub fn draw(&self, task_id: &str, seed: u64) -> hyperctl_tasks::Hyperparams {
         use rand::{RngExt, SeedableRng};
@@ -130,7 +139,11 @@ impl StartDistribution {
         let mut rng =
             rand_chacha::ChaCha8Rng::seed_from_u64(h ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let u: f64 = rng.random();
-        let lr = (self.lr_min.ln() + u * (self.lr_max.ln() - self.lr_min.ln())).exp();
+        let lr = if self.lr_min == self.lr_max {
+            self.lr_min
+        } else {
+            (self.lr_min.ln() + u * (self.lr_max.ln() - self.lr_min.ln())).exp()
+        };
         let momentum = self.momenta[rng.random_range(0..self.momenta.len().max(1))];
         hyperctl_tasks::Hyperparams { lr, momentum }
     }

@@ -191,4 +191,6 @@ fn untuned_starts_are_shared_by_every_controller_and_recorded() {
     let d = hyperctl_compare::StartDistribution::untuned();
     assert_eq!(d.draw("a", 1), d.draw("a", 1));
     assert_ne!(d.draw("a", 1), d.draw("a", 2));
+    let fixed = hyperctl_compare::StartDistribution::fixed(0.05, 0.9).draw("t", 3);
+    assert_eq!((fixed.lr, fixed.momentum), (0.05, 0.9));
 }
