@@ -364,13 +364,14 @@ pub fn run(
         _ => {
             let ppo = Ppo::new(resolved.ppo.clone(), &mut envs, &device);
             // Iteration 0: the untrained policy (mean action ≈ 0: the task's start kept).
-            let eval = eval::evaluate(&ppo.policy(), &eval_pool, c.eval_seeds, &threads, 0, 0);
+            let policy = ppo.policy();
+            let eval = eval::evaluate(&policy, &eval_pool, c.eval_seeds, &threads, 0, 0);
             let state = MetaState {
                 config: c.clone(),
                 rows: Vec::new(),
                 best: Some(Best {
                     eval: eval.clone(),
-                    policy: ppo.policy(),
+                    policy,
                 }),
                 evals: vec![eval],
                 tasks: task_ids,
@@ -401,17 +402,17 @@ pub fn run(
         let start = std::time::Instant::now();
         let metrics = ppo.iterate(&mut envs);
         let iteration = ppo.iteration;
-        let eval = (iteration % c.eval_interval == 0 || iteration == num_iterations).then(|| {
-            eval::evaluate(
-                &ppo.policy(),
+        if iteration % c.eval_interval == 0 || iteration == num_iterations {
+            // Export once: the evaluated policy is the one kept when it is the best.
+            let policy = ppo.policy();
+            let e = eval::evaluate(
+                &policy,
                 &eval_pool,
                 c.eval_seeds,
                 &threads,
                 iteration,
                 ppo.global_step,
-            )
-        });
-        if let Some(e) = &eval {
+            );
             if state
                 .best
                 .as_ref()
@@ -419,11 +420,16 @@ pub fn run(
             {
                 state.best = Some(Best {
                     eval: e.clone(),
-                    policy: ppo.policy(),
+                    policy,
                 });
             }
-            state.evals.push(e.clone());
+            state.evals.push(e);
         }
+        let eval = state
+            .evals
+            .last()
+            .filter(|e| e.iteration == iteration)
+            .cloned();
         wall += start.elapsed().as_secs_f64();
         state
             .rows
