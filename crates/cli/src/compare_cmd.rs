@@ -43,13 +43,26 @@ pub struct CompareArgs {
     /// Data root for the collection's relative paths.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Environment config (TOML); defaults otherwise.
+    /// Environment config (TOML, see envs/schedule_env.toml); default: the settings a `policy:DIR`
+    /// controller was trained under, else envs/schedule_env.toml's.
     #[arg(long)]
     env_config: Option<PathBuf>,
     /// Tune each baseline's lr (and momentum {0, 0.9}) on this split, then evaluate the chosen
-    /// setting on --split (which must differ).
+    /// setting on --split (which must differ). Without --tune, every tunable --controller is
+    /// replaced by its tuned setting.
     #[arg(long)]
     tune_on: Option<String>,
+    /// With --tune-on: tune this SPEC and ADD the chosen setting as a controller, leaving the
+    /// --controller SPECs as given (untuned and tuned side by side). Repeatable; the best of them
+    /// on the tuning split is named in the report as the best single fixed schedule.
+    #[arg(long = "tune", requires = "tune_on")]
+    tune: Vec<String>,
+    /// Tune on only N tasks, evenly spaced over the tuning split.
+    #[arg(long, requires = "tune_on")]
+    tune_max_tasks: Option<usize>,
+    /// Seeds per tuning task (default: --seeds).
+    #[arg(long, requires = "tune_on")]
+    tune_seeds: Option<usize>,
     /// Number of log-spaced learning rates over [1e-4, 1] in the tuning grid.
     #[arg(long, default_value_t = 10)]
     tune_lrs: usize,
@@ -57,6 +70,10 @@ pub struct CompareArgs {
     /// themselves (costs the grid's size in compute).
     #[arg(long)]
     oracle: bool,
+    /// The oracle's grid: the grids of these SPECs (repeatable; default: every tunable
+    /// --controller and --tune SPEC).
+    #[arg(long, requires = "oracle")]
+    oracle_from: Vec<String>,
     /// Untuned-start protocol: each task × seed starts from an lr drawn log-uniformly over
     /// [1e-4, 1] and a momentum from {0, 0.9} (the same point for every controller) instead of
     /// the task's own start; controllers that leave out lr/momentum start there.
@@ -128,7 +145,17 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
     if args.tune_lrs < 2 {
         bail!("--tune-lrs must be at least 2");
     }
-    let env = crate::train::load_env_config(args.env_config.as_ref())?;
+    if args.tune_seeds == Some(0) || args.tune_max_tasks == Some(0) {
+        bail!("--tune-seeds and --tune-max-tasks must be at least 1");
+    }
+    for spec in args.tune.iter().chain(&args.oracle_from) {
+        if !hyperctl_compare::tune::is_tunable(spec) {
+            bail!(
+                "`{spec}` has no learning rate to tune (--tune and --oracle-from take schedule SPECs)"
+            );
+        }
+    }
+    let env = crate::train::env_config_for(args.env_config.as_ref(), &args.controllers)?;
     for c in &args.controllers {
         hyperctl_controllers::check_env(c, &env)?;
     }
@@ -175,6 +202,8 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         "controllers": args.controllers, "seeds": args.seeds, "env_config": env, "backend": backend.name(),
         "task_ids": tasks.iter().map(|t| &t.task.id).collect::<Vec<_>>(),
         "tune_on": args.tune_on, "tune_lrs": args.tune_lrs, "oracle": args.oracle, "replay": args.replay,
+        "tune": args.tune, "tune_max_tasks": args.tune_max_tasks, "tune_seeds": args.tune_seeds,
+        "oracle_from": args.oracle_from,
         "starts": starts,
     });
     let config_path = args.out.join("config.json");
@@ -213,22 +242,39 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         starts: starts.clone(),
     };
 
-    // The grid of every tunable controller (for tuning and for the oracle).
+    // The grids: of the SPECs to tune, and of the oracle.
     let lrs = hyperctl_compare::tune::log_grid(1e-4, 1.0, args.tune_lrs);
-    let mut variants: Vec<(String, Vec<String>)> = Vec::new();
-    for c in args
+    let tunable: Vec<String> = args
         .controllers
         .iter()
         .filter(|c| hyperctl_compare::tune::is_tunable(c))
-    {
-        variants.push((
-            c.clone(),
-            hyperctl_compare::tune::grid_variants(c, &lrs, &[0.0, 0.9])?,
-        ));
-    }
-    let grid: Vec<String> = variants
-        .iter()
-        .flat_map(|(_, v)| v.iter().cloned())
+        .cloned()
+        .collect();
+    let grids_of = |specs: &[String]| -> anyhow::Result<Vec<(String, Vec<String>)>> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for c in specs {
+            if out.iter().all(|(b, _)| b != c) {
+                out.push((
+                    c.clone(),
+                    hyperctl_compare::tune::grid_variants(c, &lrs, &[0.0, 0.9])?,
+                ));
+            }
+        }
+        Ok(out)
+    };
+    let variants = grids_of(if args.tune.is_empty() {
+        &tunable
+    } else {
+        &args.tune
+    })?;
+    let oracle_bases: Vec<String> = if args.oracle_from.is_empty() {
+        tunable.iter().chain(&args.tune).cloned().collect()
+    } else {
+        args.oracle_from.clone()
+    };
+    let grid: Vec<String> = grids_of(&oracle_bases)?
+        .into_iter()
+        .flat_map(|(_, v)| v)
         .collect();
 
     // Tune on another split, then evaluate the chosen settings.
@@ -248,7 +294,12 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
     }
     if let Some(tune_split) = &args.tune_on {
         let mut tune_tasks: Vec<_> = collection.split(Some(tune_split)).cloned().collect();
-        if let Some(n) = args.max_tasks {
+        if let Some(n) = args.tune_max_tasks {
+            tune_tasks = hyperctl_meta::config::evenly_spaced(tune_tasks.len(), Some(n))
+                .into_iter()
+                .map(|i| tune_tasks[i].clone())
+                .collect();
+        } else if let Some(n) = args.max_tasks {
             tune_tasks.truncate(n);
         }
         if tune_tasks.is_empty() {
@@ -257,27 +308,62 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
                 args.tasks
             );
         }
-        let tune_records = phase("tune", &tune_tasks, &grid, &config, &args.out.join("tune"))?;
+        let tune_grid: Vec<String> = variants
+            .iter()
+            .flat_map(|(_, v)| v.iter().cloned())
+            .collect();
+        let tune_seeds = args.tune_seeds.unwrap_or(args.seeds);
+        let tune_config = RunConfig {
+            seeds: tune_seeds,
+            ..config.clone()
+        };
+        let tune_records = phase(
+            "tune",
+            &tune_tasks,
+            &tune_grid,
+            &tune_config,
+            &args.out.join("tune"),
+        )?;
         let chosen = hyperctl_compare::tune::choose(&tune_records, &variants);
+        let best_single = chosen
+            .iter()
+            .min_by(|a, b| a.2.total_cmp(&b.2))
+            .map(|c| c.1.clone());
         for (base, pick, score) in &chosen {
             let note = format!(
-                "`{base}` tuned on `{tune_split}` ({} tasks × {} seeds, grid of {} lrs × momentum {{0, 0.9}}): `{pick}` (mean ln(loss/best) there {score:.3})",
+                "`{base}` tuned on `{tune_split}` ({} tasks × {tune_seeds} seeds, grid of {} lrs × momentum {{0, 0.9}}): `{pick}` (mean ln(loss/best) there {score:.3})",
                 tune_tasks.len(),
-                args.seeds,
                 args.tune_lrs
             );
             println!("{note}");
             notes.push(note);
-            for c in controllers.iter_mut().filter(|c| *c == base) {
-                *c = pick.clone();
+            if args.tune.is_empty() {
+                for c in controllers.iter_mut().filter(|c| *c == base) {
+                    *c = pick.clone();
+                }
+                if reference == *base {
+                    reference = pick.clone();
+                }
+            } else if !controllers.contains(pick) {
+                controllers.push(pick.clone());
             }
-            if reference == *base {
-                reference = pick.clone();
-            }
+        }
+        if let Some(best) = &best_single
+            && chosen.len() > 1
+        {
+            let note = format!(
+                "Best single fixed schedule on `{tune_split}` (of {} configurations): `{best}`",
+                tune_grid.len()
+            );
+            println!("{note}");
+            notes.push(note);
         }
         let chosen_json: Vec<_> = chosen
             .iter()
-            .map(|(b, p, s)| serde_json::json!({"controller": b, "chosen": p, "tune_score": s}))
+            .map(|(b, p, s)| {
+                serde_json::json!({"controller": b, "chosen": p, "tune_score": s,
+                    "best_single": Some(p) == best_single.as_ref()})
+            })
             .collect();
         let path = args.out.join("tune").join("chosen.json");
         crate::output::write_atomic(
@@ -409,8 +495,12 @@ pub fn demo(args: DemoArgs, backend: &str) -> anyhow::Result<()> {
         data_dir: None,
         env_config: None,
         tune_on: None,
+        tune: Vec::new(),
+        tune_max_tasks: None,
+        tune_seeds: None,
         tune_lrs: 10,
         oracle: false,
+        oracle_from: Vec::new(),
         replay: Vec::new(),
         untuned_starts: true,
         start_lr: None,

@@ -69,7 +69,8 @@ pub struct TrainArgs {
     /// The controller SPEC, e.g. `constant:lr=0.1,momentum=0.9`.
     #[arg(long)]
     controller: String,
-    /// Environment config (TOML, see envs/schedule_env.toml); defaults otherwise.
+    /// Environment config (TOML, see envs/schedule_env.toml); default: the settings a `policy:DIR`
+    /// controller was trained under, else envs/schedule_env.toml's.
     #[arg(long)]
     env_config: Option<PathBuf>,
     /// Print one JSON object per epoch, then a final object with the test loss and metric.
@@ -88,6 +89,33 @@ pub struct TrainArgs {
     /// Write trace.jsonl, result.json and trace.svg into this directory.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// The env settings a run uses: the file given; else the settings the `policy:DIR` controllers
+/// among `specs` were trained under (a policy's actions only mean something under its own action
+/// mapping; several policies must agree); else the defaults.
+pub fn env_config_for(path: Option<&PathBuf>, specs: &[String]) -> anyhow::Result<EnvConfig> {
+    if path.is_some() {
+        return load_env_config(path);
+    }
+    let mut chosen: Option<(String, EnvConfig)> = None;
+    for spec in specs {
+        let Some(dir) = spec.strip_prefix("policy:") else {
+            continue;
+        };
+        let folder = hyperctl_controllers::PolicyFolder::load(std::path::Path::new(dir))
+            .with_context(|| format!("controller `{spec}`"))?;
+        let env = folder.config.action_mapping.env.clone();
+        match &chosen {
+            Some((first, e)) if *e != env => anyhow::bail!(
+                "`{first}` and `{spec}` were trained under different env settings; \
+                 compare them in separate runs or pass --env-config"
+            ),
+            Some(_) => {}
+            None => chosen = Some((spec.clone(), env)),
+        }
+    }
+    Ok(chosen.map_or_else(EnvConfig::defaults, |(_, e)| e))
 }
 
 /// Reads an environment config file (TOML), naming the file on error.
@@ -239,7 +267,10 @@ fn final_json(
 pub fn run(args: TrainArgs, backend: &str) -> anyhow::Result<()> {
     let backend: Backend = backend.parse()?;
     let task = task_from_args(&args)?;
-    let env_config = load_env_config(args.env_config.as_ref())?;
+    let env_config = env_config_for(
+        args.env_config.as_ref(),
+        std::slice::from_ref(&args.controller),
+    )?;
     hyperctl_controllers::check_env(&args.controller, &env_config)?;
     let mut controller = hyperctl_controllers::build(&args.controller)?;
     let mut env = ScheduleEnv::new(task.clone(), env_config.clone(), backend)

@@ -603,6 +603,134 @@ fn compare_tunes_on_another_split_adds_the_oracle_and_replays_open_loop() {
     );
 }
 
+#[test]
+fn compare_tune_adds_tuned_copies_beside_the_untuned_controllers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cmp");
+    let run = hyperctl(&[
+        "compare",
+        "--tasks",
+        "generated",
+        "--split",
+        "test",
+        "--max-tasks",
+        "1",
+        "--seeds",
+        "2",
+        "--untuned-starts",
+        "--controller",
+        "constant",
+        "--tune-on",
+        "meta-train",
+        "--tune-max-tasks",
+        "3",
+        "--tune-seeds",
+        "1",
+        "--tune-lrs",
+        "2",
+        "--tune",
+        "constant",
+        "--tune",
+        "onecycle",
+        "--oracle",
+        "--oracle-from",
+        "onecycle",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let lines = |file: &str| -> Vec<Value> {
+        std::fs::read_to_string(out.join(file))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // Grid: constant 2 lrs x 2 momenta + onecycle 2 lrs, on 3 tasks spread over meta-train x 1 seed.
+    let tune = lines("tune/results.jsonl");
+    assert_eq!(tune.len(), 6 * 3);
+    let tune_tasks: std::collections::BTreeSet<&str> = tune
+        .iter()
+        .map(|r| r["task_id"].as_str().unwrap())
+        .collect();
+    let meta_train: Vec<String> = String::from_utf8_lossy(
+        &hyperctl(&["tasks", "list", "generated", "--split", "meta-train"]).stdout,
+    )
+    .lines()
+    .filter_map(|l| l.split_whitespace().next())
+    .filter(|w| w.contains("-train-"))
+    .map(str::to_string)
+    .collect();
+    let first_three: std::collections::BTreeSet<&str> =
+        meta_train[..3].iter().map(String::as_str).collect();
+    assert!(
+        meta_train.len() > 100 && tune_tasks.iter().all(|t| meta_train.iter().any(|m| m == t)),
+        "{tune_tasks:?}"
+    );
+    assert_ne!(
+        tune_tasks, first_three,
+        "spread over the split, not its head"
+    );
+    let chosen: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tune/chosen.json")).unwrap())
+            .unwrap();
+    let picks: Vec<&str> = chosen
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["chosen"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        chosen
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["best_single"] == true)
+            .count(),
+        1
+    );
+    // The untuned `constant` stays; both tuned picks run beside it; the oracle uses onecycle's
+    // grid only (2 configurations).
+    let results = lines("results.jsonl");
+    let controllers: std::collections::BTreeSet<&str> = results
+        .iter()
+        .map(|r| r["controller"].as_str().unwrap())
+        .collect();
+    let expected: std::collections::BTreeSet<&str> =
+        ["constant", picks[0], picks[1]].into_iter().collect();
+    assert_eq!(controllers, expected);
+    let oracle = lines("oracle/results.jsonl");
+    assert_eq!(oracle.len(), 2 * 2);
+    assert!(
+        oracle
+            .iter()
+            .all(|r| r["controller"].as_str().unwrap().starts_with("onecycle:"))
+    );
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        md.contains("Best single fixed schedule on `meta-train`"),
+        "{md}"
+    );
+    let bad = hyperctl(&[
+        "compare",
+        "--tasks",
+        "generated",
+        "--controller",
+        "constant",
+        "--tune-on",
+        "meta-train",
+        "--tune",
+        "policy:policies/default",
+        "--out",
+        dir.path().join("y").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&bad, &["has no learning rate to tune"]);
+}
+
 /// A longer smoke run (16 iterations) over experiments/smoke/tasks.toml, written into `dir`.
 fn meta_config(dir: &Path) -> PathBuf {
     let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke/tasks.toml");
@@ -1115,4 +1243,78 @@ fn demo_compares_a_policy_with_baselines_from_untuned_starts() {
     assert_eq!(records.len(), 2 * 6);
     let out = hyperctl(&["demo", "--policy", "/no/such/policy"]);
     assert_clean_failure(&out, &["no policy at /no/such/policy"]);
+}
+
+#[test]
+fn a_policy_runs_under_the_env_settings_it_was_trained_with_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke");
+    let config = dir.path().join("meta.toml");
+    let text = std::fs::read_to_string(smoke.join("meta_train.toml"))
+        .unwrap()
+        .replace(
+            "collection = \"tasks.toml\"",
+            &format!(
+                "collection = {:?}",
+                smoke.join("tasks.toml").display().to_string()
+            ),
+        );
+    std::fs::write(
+        &config,
+        format!("select = \"median\"\n{text}\n[env]\nlr_log2_step = 2.0\n"),
+    )
+    .unwrap();
+    let policy = dir.path().join("policy");
+    let run = hyperctl(&[
+        "meta-train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        policy.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let card = std::fs::read_to_string(policy.join("CARD.md")).unwrap();
+    assert!(card.contains("by its median return"), "{card}");
+    let spec = format!("policy:{}", policy.display());
+    let compare = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "compare",
+            "--tasks",
+            "generated",
+            "--split",
+            "test",
+            "--max-tasks",
+            "1",
+            "--seeds",
+            "1",
+            "--controller",
+            &spec,
+            "--controller",
+            "constant",
+        ];
+        let out = dir.path().join(out);
+        let out = out.to_str().unwrap().to_string();
+        args.extend(["--out", &out]);
+        args.extend(extra);
+        hyperctl(&args)
+    };
+    // No --env-config: the policy's own settings (×4 per action step) apply.
+    let ok = compare("a", &[]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let recorded: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("a/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(recorded["comparison"]["env_config"]["lr_log2_step"], 2.0);
+    // Explicit other settings are refused with the reason.
+    let defaults = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../envs/schedule_env.toml");
+    let refused = compare("b", &["--env-config", defaults.to_str().unwrap()]);
+    assert_clean_failure(&refused, &["trained under env settings"]);
 }

@@ -49,7 +49,7 @@ const DATASET_KEYS: &[&str] = &[
     "exclude",
 ];
 const MODEL_KEYS: &[&str] = &["widths", "depths", "activations"];
-const INCLUDE_KEYS: &[&str] = &["collection", "splits", "prefix"];
+const INCLUDE_KEYS: &[&str] = &["collection", "splits", "prefix", "as_split", "templates"];
 const MAX_INCLUDE_DEPTH: usize = 4;
 
 struct Ctx<'a> {
@@ -321,6 +321,26 @@ pub(crate) fn expand(
                 .filter_map(|s| s.as_str().map(str::to_string))
                 .collect()
         });
+        let as_split = table
+            .get("as_split")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let templates: Option<Vec<String>> =
+            table.get("templates").and_then(|v| v.as_array()).map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            });
+        // Template tasks are named `{template}-{number}`.
+        let from_templates = |id: &str| {
+            templates.as_ref().is_none_or(|ts| {
+                ts.iter().any(|t| {
+                    id.strip_prefix(t.as_str())
+                        .and_then(|rest| rest.strip_prefix('-'))
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                })
+            })
+        };
         let beside = file.parent().map(|p| p.join(target)).filter(|p| p.exists());
         let spec = beside
             .map(|p| p.to_string_lossy().into_owned())
@@ -338,13 +358,19 @@ pub(crate) fn expand(
                     .unwrap_or(inc.name.clone());
                 for split in &inc.declared_splits {
                     if splits.as_ref().is_none_or(|s| s.contains(split)) {
+                        let split = as_split.as_ref().unwrap_or(split);
                         push_declared(&mut collection.declared_splits, split);
                     }
                 }
                 collection.known_info.extend(inc.known_info);
                 for mut t in inc.tasks {
-                    if splits.as_ref().is_none_or(|s| s.contains(&t.split)) {
+                    if splits.as_ref().is_none_or(|s| s.contains(&t.split))
+                        && from_templates(&t.task.id)
+                    {
                         t.task.id = format!("{prefix}/{}", t.task.id);
+                        if let Some(split) = &as_split {
+                            t.split = split.clone();
+                        }
                         collection.tasks.push(t);
                     }
                 }

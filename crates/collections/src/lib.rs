@@ -29,6 +29,9 @@
 //! [[include]]                    # the tasks of another collection, ids prefixed `name/`
 //! collection = "generated.toml"
 //! splits = ["meta-train"]
+//! # prefix = "gen"               # optional: another id prefix
+//! # as_split = "held-out"        # optional: put every included task in this split
+//! # templates = ["gm-train"]     # optional: only the tasks of these templates
 //! ```
 //!
 //! Template datasets: `{ generated = FAMILY, k = value-or-distribution, ... }` (each task draws its

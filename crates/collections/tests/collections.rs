@@ -312,3 +312,55 @@ fn shipped_collections_validate_and_never_leak_a_group_across_splits() {
         "the shipped policy never trains on test tasks"
     );
 }
+
+#[test]
+fn include_as_split_moves_the_chosen_splits_into_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = envs().join("generated.toml");
+    let spec = write(
+        dir.path(),
+        "mixed.toml",
+        &format!(
+            "name = \"mixed\"\n\
+             [[include]]\ncollection = {g:?}\nsplits = [\"meta-train\"]\n\
+             [[include]]\ncollection = {g:?}\nsplits = [\"meta-val\", \"test\"]\nas_split = \"held-out\"\nprefix = \"out\"\n\
+             [[include]]\ncollection = {g:?}\ntemplates = [\"sp-test\"]\nprefix = \"spirals\"\n",
+            g = generated.to_string_lossy()
+        ),
+    );
+    let mixed = load(&spec, None).unwrap();
+    let full = load("generated", None).unwrap();
+    let count = |c: &Collection, s: &str| c.split(Some(s)).count();
+    assert_eq!(count(&mixed, "meta-train"), count(&full, "meta-train"));
+    assert_eq!(
+        count(&mixed, "held-out"),
+        count(&full, "meta-val") + count(&full, "test")
+    );
+    assert_eq!(count(&mixed, "meta-val"), 0);
+    assert_eq!(
+        count(&mixed, "test"),
+        full.tasks
+            .iter()
+            .filter(|t| t.task.id.starts_with("sp-test-"))
+            .count(),
+        "only the `templates` include keeps a test split"
+    );
+    assert!(
+        mixed
+            .split(Some("held-out"))
+            .all(|t| t.task.id.starts_with("out/")),
+        "prefix applies"
+    );
+    let spirals: Vec<_> = mixed
+        .tasks
+        .iter()
+        .filter(|t| t.task.id.starts_with("spirals/"))
+        .collect();
+    assert!(!spirals.is_empty());
+    assert!(
+        spirals
+            .iter()
+            .all(|t| t.task.id.starts_with("spirals/sp-test-") && t.split == "test"),
+        "templates keeps only that template's tasks, in their own split"
+    );
+}

@@ -10,6 +10,8 @@
 //! num_envs = 8                    # parallel environments, each cycling through the split
 //! eval_interval = 5               # evaluate the deterministic policy every N iterations
 //! eval_seeds = 1                  # seeds per meta-val task (task seed + 0..N, as `compare`)
+//! select = "mean"                 # keep the evaluation with the best "mean" (over episodes) or
+//!                                 # "median" (over tasks) return; the median ignores outlier tasks
 //! # max_tasks = 40                # optional: N tasks evenly spaced over the split
 //! # eval_max_tasks = 24           # optional: the same for the eval split
 //! # data_dir = "../../../shared/data"   # optional: data root for file datasets
@@ -70,6 +72,9 @@ pub struct MetaTrainConfig {
     /// Seeds per evaluation task.
     #[serde(default = "one")]
     pub eval_seeds: usize,
+    /// Which evaluation is kept as the policy.
+    #[serde(default)]
+    pub select: Select,
     /// PPO settings that differ from CleanRL's defaults (any `PpoConfig` field except `seed`
     /// and `total_timesteps`, which are set above).
     #[serde(default)]
@@ -77,6 +82,27 @@ pub struct MetaTrainConfig {
     /// Environment settings (defaults: `envs/schedule_env.toml`).
     #[serde(default = "EnvConfig::defaults")]
     pub env: EnvConfig,
+}
+
+/// How the kept policy is selected among the evaluations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Select {
+    /// The highest mean episode return over all tasks × seeds.
+    #[default]
+    Mean,
+    /// The highest median over tasks of the per-task mean return (ties: the higher mean).
+    Median,
+}
+
+impl Select {
+    /// Whether evaluation `a` is better than `b` under this rule.
+    pub fn better(self, a: &crate::eval::EvalRecord, b: &crate::eval::EvalRecord) -> bool {
+        match self {
+            Select::Mean => a.mean_return > b.mean_return,
+            Select::Median => (a.median_return, a.mean_return) > (b.median_return, b.mean_return),
+        }
+    }
 }
 
 /// A config with its file's location, checked and resolved.
@@ -218,6 +244,43 @@ pub fn evenly_spaced(len: usize, n: Option<usize>) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selection_by_median_ignores_an_outlier_task_that_the_mean_follows() {
+        let eval = |per_task: &[f64]| {
+            let mut sorted = per_task.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            crate::eval::EvalRecord {
+                iteration: 0,
+                global_step: 0,
+                mean_return: per_task.iter().sum::<f64>() / per_task.len() as f64,
+                median_return: sorted[sorted.len() / 2],
+                diverged: 0,
+                episodes: per_task.len(),
+                per_task: per_task.to_vec(),
+                wall_secs: 0.0,
+            }
+        };
+        let steady = eval(&[0.8, 0.9, 1.0]);
+        let outlier = eval(&[0.1, 0.2, 28.0]);
+        assert!(Select::Mean.better(&outlier, &steady));
+        assert!(Select::Median.better(&steady, &outlier));
+        assert!(
+            !Select::Median.better(&steady, &steady),
+            "ties keep the earlier one"
+        );
+        let c: MetaTrainConfig = toml::from_str(
+            "collection = \"generated\"\nseed = 1\ntotal_timesteps = 10\nnum_envs = 1\neval_interval = 1\nselect = \"median\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.select, Select::Median);
+        let bad = toml::from_str::<MetaTrainConfig>(
+            "collection = \"generated\"\nseed = 1\ntotal_timesteps = 10\nnum_envs = 1\neval_interval = 1\nselect = \"best\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("select") || bad.contains("mean"), "{bad}");
+    }
 
     fn parse(text: &str) -> Result<Resolved, String> {
         toml::from_str::<MetaTrainConfig>(text)

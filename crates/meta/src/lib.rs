@@ -37,7 +37,7 @@ use hyperctl_schedule_env::{TaskCycleEnv, TaskPool};
 use hyperctl_tasks::Backend;
 use serde::{Deserialize, Serialize};
 
-pub use config::{MetaTrainConfig, Resolved};
+pub use config::{MetaTrainConfig, Resolved, Select};
 pub use eval::EvalRecord;
 
 /// Errors of meta-training.
@@ -416,7 +416,7 @@ pub fn run(
             if state
                 .best
                 .as_ref()
-                .is_none_or(|b| e.mean_return > b.eval.mean_return)
+                .is_none_or(|b| c.select.better(&e, &b.eval))
             {
                 state.best = Some(Best {
                     eval: e.clone(),

@@ -286,11 +286,15 @@ fn card(resolved: &Resolved, state: &MetaState, num_iterations: usize) -> String
     let _ = writeln!(s, "## Data\n");
     let _ = writeln!(
         s,
-        "- collection: `{}`\n- trained on split `{}`: {} tasks\n- selected on split `{}`: {} tasks × {} seed(s) (never trained on)\n- config: `{}`",
+        "- collection: `{}`\n- trained on split `{}`: {} tasks\n- selected on split `{}` by its {} return: {} tasks × {} seed(s) (never trained on)\n- config: `{}`",
         c.collection,
         c.split,
         state.tasks.0.len(),
         c.eval_split,
+        match c.select {
+            crate::Select::Mean => "mean",
+            crate::Select::Median => "median",
+        },
         state.tasks.1.len(),
         c.eval_seeds,
         resolved.path.display()
