@@ -19,3 +19,24 @@ $HC compare "${common[@]}" --untuned-starts --out "$OUT" \
     --tune-on meta-train --tune-lrs 16 --tune-max-tasks 64 --tune-seeds 1 \
     --tune constant --tune step --tune exponential --tune cosine --tune warmup-cosine --tune onecycle \
     --oracle --oracle-from cosine
+
+# 2. Starting-lr sweep: every task × seed starts from the tuned best single schedule's lr × 0.01,
+#    0.1, 1 and 10 (with its momentum); the policy and that schedule's family (same shape, lr
+#    from the start) run from there.
+read -r BEST_LR BEST_M BEST_FAMILY < <(python3 - "$OUT/tune/chosen.json" <<'PY'
+import json, sys
+best = [c for c in json.load(open(sys.argv[1])) if c["best_single"]][0]
+name, params = best["chosen"].split(":", 1)
+kv = dict(p.split("=") for p in params.split(","))
+print(kv.get("lr", kv.get("max_lr")), kv.get("momentum", "0.9" if name == "onecycle" else "0"), name)
+PY
+)
+for f in 0.01 0.1 1 10; do
+    lr=$(python3 -c "print(f'{$BEST_LR * $f:.4g}')")
+    $HC compare "${common[@]}" --start-lr "$lr" --start-momentum "$BEST_M" \
+        --out "experiments/headline/sweep-x$f" \
+        --controller "policy:$POLICY" --controller "$BEST_FAMILY"
+done
+
+# 3. The targets, the headline table and plot.
+python3 experiments/headline/targets.py experiments/headline

@@ -100,12 +100,10 @@ pub fn env_config_for(path: Option<&PathBuf>, specs: &[String]) -> anyhow::Resul
     }
     let mut chosen: Option<(String, EnvConfig)> = None;
     for spec in specs {
-        let Some(dir) = spec.strip_prefix("policy:") else {
+        if !spec.starts_with("policy:") {
             continue;
-        };
-        let folder = hyperctl_controllers::PolicyFolder::load(std::path::Path::new(dir))
-            .with_context(|| format!("controller `{spec}`"))?;
-        let env = folder.config.action_mapping.env.clone();
+        }
+        let env = hyperctl_controllers::default_env(spec)?;
         match &chosen {
             Some((first, e)) if *e != env => anyhow::bail!(
                 "`{first}` and `{spec}` were trained under different env settings; \

@@ -16,7 +16,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use hyperctl_schedule_env::{EnvConfig, EpochReport, LiveSession};
+use hyperctl_schedule_env::{EpochReport, LiveSession};
 use hyperctl_tasks::Hyperparams;
 use hyperctl_tasks::optim::{ControlledSgd, global_grad_norm};
 use rand::{RngExt, SeedableRng};
@@ -60,8 +60,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let spec = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "simple-reactive".into());
-    let env = EnvConfig::defaults();
-    hyperctl_controllers::check_env(&spec, &env)?;
+    // A policy runs under the env settings it was trained with; baselines under the defaults.
+    let env = hyperctl_controllers::default_env(&spec)?;
     let controller = hyperctl_controllers::build(&spec)?;
 
     let device = Device::flex().autodiff();

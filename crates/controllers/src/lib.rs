@@ -82,6 +82,17 @@ pub fn check_env(spec: &str, env: &hyperctl_schedule_env::EnvConfig) -> Result<(
     Ok(())
 }
 
+/// The env settings a SPEC runs under by default: for a `policy:DIR`, the settings it was trained
+/// under (its actions only mean something under its own action mapping); otherwise the defaults.
+pub fn default_env(spec: &str) -> Result<hyperctl_schedule_env::EnvConfig, SpecError> {
+    let Some(dir) = spec.strip_prefix("policy:") else {
+        return Ok(hyperctl_schedule_env::EnvConfig::defaults());
+    };
+    let folder = PolicyFolder::load(std::path::Path::new(dir))
+        .map_err(|e| SpecError::new(spec, e.to_string()))?;
+    Ok(folder.config.action_mapping.env)
+}
+
 /// The controller names [`build`] knows.
 pub const KNOWN: &[&str] = &[
     "constant",
