@@ -197,7 +197,16 @@ def main(folder, baselines=None):
                 f'{r["task_id"]} seed {r["seed"]} (start lr {r.get("init_lr", float("nan")):.3g}, '
                 f'momentum {r.get("init_momentum")})'
             )
-    oracle_path = os.path.join(run, "oracle", "results.jsonl")
+    if baselines:
+        guard = os.path.join(folder, "rollback", "results.jsonl")
+        if os.path.exists(guard):
+            for r in read_jsonl(guard):
+                cells[(r["task_id"], r["seed"])][r["controller"]] = loss_of(r)
+                runs[r["controller"]] += 1
+                if r["diverged"]:
+                    diverged[r["controller"]] += 1
+                    diverged_runs[r["controller"]].append(f'{r["task_id"]} seed {r["seed"]}')
+    oracle_path = os.path.join(base, "oracle", "oracle", "results.jsonl")
     grid_size = 0
     if os.path.exists(oracle_path):
         grid = read_jsonl(oracle_path)
@@ -212,7 +221,9 @@ def main(folder, baselines=None):
     seeds = comparison["seeds"]
 
     # Main table: every controller against the tuned best single fixed schedule.
-    controllers = [policy] + families + [c for c in tuned if c not in families] + [replay]
+    guarded = f"rollback({policy})"
+    controllers = [policy] + ([guarded] if runs.get(guarded) else []) + families \
+        + [c for c in tuned if c not in families] + [replay]
     if grid_size:
         controllers.append("oracle")
     table = []
@@ -290,7 +301,7 @@ def main(folder, baselines=None):
             "divergences": {"value": diverged.get(policy, 0), "runs": runs.get(policy, 0),
                             "which": diverged_runs.get(policy, []), "met": diverged.get(policy, 0) == 0},
             "sweep": {"value": sweep_result, "target": SWEEP_TARGET,
-                      "met": None if not sweep_result else
+                      "met": None if not sweep_result or policy not in sweep_result["controllers"] else
                       sweep_result["controllers"][policy]["spread"]["mean"] <= SWEEP_TARGET},
             "vs_replay": {"ln": t5, "win_rate": t5_win, "met": t5["hi"] < 0},
             "vs_tuned_best": {"ln": t1, "verdict": verdict_vs(t1), "met": t1["lo"] <= 0},
@@ -305,8 +316,9 @@ def main(folder, baselines=None):
         f"{len(tasks)} held-out tasks ({', '.join(f'{n} {s}' for s, n in result['tasks_by_source'].items())}) "
         f"× {seeds} seeds. Every task × seed starts from one untuned point (lr log-uniform over [1e-4, 1], "
         f"momentum 0 or 0.9) shared by the policy and every schedule family; the tuned schedules use the "
-        f"setting chosen on meta-train; the oracle is, per task and seed, the best of "
-        f"{grid_size} cosine configurations on the evaluated task itself. Produced by "
+        f"setting chosen on meta-train; the oracle is, per task and seed (seeds 0-1 only), the best of "
+        f"{grid_size} configurations of the best tuned family on the evaluated task itself; "
+        f"`rollback(...)` is the policy with the deployment guard of `train --rollback`. Produced by "
         f"`experiments/headline/targets.py` from the runs in this folder.\n")
     md.append(f"Best single fixed schedule tuned on meta-train: **`{tuned_best}`**.\n")
     md.append("| controller | ln(loss / tuned best) ↓ | policy's win rate vs it | diverged |")
@@ -326,9 +338,10 @@ def main(folder, baselines=None):
     worst = min(wins.items(), key=lambda kv: kv[1]["mean"])
     md.append(f"| win rate ≥ {WIN_TARGET:.0%} vs each family from the same start | lowest: "
               f"`{worst[0]}` {fmt(worst[1], 2)} | {'yes' if tg['win_rate']['met'] else 'no'} |")
-    md.append(f"| no divergences | {tg['divergences']['value']}/{tg['divergences']['runs']} | "
-              f"{'yes' if tg['divergences']['met'] else 'no'} |")
-    if sweep_result:
+    md.append(f"| no divergences | {tg['divergences']['value']}/{tg['divergences']['runs']}"
+              + (f" (with the rollback guard: {diverged.get(guarded, 0)}/{runs[guarded]})" if runs.get(guarded) else "")
+              + f" | {'yes' if tg['divergences']['met'] else 'no'} |")
+    if sweep_result and policy in sweep_result["controllers"]:
         sp = sweep_result["controllers"][policy]["spread"]
         md.append(f"| final loss varies ≤ {SWEEP_TARGET:.0%} across starts ×{', ×'.join(f'{f:g}' for f in sweep_result['factors'])} "
                   f"of the tuned lr | mean max/min − 1: {fmt(sp, 3, pct=True)} | "

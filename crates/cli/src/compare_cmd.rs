@@ -19,7 +19,9 @@ pub struct CompareArgs {
     /// Only this split.
     #[arg(long)]
     split: Option<String>,
-    /// A controller SPEC; repeat the flag for each controller.
+    /// A controller SPEC; repeat the flag for each controller. `rollback(SPEC)` runs SPEC with
+    /// the deployment guard of `train --rollback` (on divergence: back to the last good epoch,
+    /// lr × 0.5, at most 5 times).
     #[arg(long = "controller", required = true)]
     controllers: Vec<String>,
     /// Seeds per task (run seeds: the task's seed + 0..N).
@@ -126,7 +128,13 @@ fn phase(
 /// Runs `hyperctl compare`.
 pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
     let backend: Backend = backend.parse()?;
-    for c in &args.controllers {
+    // `rollback(SPEC)`: SPEC with the deployment guard (undo a divergence, halve the lr).
+    let inner: Vec<String> = args
+        .controllers
+        .iter()
+        .map(|c| hyperctl_compare::run::guarded(c).0.to_string())
+        .collect();
+    for c in &inner {
         hyperctl_controllers::build(c)?;
     }
     if args.seeds == 0 {
@@ -155,8 +163,8 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
             );
         }
     }
-    let env = crate::train::env_config_for(args.env_config.as_ref(), &args.controllers)?;
-    for c in &args.controllers {
+    let env = crate::train::env_config_for(args.env_config.as_ref(), &inner)?;
+    for c in &inner {
         hyperctl_controllers::check_env(c, &env)?;
     }
     let collection = crate::tasks_cmd::load(&args.tasks, args.data_dir.as_deref())?;

@@ -1318,3 +1318,52 @@ fn a_policy_runs_under_the_env_settings_it_was_trained_with_by_default() {
     let refused = compare("b", &["--env-config", defaults.to_str().unwrap()]);
     assert_clean_failure(&refused, &["trained under env settings"]);
 }
+
+#[test]
+fn compare_runs_rollback_guarded_controllers_beside_the_plain_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cmp");
+    let run = hyperctl(&[
+        "compare",
+        "--tasks",
+        "generated",
+        "--split",
+        "test",
+        "--max-tasks",
+        "2",
+        "--seeds",
+        "1",
+        "--controller",
+        "constant:lr=4,momentum=0.9",
+        "--controller",
+        "rollback(constant:lr=4,momentum=0.9)",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let records: Vec<Value> = std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 4);
+    for r in &records {
+        let guarded = r["controller"].as_str().unwrap().starts_with("rollback(");
+        assert_eq!(r["diverged"], !guarded, "{r}");
+        assert_eq!(r["rollbacks"].as_u64().unwrap() >= 1, guarded, "{r}");
+    }
+    let bad = hyperctl(&[
+        "compare",
+        "--tasks",
+        "generated",
+        "--controller",
+        "rollback(nonsense)",
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&bad, &["nonsense"]);
+}

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hyperctl_collections::CollectionTask;
-use hyperctl_schedule_env::{EnvConfig, ScheduleEnv, run_schedule};
+use hyperctl_schedule_env::{EnvConfig, Rollback, ScheduleEnv, run_schedule_with};
 use hyperctl_tasks::{Backend, Dataset};
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +64,27 @@ pub struct RunRecord {
     /// The momentum training started from.
     #[serde(default)]
     pub init_momentum: Option<f64>,
+    /// Divergences undone by rollback (only `rollback(SPEC)` controllers roll back).
+    #[serde(default)]
+    pub rollbacks: usize,
+}
+
+/// The deployment guard of `rollback(SPEC)` controllers: on divergence go back to the last good
+/// epoch, halve the lr that diverged and go on, at most 5 times (as `hyperctl train --rollback`).
+pub const GUARD: Rollback = Rollback {
+    lr_factor: 0.5,
+    max_rollbacks: 5,
+};
+
+/// Splits `rollback(SPEC)` into SPEC and the guard; any other SPEC comes back unguarded.
+pub fn guarded(spec: &str) -> (&str, Option<Rollback>) {
+    match spec
+        .strip_prefix("rollback(")
+        .and_then(|s| s.strip_suffix(')'))
+    {
+        Some(inner) => (inner, Some(GUARD)),
+        None => (spec, None),
+    }
 }
 
 impl RunRecord {
@@ -329,18 +350,20 @@ fn run_one(
             task: task.task.id.clone(),
             reason: e.to_string(),
         })?;
-    let mut ctl: Box<dyn hyperctl_schedule_env::Controller + Send> =
-        match config.replays.get(controller) {
-            Some(per_task) => Box::new(per_task.get(&task.task.id).cloned().ok_or_else(|| {
-                Error::Controller(format!(
-                    "{controller}: no trajectory recorded for task `{}`",
-                    task.task.id
-                ))
-            })?),
-            None => hyperctl_controllers::build(controller)
-                .map_err(|e| Error::Controller(e.to_string()))?,
-        };
-    let result = run_schedule(&mut env, ctl.as_mut(), seed, |_| {});
+    let (inner, rollback) = guarded(controller);
+    let mut ctl: Box<dyn hyperctl_schedule_env::Controller + Send> = match config
+        .replays
+        .get(controller)
+    {
+        Some(per_task) => Box::new(per_task.get(&task.task.id).cloned().ok_or_else(|| {
+            Error::Controller(format!(
+                "{controller}: no trajectory recorded for task `{}`",
+                task.task.id
+            ))
+        })?),
+        None => hyperctl_controllers::build(inner).map_err(|e| Error::Controller(e.to_string()))?,
+    };
+    let result = run_schedule_with(&mut env, ctl.as_mut(), seed, rollback, |_| {});
     Ok(RunRecord {
         task_id: task.task.id.clone(),
         split: task.split.clone(),
@@ -370,6 +393,7 @@ fn run_one(
         backend: config.backend.name().into(),
         init_lr: Some(spec.init.lr),
         init_momentum: Some(spec.init.momentum),
+        rollbacks: result.rollbacks,
     })
 }
 
@@ -430,5 +454,6 @@ pub(crate) fn test_record(task: &str, controller: &str, seed: u64, loss: Option<
         backend: "flex".into(),
         init_lr: None,
         init_momentum: None,
+        rollbacks: 0,
     }
 }

@@ -88,7 +88,8 @@ pub struct EpisodeResult {
 }
 
 /// Deployment-time recovery from divergence: go back to the last good state, shrink the learning
-/// rate, continue. Not used in meta-training or comparisons (divergence ends those episodes).
+/// rate, continue. Not used in meta-training (divergence ends those episodes); comparisons use
+/// it only for the controllers they name `rollback(SPEC)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rollback {
     /// The learning rate that diverged is multiplied by this (0 < factor < 1).
