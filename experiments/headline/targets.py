@@ -87,13 +87,20 @@ def win(x, y):
     return 1.0 if x < y else 0.5 if x == y else 0.0
 
 
-def fmt(ci, digits=3, pct=False):
+def fmt(ci, digits=3, pct=False, sign=True):
     if ci is None:
         return "—"
-    f = (lambda v: f"{100 * v:.{max(digits - 2, 0)}f}%") if pct else (lambda v: f"{v:+.{digits}f}")
     if pct:
-        return f"{f(ci['mean'])} [{f(ci['lo'])}, {f(ci['hi'])}]"
+        f = lambda v: f"{100 * v:.{max(digits - 2, 0)}f}%"
+    elif sign:
+        f = lambda v: f"{v:+.{digits}f}"
+    else:
+        f = lambda v: f"{v:.{digits}f}"
     return f"{f(ci['mean'])} [{f(ci['lo'])}, {f(ci['hi'])}]"
+
+
+def rate(ci):
+    return fmt(ci, 2, sign=False)
 
 
 def verdict_vs(ci):
@@ -242,6 +249,27 @@ def main(folder, baselines=None):
     wins = {f: paired(cells, policy, f, win) for f in families}
     wins_by_source = {f: {s: paired(cells, policy, f, win, {t for t in tasks if source_of(t) == s})
                           for s in sources} for f in families}
+    # Win rates by how far the shared start was from the tuned best's lr: near starts leave a
+    # family little to lose, far ones are where reacting pays.
+    best_lr = float(dict(p.split("=") for p in tuned_best.split(":", 1)[1].split(","))
+                    .get("lr", dict(p.split("=") for p in tuned_best.split(":", 1)[1].split(",")).get("max_lr")))
+    near_cells = {k for k, v in starts.items() if v[0] and abs(math.log(v[0] / best_lr)) <= math.log(4)}
+    def paired_cells(a, b, fn, keep):
+        vals = {k: fn(row[a], row[b]) for k, row in cells.items() if a in row and b in row and keep(k)}
+        return bootstrap(per_task_mean(vals).values())
+    wins_near = {f: paired_cells(policy, f, win, lambda k: k in near_cells) for f in families}
+    wins_far = {f: paired_cells(policy, f, win, lambda k: k not in near_cells) for f in families}
+    # The same by decade of start lr / tuned best lr.
+    decade = lambda k: round(math.log10(starts[k][0] / best_lr))
+    decades = sorted({decade(k) for k in starts if starts[k][0]})
+    by_decade = {}
+    for d in decades:
+        keep = lambda k, d=d: k in starts and starts[k][0] and decade(k) == d
+        by_decade[d] = {
+            "cells": sum(1 for k in starts if keep(k)),
+            "ln_vs_tuned_best": paired_cells(policy, tuned_best, ln_ratio, keep),
+            "win": {f: paired_cells(policy, f, win, keep) for f in families},
+        }
     t5 = paired(cells, policy, replay, ln_ratio)
     t5_win = paired(cells, policy, replay, win)
 
@@ -297,6 +325,8 @@ def main(folder, baselines=None):
             "ln_vs_tuned_best": {"value": t1, "by_source": t1_by_source, "target": LN_TARGET,
                                  "met": t1["mean"] <= LN_TARGET},
             "win_rate": {"value": wins, "by_source": wins_by_source, "target": WIN_TARGET,
+                         "near_start": wins_near, "far_start": wins_far,
+                         "near_cells": len(near_cells), "by_start_decade": by_decade,
                          "met": all(w["mean"] >= WIN_TARGET for w in wins.values())},
             "divergences": {"value": diverged.get(policy, 0), "runs": runs.get(policy, 0),
                             "which": diverged_runs.get(policy, []), "met": diverged.get(policy, 0) == 0},
@@ -325,7 +355,7 @@ def main(folder, baselines=None):
     md.append("|---|---|---|---|")
     for row in table:
         md.append(f"| `{row['controller']}` | {fmt(row['ln_vs_tuned_best'])} | "
-                  f"{fmt(row['policy_win_rate'], 2) if row['policy_win_rate'] else '—'} | "
+                  f"{rate(row['policy_win_rate']) if row['policy_win_rate'] else '—'} | "
                   f"{row['diverged']}/{row['runs']} |")
     md.append("\n[95% bootstrap interval over tasks]; loss = final test loss, a diverged run counts as the "
               "untrained model's validation loss.\n")
@@ -337,7 +367,7 @@ def main(folder, baselines=None):
               f"{'yes' if tg['ln_vs_tuned_best']['met'] else 'no'} |")
     worst = min(wins.items(), key=lambda kv: kv[1]["mean"])
     md.append(f"| win rate ≥ {WIN_TARGET:.0%} vs each family from the same start | lowest: "
-              f"`{worst[0]}` {fmt(worst[1], 2)} | {'yes' if tg['win_rate']['met'] else 'no'} |")
+              f"`{worst[0]}` {rate(worst[1])} | {'yes' if tg['win_rate']['met'] else 'no'} |")
     md.append(f"| no divergences | {tg['divergences']['value']}/{tg['divergences']['runs']}"
               + (f" (with the rollback guard: {diverged.get(guarded, 0)}/{runs[guarded]})" if runs.get(guarded) else "")
               + f" | {'yes' if tg['divergences']['met'] else 'no'} |")
@@ -348,7 +378,7 @@ def main(folder, baselines=None):
                   f"{'yes' if tg['sweep']['met'] else 'no'} |")
     else:
         md.append("| starting-lr sweep | not run | — |")
-    md.append(f"| better than its replay | ln(policy / replay) {fmt(t5)}, win rate {fmt(t5_win, 2)} | "
+    md.append(f"| better than its replay | ln(policy / replay) {fmt(t5)}, win rate {rate(t5_win)} | "
               f"{'yes' if tg['vs_replay']['met'] else 'no'} |")
     md.append(f"| not worse than tuned best at 95% | {fmt(t1)}: {verdict_vs(t1)} | "
               f"{'yes' if tg['vs_tuned_best']['met'] else 'no'} |")
@@ -357,7 +387,19 @@ def main(folder, baselines=None):
     md.append("|---|---|---|" + "---|" * len(families))
     for s in sources:
         md.append(f"| {s} | {result['tasks_by_source'][s]} | {fmt(t1_by_source[s])} | "
-                  + " | ".join(fmt(wins_by_source[f][s], 2) for f in families) + " |")
+                  + " | ".join(rate(wins_by_source[f][s]) for f in families) + " |")
+    md.append(f"\nPolicy's win rate by start: **near** = the shared start lr within ×4 of the tuned best's "
+              f"({len(near_cells)} of {len(starts)} cells), **far** = the rest.\n")
+    md.append("| family | near start | far start |")
+    md.append("|---|---|---|")
+    for f in families:
+        md.append(f"| `{f}` | {rate(wins_near[f])} | {rate(wins_far[f])} |")
+    md.append("\nBy decade of start lr / tuned best lr (0: within ×3.2; −2: about 100× lower):\n")
+    md.append("| decade | cells | ln(policy / tuned best) | " + " | ".join(f"win vs `{f}`" for f in families) + " |")
+    md.append("|---|---|---|" + "---|" * len(families))
+    for d, v in by_decade.items():
+        md.append(f"| {d:+d} | {v['cells']} | {fmt(v['ln_vs_tuned_best'])} | "
+                  + " | ".join(rate(v["win"][f]) for f in families) + " |")
     if tg["divergences"]["which"]:
         md.append("\nPolicy divergences: " + "; ".join(tg["divergences"]["which"]) + ".")
     if sweep_result:
