@@ -23,6 +23,7 @@ Definitions (the same as `hyperctl compare`'s summary):
 """
 
 import glob
+import gzip
 import json
 import math
 import os
@@ -32,10 +33,18 @@ from collections import defaultdict
 
 LN_TARGET = 0.02  # mean ln(policy / tuned best) allowed
 WIN_TARGET = 0.90
-SWEEP_TARGET = 0.05  # max/min - 1 of the final loss across the starting-lr sweep
+SWEEP_TARGET = math.log(1.05)  # ln(max/min) of the final loss across the starting-lr sweep
+
+
+def exists(path):
+    """A results file, or its committed gzip copy."""
+    return os.path.exists(path) or os.path.exists(path + ".gz")
 
 
 def read_jsonl(path):
+    if not os.path.exists(path):
+        with gzip.open(path + ".gz", "rt") as f:
+            return [json.loads(line) for line in f if line.strip()]
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
@@ -168,8 +177,8 @@ def main(folder, baselines=None):
     families = [c for c in comparison["controllers"][1:]]
 
     records = read_jsonl(os.path.join(run, "results.jsonl"))
-    for path in sorted(glob.glob(os.path.join(run, "replay-*", "results.jsonl"))):
-        records += read_jsonl(path)
+    for d in sorted(glob.glob(os.path.join(run, "replay-*"))):
+        records += read_jsonl(os.path.join(d, "results.jsonl"))
     policy = base_policy
     if baselines:
         own = os.path.join(folder, "run")
@@ -180,8 +189,8 @@ def main(folder, baselines=None):
                 sys.exit(f"{own}: `{key}` differs from {run}'s; the policies would not share cells")
         records = [r for r in records if base_policy not in r["controller"]]
         records += read_jsonl(os.path.join(own, "results.jsonl"))
-        for path in sorted(glob.glob(os.path.join(own, "replay-*", "results.jsonl"))):
-            records += read_jsonl(path)
+        for d in sorted(glob.glob(os.path.join(own, "replay-*"))):
+            records += read_jsonl(os.path.join(d, "results.jsonl"))
         config = own_config
     # Every controller of a cell started from the same point.
     starts = {}
@@ -206,7 +215,7 @@ def main(folder, baselines=None):
             )
     if baselines:
         guard = os.path.join(folder, "rollback", "results.jsonl")
-        if os.path.exists(guard):
+        if exists(guard):
             for r in read_jsonl(guard):
                 cells[(r["task_id"], r["seed"])][r["controller"]] = loss_of(r)
                 runs[r["controller"]] += 1
@@ -215,7 +224,7 @@ def main(folder, baselines=None):
                     diverged_runs[r["controller"]].append(f'{r["task_id"]} seed {r["seed"]}')
     oracle_path = os.path.join(base, "oracle", "oracle", "results.jsonl")
     grid_size = 0
-    if os.path.exists(oracle_path):
+    if exists(oracle_path):
         grid = read_jsonl(oracle_path)
         grid_size = len({r["controller"] for r in grid})
         for r in grid:
@@ -279,11 +288,11 @@ def main(folder, baselines=None):
     for d in sweep_dirs:
         factor = float(os.path.basename(d)[len("sweep-x"):])
         path = os.path.join(d, "results.jsonl")
-        if os.path.exists(path):
+        if exists(path):
             sweep[factor] = read_jsonl(path)
             if baselines:  # the schedule's sweep runs come from the baselines' folder
                 other = os.path.join(base, os.path.basename(d), "results.jsonl")
-                if os.path.exists(other):
+                if exists(other):
                     sweep[factor] += [r for r in read_jsonl(other) if not r["controller"].startswith("policy:")]
     sweep_result = None
     if sweep:
@@ -298,7 +307,8 @@ def main(folder, baselines=None):
         sweep_result = {"factors": factors, "controllers": {}}
         for c, cs in by.items():
             complete = {k: v for k, v in cs.items() if len(v) == len(factors)}
-            spread = {k: max(v.values()) / min(v.values()) - 1 for k, v in complete.items()}
+            # ln(max / min) of the final loss over the starts: 0.049 is 5%.
+            spread = {k: math.log(max(v.values()) / min(v.values())) for k, v in complete.items()}
             per_factor = {}
             for f in factors:
                 vals = {k: math.log(v[f] / cells[k][tuned_best]) for k, v in complete.items() if tuned_best in cells[k]}
@@ -373,8 +383,9 @@ def main(folder, baselines=None):
               + f" | {'yes' if tg['divergences']['met'] else 'no'} |")
     if sweep_result and policy in sweep_result["controllers"]:
         sp = sweep_result["controllers"][policy]["spread"]
-        md.append(f"| final loss varies ≤ {SWEEP_TARGET:.0%} across starts ×{', ×'.join(f'{f:g}' for f in sweep_result['factors'])} "
-                  f"of the tuned lr | mean max/min − 1: {fmt(sp, 3, pct=True)} | "
+        med = sweep_result["controllers"][policy]["median_task_spread"]
+        md.append(f"| final loss varies ≤ 5% across starts ×{', ×'.join(f'{f:g}' for f in sweep_result['factors'])} "
+                  f"of the tuned lr | mean ln(max/min) {fmt(sp, 3, sign=False)} (median task {med:.3f}; 5% = 0.049) | "
                   f"{'yes' if tg['sweep']['met'] else 'no'} |")
     else:
         md.append("| starting-lr sweep | not run | — |")
@@ -404,13 +415,15 @@ def main(folder, baselines=None):
         md.append("\nPolicy divergences: " + "; ".join(tg["divergences"]["which"]) + ".")
     if sweep_result:
         md.append("\n## Starting-lr sweep\n")
-        md.append(f"Every task × seed started from the tuned best's lr times the factor (its momentum), "
-                  f"{sweep_result['start']}.\n")
-        md.append("| controller | mean max/min − 1 over starts | median task | "
+        md.append(f"Seeds 0-1 of every task started from the tuned best's lr times the factor, with its "
+                  f"momentum {sweep_result['start']['momenta'][0]}; the schedule is the tuned best's family "
+                  f"taking its lr from the start. Spread: ln(max/min) over the starts of a task × seed's "
+                  f"final loss (a diverged run counts as the untrained model's loss).\n")
+        md.append("| controller | mean ln(max/min) over starts | median task | "
                   + " | ".join(f"ln(loss / tuned best) at ×{f:g}" for f in sweep_result["factors"]) + " | diverged |")
         md.append("|---|---|---|" + "---|" * len(sweep_result["factors"]) + "---|")
         for c, v in sweep_result["controllers"].items():
-            md.append(f"| `{c}` | {fmt(v['spread'], 3, pct=True)} | {100 * v['median_task_spread']:.1f}% | "
+            md.append(f"| `{c}` | {fmt(v['spread'], 3, sign=False)} | {v['median_task_spread']:.3f} | "
                       + " | ".join(fmt(v["ln_vs_tuned_best_by_factor"][f]) for f in sweep_result["factors"])
                       + f" | {v['diverged']}/{v['runs']} |")
     text = "\n".join(md) + "\n"
