@@ -454,9 +454,10 @@ pub struct DemoArgs {
     /// The policy to show.
     #[arg(long, default_value = "policies/default")]
     policy: PathBuf,
-    /// Folder for the report (an existing demo report there is reused).
-    #[arg(long, default_value = "hyperctl-demo")]
-    out: PathBuf,
+    /// Folder for the report (an existing demo report there is reused); default
+    /// `experiments/runs/demo-<UTC timestamp>/`.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Test tasks, evenly spaced over the generated collection's held-out `test` split.
     #[arg(long, default_value_t = 24)]
     tasks: usize,
@@ -477,6 +478,12 @@ pub fn demo(args: DemoArgs, backend: &str) -> anyhow::Result<()> {
     if args.tasks == 0 || args.seeds == 0 {
         bail!("--tasks and --seeds must be at least 1");
     }
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("experiments/runs").join(format!(
+            "demo-{}",
+            utc_timestamp(std::time::SystemTime::now())
+        ))
+    });
     let policy = format!("policy:{}", args.policy.display());
     println!(
         "hyperctl demo: `{policy}` against fixed schedules and reactive heuristics on {} held-out generated tasks × {} seeds.\n\
@@ -495,7 +502,7 @@ pub fn demo(args: DemoArgs, backend: &str) -> anyhow::Result<()> {
             "simple-reactive".into(),
         ],
         seeds: args.seeds,
-        out: args.out,
+        out,
         reference: None,
         max_tasks: Some(args.tasks),
         spread: true,
@@ -515,4 +522,41 @@ pub fn demo(args: DemoArgs, backend: &str) -> anyhow::Result<()> {
         start_momentum: 0.0,
     };
     run(compare, backend)
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC (the proleptic Gregorian calendar from Unix time).
+fn utc_timestamp(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_timestamps_match_known_dates() {
+        let at = |s: u64| {
+            super::utc_timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
+        };
+        assert_eq!(at(0), "19700101-000000");
+        assert_eq!(at(951_782_400), "20000229-000000");
+        assert_eq!(at(1_795_556_045), "20261124-213405");
+    }
 }

@@ -1241,6 +1241,39 @@ fn demo_compares_a_policy_with_baselines_from_untuned_starts() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(records.len(), 2 * 6);
+    // Without --out: a fresh experiments/runs/demo-<timestamp>/ under the working directory.
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_hyperctl"))
+        .args([
+            "demo",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--tasks",
+            "1",
+            "--seeds",
+            "1",
+        ])
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let demos: Vec<_> = std::fs::read_dir(cwd.join("experiments/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(demos.len(), 1, "{demos:?}");
+    assert!(demos[0].starts_with("demo-2") && demos[0].len() == "demo-YYYYMMDD-HHMMSS".len());
+    assert!(
+        cwd.join("experiments/runs")
+            .join(&demos[0])
+            .join("summary.md")
+            .is_file()
+    );
     let out = hyperctl(&["demo", "--policy", "/no/such/policy"]);
     assert_clean_failure(&out, &["no policy at /no/such/policy"]);
 }
