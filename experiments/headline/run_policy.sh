@@ -3,7 +3,7 @@
 # experiments/headline/run), with its replay, its deployment guard (`rollback(policy)`) and its
 # starting-lr sweep; the baselines, tuning, oracle and the schedule's sweep come from
 # experiments/headline (run.sh first). About 15 min on 2 cores.
-#   bash experiments/headline/run_policy.sh experiments/default-policy-v1/run experiments/headline/v1
+#   bash experiments/headline/run_policy.sh policies/default experiments/headline/v1
 set -euo pipefail
 POLICY=$1
 DIR=$2
