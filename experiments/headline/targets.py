@@ -227,9 +227,15 @@ def main(folder, baselines=None):
     if exists(oracle_path):
         grid = read_jsonl(oracle_path)
         grid_size = len({r["controller"] for r in grid})
+        best_run = {}
         for r in grid:
-            row = cells[(r["task_id"], r["seed"])]
-            row["oracle"] = min(row.get("oracle", math.inf), loss_of(r))
+            key = (r["task_id"], r["seed"])
+            if key not in best_run or loss_of(r) < loss_of(best_run[key]):
+                best_run[key] = r
+        for key, r in best_run.items():
+            cells[key]["oracle"] = loss_of(r)
+            runs["oracle"] += 1
+            diverged["oracle"] += r["diverged"]
     replay = f"replay({policy})"
     tuned = [c["chosen"] for c in chosen]
     tasks = sorted({t for t, _ in cells})

@@ -112,7 +112,9 @@ pub fn run_schedule(
 /// [`run_schedule`] with optional [`Rollback`]: after a diverged interval the env returns to its
 /// last good state with the lr that diverged times `lr_factor`; explicit choices of fixed
 /// controllers ([`Decision::Set`]) are scaled by every factor applied so far, so a schedule
-/// that diverged keeps its shape at a safer scale.
+/// that diverged keeps its shape at a safer scale, and no later interval of any controller runs
+/// above the lowest such ceiling (a policy that raises its lr again would otherwise walk back
+/// into the divergence, as seen in the headline experiment).
 pub fn run_schedule_with(
     env: &mut ScheduleEnv,
     controller: &mut dyn Controller,
@@ -124,6 +126,7 @@ pub fn run_schedule_with(
         env.enable_rollback();
     }
     let mut lr_scale = 1.0;
+    let mut lr_ceiling = f64::INFINITY;
     let mut rollbacks = 0;
     let (mut obs, info): (Obs, _) = env.reset(Some(seed));
     let initial_val = EvalStats {
@@ -146,13 +149,14 @@ pub fn run_schedule_with(
             last: intervals.last().map(|r| &r.stats),
             current: env.current_hparams(),
         });
-        let hp = match decision {
+        let mut hp = match decision {
             Decision::Action(action) => env.action_to_hparams(&env.action_space().clip(&action)),
             Decision::Set(hp) => Hyperparams {
                 lr: hp.lr * lr_scale,
                 momentum: hp.momentum,
             },
         };
+        hp.lr = hp.lr.min(lr_ceiling);
         let requested_lr = hp.lr;
         let step = env.step_hparams(hp);
         let mut record = IntervalRecord {
@@ -168,7 +172,9 @@ pub fn run_schedule_with(
             rollbacks += 1;
             // Relative to the lr actually used (the request may have been clamped).
             let clamped = (record.stats.lr / requested_lr).min(1.0);
-            lr_scale *= rollback.map_or(1.0, |r| r.lr_factor) * clamped;
+            let factor = rollback.map_or(1.0, |r| r.lr_factor);
+            lr_scale *= factor * clamped;
+            lr_ceiling = lr_ceiling.min(record.stats.lr * factor);
             record.reward = 0.0;
             record.rolled_back = true;
             on_interval(&record);

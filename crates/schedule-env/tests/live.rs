@@ -198,3 +198,52 @@ fn rollback_recovers_a_run_forced_to_diverge() {
     let cap = r.intervals[first].stats.lr * 0.1 + 1e-12;
     assert!(r.intervals[first + 1..].iter().all(|i| i.stats.lr <= cap));
 }
+
+/// Always asks to multiply the lr by the largest step (a policy that keeps raising it).
+struct AlwaysUp;
+
+impl Controller for AlwaysUp {
+    fn spec(&self) -> String {
+        "always-up".into()
+    }
+    fn reset(&mut self, _: &EpisodeContext) {}
+    fn decide(&mut self, _: &DecisionInput) -> Decision {
+        Decision::Action(vec![1.0, 0.0])
+    }
+}
+
+#[test]
+fn after_a_rollback_no_controller_climbs_back_above_the_lr_that_diverged() {
+    let mut task = TaskSpec::new(
+        DatasetSource::parse("gen:teacher-reg:n=600,d=6").unwrap(),
+        TaskType::Regression,
+        ModelSpec::parse("mlp:32x2").unwrap(),
+        12,
+        32,
+        0,
+    );
+    task.init = Hyperparams {
+        lr: 0.05,
+        momentum: 0.9,
+    };
+    let rollback = Some(Rollback {
+        lr_factor: 0.5,
+        max_rollbacks: 5,
+    });
+    let mut env = ScheduleEnv::new(task, EnvConfig::defaults(), Backend::Flex).unwrap();
+    let r = run_schedule_with(&mut env, &mut AlwaysUp, 0, rollback, |_| {});
+    let lrs: Vec<(f64, bool)> = r
+        .intervals
+        .iter()
+        .map(|i| (i.stats.lr, i.rolled_back))
+        .collect();
+    assert!(r.rollbacks >= 1, "{lrs:?}");
+    assert!(!r.diverged, "the ceiling stops the climb: {lrs:?}");
+    let mut ceiling = f64::INFINITY;
+    for i in &r.intervals {
+        assert!(i.stats.lr <= ceiling * (1.0 + 1e-12), "{lrs:?}");
+        if i.rolled_back {
+            ceiling = ceiling.min(i.stats.lr * 0.5);
+        }
+    }
+}
