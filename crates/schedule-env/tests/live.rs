@@ -247,3 +247,70 @@ fn after_a_rollback_no_controller_climbs_back_above_the_lr_that_diverged() {
         }
     }
 }
+
+/// Plays a list of learning rates (momentum 0.9), then repeats the last.
+struct Script(Vec<f64>, usize);
+
+impl Controller for Script {
+    fn spec(&self) -> String {
+        "script".into()
+    }
+    fn reset(&mut self, _: &EpisodeContext) {
+        self.1 = 0;
+    }
+    fn decide(&mut self, _: &DecisionInput) -> Decision {
+        let lr = self.0[self.1.min(self.0.len() - 1)];
+        self.1 += 1;
+        Decision::Set(Hyperparams { lr, momentum: 0.9 })
+    }
+}
+
+#[test]
+fn a_mid_run_rollback_resumes_exactly_from_the_last_good_epoch() {
+    let task = TaskSpec::new(
+        DatasetSource::parse("gen:teacher-reg:n=600,d=6").unwrap(),
+        TaskType::Regression,
+        ModelSpec::parse("mlp:32x2").unwrap(),
+        6,
+        32,
+        0,
+    );
+    let rollback = Some(Rollback {
+        lr_factor: 0.5,
+        max_rollbacks: 5,
+    });
+    // A: three good epochs, one that diverges, then the schedule at half scale.
+    let mut env = ScheduleEnv::new(task.clone(), EnvConfig::defaults(), Backend::Flex).unwrap();
+    let a = run_schedule_with(
+        &mut env,
+        &mut Script(vec![0.02, 0.02, 0.02, 8.0, 0.02], 0),
+        0,
+        rollback,
+        |_| {},
+    );
+    // B: the same three epochs, then what A runs after its rollback (0.02 × 0.5).
+    let mut env = ScheduleEnv::new(task, EnvConfig::defaults(), Backend::Flex).unwrap();
+    let b = run_schedule(
+        &mut env,
+        &mut Script(vec![0.02, 0.02, 0.02, 0.01], 0),
+        0,
+        |_| {},
+    );
+    let val = |r: &hyperctl_schedule_env::EpisodeResult| {
+        r.intervals
+            .iter()
+            .map(|i| (i.stats.lr, i.stats.val_loss, i.rolled_back))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(a.rollbacks, 1, "{:?}", val(&a));
+    assert!(a.intervals[3].rolled_back);
+    // After the rollback A continues exactly as B from epoch 4 on (weights, velocity, data order).
+    assert_eq!(
+        a.intervals[4].stats.val_loss,
+        b.intervals[3].stats.val_loss,
+        "A {:?}\nB {:?}",
+        val(&a),
+        val(&b)
+    );
+    assert_eq!(a.intervals[5].stats.val_loss, b.intervals[4].stats.val_loss);
+}
