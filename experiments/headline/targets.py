@@ -124,7 +124,7 @@ def verdict_vs(ci):
 
 def svg_intervals(rows, title, xlabel, path, target=None):
     """Horizontal interval plot: one row per (label, ci)."""
-    width, left, right, top, row_h = 860, 330, 40, 50, 26
+    width, left, right, top, row_h = 860, 270, 40, 50, 26
     height = top + row_h * len(rows) + 50
     lo = min(min(ci["lo"] for _, ci in rows), 0.0, target if target is not None else 0.0)
     hi = max(max(ci["hi"] for _, ci in rows), 0.0, target if target is not None else 0.0)
@@ -138,9 +138,9 @@ def svg_intervals(rows, title, xlabel, path, target=None):
         f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="15">{title}</text>',
     ]
     bottom = top + row_h * len(rows)
-    nticks = 6
-    for i in range(nticks + 1):
-        v = lo + (hi - lo) * i / nticks
+    step = next(t for t in [0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0] if (hi - lo) / t <= 8)
+    for k in range(math.ceil(lo / step), math.floor(hi / step) + 1):
+        v = k * step
         out.append(f'<line x1="{x(v):.1f}" y1="{top - 8}" x2="{x(v):.1f}" y2="{bottom}" stroke="#ddd"/>')
         out.append(f'<text x="{x(v):.1f}" y="{bottom + 16}" text-anchor="middle">{v:.2f}</text>')
     out.append(f'<line x1="{x(0):.1f}" y1="{top - 8}" x2="{x(0):.1f}" y2="{bottom}" stroke="black"/>')
@@ -439,12 +439,22 @@ def main(folder, baselines=None):
             f.write(content)
         os.replace(tmp, os.path.join(folder, name))
 
-    short = lambda c: c.replace(f"policy:{policy[len('policy:'):]}", "policy") if c.startswith("policy:") else c
+    def short(c):
+        if c == policy:
+            return "policy (untuned start)"
+        if c == guarded:
+            return "policy + rollback guard"
+        if c == replay:
+            return "replay(policy)"
+        if c in tuned:
+            return c.split(":")[0] + (" tuned: best single" if c == tuned_best else " tuned")
+        if c in families:
+            return c + " (untuned start)"
+        return c
     svg_intervals(
-        [(short(r["controller"]) + (" (tuned)" if r["controller"] in tuned else ""), r["ln_vs_tuned_best"])
-         for r in table if r["ln_vs_tuned_best"]],
+        [(short(r["controller"]), r["ln_vs_tuned_best"]) for r in table if r["ln_vs_tuned_best"]],
         f"{len(tasks)} held-out tasks × {seeds} seeds, untuned starts",
-        "mean ln(test loss / tuned best single fixed schedule), 95% interval (lower is better)",
+        "mean ln(test loss / tuned best single schedule), 95% interval; lower is better; dashed: target +0.02",
         os.path.join(folder, "headline.svg"),
         target=LN_TARGET,
     )
