@@ -16,6 +16,15 @@ fn shared_data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
 }
 
+/// The JSON objects of a JSON-lines file (e.g. a comparison's results.jsonl).
+fn jsonl_file(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
 fn json_lines(out: &Output) -> Vec<Value> {
     assert!(
         out.status.success(),
@@ -587,10 +596,8 @@ fn compare_tunes_on_another_split_adds_the_oracle_and_replays_open_loop() {
     );
     // Replaying a constant schedule open loop is the same run: identical test losses.
     let losses = |file: &str, controller: &str| -> Vec<f64> {
-        std::fs::read_to_string(out.join(file))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        jsonl_file(&out.join(file))
+            .into_iter()
             .filter(|v| v["controller"] == controller)
             .map(|v| v["test_loss"].as_f64().unwrap())
             .collect()
@@ -643,13 +650,7 @@ fn compare_tune_adds_tuned_copies_beside_the_untuned_controllers() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let lines = |file: &str| -> Vec<Value> {
-        std::fs::read_to_string(out.join(file))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
+    let lines = |file: &str| jsonl_file(&out.join(file));
     // Grid: constant 2 lrs x 2 momenta + onecycle 2 lrs, on 3 tasks spread over meta-train x 1 seed.
     let tune = lines("tune/results.jsonl");
     assert_eq!(tune.len(), 6 * 3);
@@ -1235,11 +1236,7 @@ fn demo_compares_a_policy_with_baselines_from_untuned_starts() {
         );
     }
     assert!(out.join("summary.md").is_file() && out.join("profile.svg").is_file());
-    let records: Vec<Value> = std::fs::read_to_string(out.join("results.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = jsonl_file(&out.join("results.jsonl"));
     assert_eq!(records.len(), 2 * 6);
     // Without --out: a fresh experiments/runs/demo-<timestamp>/ under the working directory.
     let cwd = dir.path().join("cwd");
@@ -1378,11 +1375,7 @@ fn compare_runs_rollback_guarded_controllers_beside_the_plain_ones() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let records: Vec<Value> = std::fs::read_to_string(out.join("results.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = jsonl_file(&out.join("results.jsonl"));
     assert_eq!(records.len(), 4);
     for r in &records {
         let guarded = r["controller"].as_str().unwrap().starts_with("rollback(");

@@ -64,13 +64,11 @@ pub fn build(spec: &str) -> Result<Box<dyn Controller + Send>, SpecError> {
 /// trained under the same action mapping and bounds (`env`), or its actions would mean something
 /// else. Other controllers fit any settings.
 pub fn check_env(spec: &str, env: &hyperctl_schedule_env::EnvConfig) -> Result<(), SpecError> {
-    let Some(dir) = spec.strip_prefix("policy:") else {
+    if !spec.starts_with("policy:") {
         return Ok(());
-    };
-    let folder = PolicyFolder::load(std::path::Path::new(dir))
-        .map_err(|e| SpecError::new(spec, e.to_string()))?;
-    let trained = &folder.config.action_mapping.env;
-    if trained != env {
+    }
+    let trained = default_env(spec)?;
+    if trained != *env {
         return Err(SpecError::new(
             spec,
             format!(
