@@ -2,10 +2,10 @@
 //! every controller's choice (learned or fixed) passes through.
 //!
 //! ```text
-//! lr'      = clamp(lr · 2^(a₀ · lr_log2_step),              lr_min, lr_max)
+//! lr'      = clamp(lr · 2^(sign(a₀)·|a₀|^p · lr_log2_step),  lr_min, lr_max)   (p = lr_action_power)
 //! 1 − μ'   = clamp((1 − μ) · 10^(−a₁ · momentum_log10_step), 1 − momentum_max, 1 − momentum_min)
 //! ```
-//! So a₀ = +1 doubles the learning rate (default step), a₁ = +1 moves momentum towards 1 by half a
+//! So a₀ = +1 doubles the learning rate (default step, p = 1), a₁ = +1 moves momentum towards 1 by half a
 //! decade of (1 − μ) (0 → 0.68 → 0.9 → 0.968 → 0.99). Actions are clipped to [−1, 1] first; a
 //! NaN component counts as 0 (no change).
 
@@ -27,7 +27,9 @@ pub fn apply_action(current: Hyperparams, action: &[f32], config: &EnvConfig) ->
             (action[i] as f64).clamp(-1.0, 1.0)
         }
     };
-    let lr = current.lr * (a(0) * config.lr_log2_step).exp2();
+    let a0 = a(0);
+    let shaped = a0.signum() * a0.abs().powf(config.lr_action_power);
+    let lr = current.lr * (shaped * config.lr_log2_step).exp2();
     let one_minus = (1.0 - current.momentum) * 10f64.powf(-a(1) * config.momentum_log10_step);
     clamp_hparams(
         Hyperparams {
@@ -110,6 +112,38 @@ mod tests {
                 lr: 1e-5,
                 momentum: 0.99
             }
+        );
+    }
+
+    #[test]
+    fn a_power_above_one_refines_small_actions_and_keeps_the_full_step() {
+        let c = EnvConfig {
+            lr_log2_step: 3.0,
+            lr_action_power: 2.0,
+            ..EnvConfig::defaults()
+        };
+        c.validate().unwrap();
+        let hp = Hyperparams {
+            lr: 0.01,
+            momentum: 0.9,
+        };
+        let lr = |a: f32| apply_action(hp, &[a, 0.0], &c).lr;
+        // Full action: ×8 / ÷8 as with a linear action.
+        assert!((lr(1.0) - 0.08).abs() < 1e-12);
+        assert!((lr(-1.0) - 0.00125).abs() < 1e-12);
+        // Half action: 2^(0.25 · 3) instead of the linear 2^(0.5 · 3); the sign is kept.
+        assert!((lr(0.5) - 0.01 * 0.75f64.exp2()).abs() < 1e-12);
+        assert!((lr(-0.5) - 0.01 * (-0.75f64).exp2()).abs() < 1e-12);
+        assert_eq!(lr(0.0), 0.01);
+        let bad = EnvConfig {
+            lr_action_power: 0.5,
+            ..EnvConfig::defaults()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("lr_action_power")
         );
     }
 }

@@ -24,6 +24,10 @@ pub struct EnvConfig {
     /// Action 0 = ±1 multiplies the learning rate by 2^(±lr_log2_step).
     #[serde(default = "defaults::lr_log2_step")]
     pub lr_log2_step: f64,
+    /// Shape of the lr action: the exponent is sign(a₀)·|a₀|^lr_action_power·lr_log2_step, so a
+    /// power > 1 gives fine steps near a₀ = 0 and keeps the full step at |a₀| = 1 (1 = linear).
+    #[serde(default = "defaults::lr_action_power")]
+    pub lr_action_power: f64,
     /// Action 1 = ±1 multiplies (1 − momentum) by 10^(∓momentum_log10_step).
     #[serde(default = "defaults::momentum_log10_step")]
     pub momentum_log10_step: f64,
@@ -48,14 +52,17 @@ mod defaults {
     pub fn lr_log2_step() -> f64 {
         1.0
     }
+    pub fn lr_action_power() -> f64 {
+        1.0
+    }
     pub fn momentum_log10_step() -> f64 {
         0.5
     }
 }
 
 impl EnvConfig {
-    /// The documented defaults: penalty 10, lr in [1e-5, 10], momentum in [0, 0.99], lr ×2^±1 and
-    /// (1 − μ) ×10^∓0.5 per decision at full action.
+    /// The documented defaults: penalty 10, lr in [1e-5, 10], momentum in [0, 0.99], lr ×2^±1
+    /// (linear in the action) and (1 − μ) ×10^∓0.5 per decision at full action.
     pub fn defaults() -> Self {
         Self {
             crash_penalty: defaults::crash_penalty(),
@@ -64,6 +71,7 @@ impl EnvConfig {
             momentum_min: defaults::momentum_min(),
             momentum_max: defaults::momentum_max(),
             lr_log2_step: defaults::lr_log2_step(),
+            lr_action_power: defaults::lr_action_power(),
             momentum_log10_step: defaults::momentum_log10_step(),
         }
     }
@@ -93,6 +101,9 @@ impl EnvConfig {
         }
         if !(self.lr_log2_step > 0.0 && self.lr_log2_step <= 10.0) {
             return bad("lr_log2_step", "must be in (0, 10]");
+        }
+        if !(self.lr_action_power >= 1.0 && self.lr_action_power <= 4.0) {
+            return bad("lr_action_power", "must be in [1, 4]");
         }
         if !(self.momentum_log10_step > 0.0 && self.momentum_log10_step <= 2.0) {
             return bad("momentum_log10_step", "must be in (0, 2]");
