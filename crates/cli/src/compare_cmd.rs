@@ -20,8 +20,8 @@ pub struct CompareArgs {
     #[arg(long)]
     split: Option<String>,
     /// A controller SPEC; repeat the flag for each controller. `rollback(SPEC)` runs SPEC with
-    /// the deployment guard of `train --rollback` (on divergence: back to the last good epoch,
-    /// lr × 0.5, at most 5 times).
+    /// the deployment guard of `train --rollback` (on divergence or a validation loss above 4×
+    /// the best so far: back to the last good epoch, lr × 0.5, at most 5 times).
     #[arg(long = "controller", required = true)]
     controllers: Vec<String>,
     /// Seeds per task (run seeds: the task's seed + 0..N).

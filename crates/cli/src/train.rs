@@ -76,8 +76,9 @@ pub struct TrainArgs {
     /// Print one JSON object per epoch, then a final object with the test loss and metric.
     #[arg(long)]
     json: bool,
-    /// When an epoch diverges, go back to the last good weights, multiply the learning rate that
-    /// diverged by --rollback-factor and continue (at most --max-rollbacks times).
+    /// When an epoch diverges, or its validation loss exceeds --blowup-factor × the run's best so
+    /// far, go back to the last good weights, multiply that epoch's learning rate by
+    /// --rollback-factor and continue (at most --max-rollbacks times).
     #[arg(long)]
     rollback: bool,
     /// Learning-rate factor applied at each rollback, in (0, 1).
@@ -86,6 +87,10 @@ pub struct TrainArgs {
     /// Most rollbacks in one run; the next divergence ends it.
     #[arg(long, default_value_t = 5, requires = "rollback")]
     max_rollbacks: usize,
+    /// Validation loss above this × the run's best so far counts as a blow-up to roll back
+    /// (> 1; `inf` rolls back divergences only).
+    #[arg(long, default_value_t = 4.0, requires = "rollback")]
+    blowup_factor: f64,
     /// Write trace.jsonl, result.json and trace.svg into this directory.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -287,9 +292,16 @@ pub fn run(args: TrainArgs, backend: &str) -> anyhow::Result<()> {
             args.rollback_factor
         );
     }
+    if args.rollback && !(args.blowup_factor > 1.0) {
+        anyhow::bail!(
+            "--blowup-factor must be > 1 (or inf), got {}",
+            args.blowup_factor
+        );
+    }
     let rollback = args.rollback.then_some(Rollback {
         lr_factor: args.rollback_factor,
         max_rollbacks: args.max_rollbacks,
+        blowup_factor: args.blowup_factor,
     });
     let result = run_schedule_with(
         &mut env,

@@ -1165,6 +1165,19 @@ fn train_with_rollback_recovers_where_the_plain_run_diverges() {
         "2",
     ]);
     assert_clean_failure(&out, &["--rollback-factor must be in (0, 1)"]);
+    let out = hyperctl(&[
+        "train",
+        "--dataset",
+        "gen:spirals",
+        "--epochs",
+        "2",
+        "--controller",
+        "constant",
+        "--rollback",
+        "--blowup-factor",
+        "0.9",
+    ]);
+    assert_clean_failure(&out, &["--blowup-factor must be > 1"]);
 }
 
 #[test]

@@ -69,11 +69,13 @@ pub struct RunRecord {
     pub rollbacks: usize,
 }
 
-/// The deployment guard of `rollback(SPEC)` controllers: on divergence go back to the last good
-/// epoch, halve the lr that diverged and go on, at most 5 times (as `hyperctl train --rollback`).
+/// The deployment guard of `rollback(SPEC)` controllers: on divergence, or a validation loss
+/// above 4× the run's best so far, go back to the last good epoch, halve that epoch's lr and go
+/// on, at most 5 times (as `hyperctl train --rollback`'s defaults).
 pub const GUARD: Rollback = Rollback {
     lr_factor: 0.5,
     max_rollbacks: 5,
+    blowup_factor: 4.0,
 };
 
 /// Splits `rollback(SPEC)` into SPEC and the guard; any other SPEC comes back unguarded.

@@ -88,7 +88,8 @@ pub struct EpisodeResult {
 }
 
 /// Deployment-time recovery from divergence: go back to the last good state, shrink the learning
-/// rate, continue. Not used in meta-training (divergence ends those episodes); comparisons use
+/// rate, continue. An interval whose validation loss jumps above `blowup_factor` × the best so
+/// far is undone the same way (and never becomes the good state). Not used in meta-training (divergence ends those episodes); comparisons use
 /// it only for the controllers they name `rollback(SPEC)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rollback {
@@ -96,6 +97,9 @@ pub struct Rollback {
     pub lr_factor: f64,
     /// Give up (and end the run as diverged) after this many rollbacks.
     pub max_rollbacks: usize,
+    /// A validation loss above this × the run's best so far counts as a blow-up (> 1;
+    /// `f64::INFINITY`: only divergences are rolled back).
+    pub blowup_factor: f64,
 }
 
 /// Runs one episode of `env` from `seed` under `controller`; `on_interval` sees each interval as
@@ -109,8 +113,8 @@ pub fn run_schedule(
     run_schedule_with(env, controller, seed, None, on_interval)
 }
 
-/// [`run_schedule`] with optional [`Rollback`]: after a diverged interval the env returns to its
-/// last good state with the lr that diverged times `lr_factor`; explicit choices of fixed
+/// [`run_schedule`] with optional [`Rollback`]: after a diverged (or blown-up) interval the env
+/// returns to its last good state with that interval's lr times `lr_factor`; explicit choices of fixed
 /// controllers ([`Decision::Set`]) are scaled by every factor applied so far, so a schedule
 /// that diverged keeps its shape at a safer scale, and no later interval of any controller runs
 /// above the lowest such ceiling (a policy that raises its lr again would otherwise walk back
@@ -122,8 +126,8 @@ pub fn run_schedule_with(
     rollback: Option<Rollback>,
     mut on_interval: impl FnMut(&IntervalRecord),
 ) -> EpisodeResult {
-    if rollback.is_some() {
-        env.enable_rollback();
+    if let Some(r) = rollback {
+        env.enable_rollback(r.blowup_factor);
     }
     let mut lr_scale = 1.0;
     let mut lr_ceiling = f64::INFINITY;
@@ -165,7 +169,9 @@ pub fn run_schedule_with(
             rolled_back: false,
         };
         let recovered = match rollback {
-            Some(r) if step.terminated && rollbacks < r.max_rollbacks => env.rollback(r.lr_factor),
+            Some(r) if (step.terminated || env.blew_up()) && rollbacks < r.max_rollbacks => {
+                env.rollback(r.lr_factor)
+            }
             _ => None,
         };
         if let Some(next_obs) = recovered {

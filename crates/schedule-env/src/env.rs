@@ -39,6 +39,9 @@ pub struct ScheduleEnv {
     next_seed: u64,
     episode: Option<Episode>,
     keep_snapshots: bool,
+    /// With rollback enabled: an interval whose validation loss exceeds this × the best
+    /// validation loss of the episode so far counts as blown up (see [`ScheduleEnv::blew_up`]).
+    blowup_factor: f64,
 }
 
 /// The last state of an episode that had not diverged (kept when rollback is enabled).
@@ -62,6 +65,10 @@ struct Episode {
     last_stats: Option<EpochStats>,
     done: bool,
     good: Option<GoodState>,
+    /// Lowest validation loss of the episode so far (the initial model's included).
+    best_val: f64,
+    /// The last interval blew up (rollback enabled only; see [`ScheduleEnv::blew_up`]).
+    blew_up: bool,
 }
 
 impl ScheduleEnv {
@@ -103,6 +110,7 @@ impl ScheduleEnv {
             action_space: action_space(),
             episode: None,
             keep_snapshots: false,
+            blowup_factor: f64::INFINITY,
         }
     }
 
@@ -162,26 +170,39 @@ impl ScheduleEnv {
         self.episode.as_ref().is_none_or(|e| e.done)
     }
 
-    /// Keeps the last non-diverged state of each episode from the next reset on, so that
+    /// Keeps the last good state of each episode from the next reset on, so that
     /// [`ScheduleEnv::rollback`] can return to it (costs a copy of the small per-interval state;
-    /// weights are shared, not copied).
-    pub fn enable_rollback(&mut self) {
+    /// weights are shared, not copied). A state is good when its interval neither diverged nor
+    /// blew up: validation loss above `blowup_factor` × the best of the episode so far (a model
+    /// wrecked without tripping the divergence test must not become the state to return to;
+    /// `f64::INFINITY` turns this off).
+    pub fn enable_rollback(&mut self, blowup_factor: f64) {
         self.keep_snapshots = true;
+        self.blowup_factor = blowup_factor;
     }
 
-    /// After an interval diverged: goes back to the last state that had not (weights, velocity,
-    /// data order, featurizer), with the learning rate that diverged times `lr_factor`, and
-    /// continues the episode. The diverged interval still counts against the budget and its
-    /// reward is undone (the return stays ln(V₀/V_t)). Returns the observation for the next
-    /// decision (the episode is over if that was the budget's last interval), or `None` when
-    /// there is nothing to roll back (no divergence, or rollback not enabled).
+    /// Whether the last interval blew up (rollback enabled): it did not diverge, but its
+    /// validation loss exceeded `blowup_factor` × the episode's best so far. Its state was not
+    /// kept as good; [`ScheduleEnv::rollback`] undoes it like a divergence.
+    pub fn blew_up(&self) -> bool {
+        self.episode.as_ref().is_some_and(|e| e.blew_up)
+    }
+
+    /// After an interval diverged or blew up: goes back to the last good state (weights,
+    /// velocity, data order, featurizer), with the learning rate of that interval times
+    /// `lr_factor`, and continues the episode. The undone interval still counts against the
+    /// budget and its reward is undone (the return stays ln(V₀/V_t)). Returns the observation
+    /// for the next decision (the episode is over if that was the budget's last interval), or
+    /// `None` when there is nothing to roll back (neither diverged nor blew up, or rollback not
+    /// enabled).
     pub fn rollback(&mut self, lr_factor: f64) -> Option<Obs> {
         let config = self.config.clone();
         let budget = self.task.epochs;
         let ep = self.episode.as_mut()?;
-        if !ep.last_stats.as_ref().is_some_and(|s| s.diverged) {
+        if !(ep.blew_up || ep.last_stats.as_ref().is_some_and(|s| s.diverged)) {
             return None;
         }
+        ep.blew_up = false;
         let good = ep.good.clone()?;
         ep.trainer.restore(&good.trainer);
         ep.featurizer = good.featurizer;
@@ -220,6 +241,11 @@ impl ScheduleEnv {
             .expect("clamped hyperparameters should be valid");
         ep.intervals_done += 1;
         let terminated = stats.diverged;
+        ep.blew_up = false;
+        if !terminated {
+            ep.blew_up = keep_snapshots && stats.val_loss > self.blowup_factor * ep.best_val;
+            ep.best_val = ep.best_val.min(stats.val_loss);
+        }
         let reward = if terminated {
             -config.crash_penalty - ep.return_so_far
         } else {
@@ -248,7 +274,7 @@ impl ScheduleEnv {
             info.insert(key.to_string(), value);
         }
         ep.last_stats = Some(stats);
-        if keep_snapshots && !terminated {
+        if keep_snapshots && !terminated && !ep.blew_up {
             ep.good = Some(GoodState::of(ep));
         }
         Step {
@@ -310,6 +336,8 @@ impl Env for ScheduleEnv {
             last_stats: None,
             done: false,
             good: None,
+            best_val: initial_val.loss,
+            blew_up: false,
         });
         if self.keep_snapshots {
             let ep = self.episode.as_mut().expect("just set");

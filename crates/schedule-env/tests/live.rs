@@ -160,6 +160,7 @@ fn rollback_recovers_a_run_forced_to_diverge() {
     let rollback = Some(Rollback {
         lr_factor: 0.1,
         max_rollbacks: 5,
+        blowup_factor: f64::INFINITY,
     });
     let mut env = ScheduleEnv::new(task, EnvConfig::defaults(), Backend::Flex).unwrap();
     let r = run_schedule_with(&mut env, &mut Fixed(30.0), 0, rollback, |_| {});
@@ -229,6 +230,7 @@ fn after_a_rollback_no_controller_climbs_back_above_the_lr_that_diverged() {
     let rollback = Some(Rollback {
         lr_factor: 0.5,
         max_rollbacks: 5,
+        blowup_factor: f64::INFINITY,
     });
     let mut env = ScheduleEnv::new(task, EnvConfig::defaults(), Backend::Flex).unwrap();
     let r = run_schedule_with(&mut env, &mut AlwaysUp, 0, rollback, |_| {});
@@ -278,6 +280,7 @@ fn a_mid_run_rollback_resumes_exactly_from_the_last_good_epoch() {
     let rollback = Some(Rollback {
         lr_factor: 0.5,
         max_rollbacks: 5,
+        blowup_factor: f64::INFINITY,
     });
     // A: three good epochs, one that diverges, then the schedule at half scale.
     let mut env = ScheduleEnv::new(task.clone(), EnvConfig::defaults(), Backend::Flex).unwrap();
@@ -313,4 +316,67 @@ fn a_mid_run_rollback_resumes_exactly_from_the_last_good_epoch() {
         val(&b)
     );
     assert_eq!(a.intervals[5].stats.val_loss, b.intervals[4].stats.val_loss);
+}
+
+#[test]
+fn a_blown_up_epoch_that_passes_the_divergence_test_is_rolled_back_too() {
+    let task = TaskSpec::new(
+        DatasetSource::parse("gen:teacher-reg:n=600,d=6").unwrap(),
+        TaskType::Regression,
+        ModelSpec::parse("mlp:32x2").unwrap(),
+        6,
+        32,
+        0,
+    );
+    // lr 0.5 at epoch 4 wrecks the model (validation loss ×4.6 over the best; the ReLUs die and it
+    // stays there) while the mean training loss stays under the divergence test's threshold.
+    let script = || Script(vec![0.02, 0.02, 0.02, 0.5, 0.02], 0);
+    let guard = |blowup_factor| {
+        Some(Rollback {
+            lr_factor: 0.5,
+            max_rollbacks: 5,
+            blowup_factor,
+        })
+    };
+    let mut env = ScheduleEnv::new(task.clone(), EnvConfig::defaults(), Backend::Flex).unwrap();
+    let unguarded = run_schedule_with(&mut env, &mut script(), 0, guard(f64::INFINITY), |_| {});
+    let val = |r: &hyperctl_schedule_env::EpisodeResult| {
+        r.intervals
+            .iter()
+            .map(|i| (i.stats.lr, i.stats.val_loss, i.rolled_back))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(unguarded.rollbacks, 0, "{:?}", val(&unguarded));
+    let wrecked = unguarded.intervals[3].stats.val_loss;
+    assert!(
+        !unguarded.intervals[3].stats.diverged
+            && wrecked > 4.0 * unguarded.intervals[2].stats.val_loss
+    );
+
+    let mut env = ScheduleEnv::new(task.clone(), EnvConfig::defaults(), Backend::Flex).unwrap();
+    let guarded = run_schedule_with(&mut env, &mut script(), 0, guard(4.0), |_| {});
+    assert_eq!(guarded.rollbacks, 1, "{:?}", val(&guarded));
+    assert!(guarded.intervals[3].rolled_back && guarded.intervals[3].reward == 0.0);
+    assert!(!guarded.diverged);
+    // The wrecked state was not kept: the run continues exactly as one that ran 0.02 × 0.5 at
+    // epoch 4 after the same three epochs.
+    let mut env = ScheduleEnv::new(task, EnvConfig::defaults(), Backend::Flex).unwrap();
+    let clean = run_schedule(
+        &mut env,
+        &mut Script(vec![0.02, 0.02, 0.02, 0.01], 0),
+        0,
+        |_| {},
+    );
+    assert_eq!(
+        guarded.intervals[4].stats.val_loss,
+        clean.intervals[3].stats.val_loss
+    );
+    assert_eq!(
+        guarded.intervals[5].stats.val_loss,
+        clean.intervals[4].stats.val_loss
+    );
+    let last = guarded.intervals.last().unwrap().stats.val_loss;
+    assert!(last < 0.5 * unguarded.intervals.last().unwrap().stats.val_loss);
+    let expected = (guarded.initial_val.loss / last).ln();
+    assert!((guarded.episode_return - expected).abs() < 1e-9);
 }
