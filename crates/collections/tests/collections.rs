@@ -291,10 +291,10 @@ batch_size = 8
 #[test]
 fn shipped_collections_validate_and_never_leak_a_group_across_splits() {
     let Some(data) = shared_data() else { return };
-    for name in ["generated", "tabular", "mnist", "default"] {
+    for name in ["generated", "tabular", "mnist", "default", "default-v1"] {
         let path = envs().join(format!("{name}.toml"));
         let c = load(path.to_str().unwrap(), Some(&data)).unwrap_or_else(|p| panic!("{name}: {p}"));
-        let problems = validate(&c, name != "default");
+        let problems = validate(&c, !name.starts_with("default"));
         assert!(problems.is_empty(), "{name}: {problems:?}");
     }
     let tabular = load(envs().join("tabular.toml").to_str().unwrap(), Some(&data)).unwrap();
@@ -311,6 +311,37 @@ fn shipped_collections_validate_and_never_leak_a_group_across_splits() {
         default.split(Some("test")).count() == 0,
         "the shipped policy never trains on test tasks"
     );
+    // MNIST enters meta-train through its own template only; the held-out MNIST tasks never do.
+    let mnist: Vec<_> = default
+        .tasks
+        .iter()
+        .filter(|t| t.task.id.starts_with("mnist/"))
+        .collect();
+    assert!(!mnist.is_empty());
+    assert!(
+        mnist
+            .iter()
+            .all(|t| t.split == "meta-train" && t.task.id.starts_with("mnist/mnist-mlp-train-")),
+        "{:?}",
+        mnist.iter().map(|t| &t.task.id).collect::<Vec<_>>()
+    );
+    // default-v1 is default without the MNIST tasks, task for task.
+    let v1 = load(
+        envs().join("default-v1.toml").to_str().unwrap(),
+        Some(&data),
+    )
+    .unwrap();
+    let ids = |c: &Collection| {
+        c.tasks
+            .iter()
+            .map(|t| t.task.id.clone())
+            .collect::<Vec<_>>()
+    };
+    let without_mnist: Vec<String> = ids(&default)
+        .into_iter()
+        .filter(|id| !id.starts_with("mnist/"))
+        .collect();
+    assert_eq!(ids(&v1), without_mnist);
 }
 
 #[test]
