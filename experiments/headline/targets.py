@@ -262,6 +262,10 @@ def main(folder, baselines=None):
     t1_by_source = {s: paired(cells, policy, tuned_best, ln_ratio, {t for t in tasks if source_of(t) == s})
                     for s in sources}
     wins = {f: paired(cells, policy, f, win) for f in families}
+    # The policy as deployed with `--rollback` (when its runs exist): same cells, same families.
+    has_guard = bool(runs.get(guarded))
+    guard_t1 = paired(cells, guarded, tuned_best, ln_ratio) if has_guard else None
+    guard_wins = {f: paired(cells, guarded, f, win) for f in families} if has_guard else None
     wins_by_source = {f: {s: paired(cells, policy, f, win, {t for t in tasks if source_of(t) == s})
                           for s in sources} for f in families}
     # Win rates by how far the shared start was from the tuned best's lr: near starts leave a
@@ -351,6 +355,10 @@ def main(folder, baselines=None):
                       sweep_result["controllers"][policy]["spread"]["mean"] <= SWEEP_TARGET},
             "vs_replay": {"ln": t5, "win_rate": t5_win, "met": t5["hi"] < 0},
             "vs_tuned_best": {"ln": t1, "verdict": verdict_vs(t1), "met": t1["lo"] <= 0},
+            "with_rollback_guard": None if not has_guard else {
+                "controller": guarded, "ln_vs_tuned_best": guard_t1, "win_rate": guard_wins,
+                "diverged": diverged.get(guarded, 0), "runs": runs[guarded],
+                "which": diverged_runs.get(guarded, [])},
         },
         "source": {"comparison": comparison, "meta": config.get("meta")},
     }
@@ -379,11 +387,15 @@ def main(folder, baselines=None):
     md.append("| target | measured | met? |")
     md.append("|---|---|---|")
     tg = result["targets"]
-    md.append(f"| mean ln(policy / tuned best) ≤ +{LN_TARGET} | {fmt(t1)} | "
+    md.append(f"| mean ln(policy / tuned best) ≤ +{LN_TARGET} | {fmt(t1)}"
+              + (f" (with the rollback guard: {fmt(guard_t1)})" if has_guard else "") + " | "
               f"{'yes' if tg['ln_vs_tuned_best']['met'] else 'no'} |")
     worst = min(wins.items(), key=lambda kv: kv[1]["mean"])
+    guard_worst = min(guard_wins.items(), key=lambda kv: kv[1]["mean"]) if has_guard else None
     md.append(f"| win rate ≥ {WIN_TARGET:.0%} vs each family from the same start | lowest: "
-              f"`{worst[0]}` {rate(worst[1])} | {'yes' if tg['win_rate']['met'] else 'no'} |")
+              f"`{worst[0]}` {rate(worst[1])}"
+              + (f" (with the rollback guard: `{guard_worst[0]}` {rate(guard_worst[1])})" if has_guard else "")
+              + f" | {'yes' if tg['win_rate']['met'] else 'no'} |")
     md.append(f"| no divergences | {tg['divergences']['value']}/{tg['divergences']['runs']}"
               + (f" (with the rollback guard: {diverged.get(guarded, 0)}/{runs[guarded]})" if runs.get(guarded) else "")
               + f" | {'yes' if tg['divergences']['met'] else 'no'} |")
