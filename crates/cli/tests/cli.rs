@@ -1152,32 +1152,28 @@ fn train_with_rollback_recovers_where_the_plain_run_diverges() {
     assert!(fin["rollbacks"].as_u64().unwrap() >= 1);
     assert!(fin["test_loss"].as_f64().unwrap().is_finite());
     assert_eq!(rescued[0]["rolled_back"], true);
-    let out = hyperctl(&[
-        "train",
-        "--dataset",
-        "gen:spirals",
-        "--epochs",
-        "2",
-        "--controller",
-        "constant",
-        "--rollback",
-        "--rollback-factor",
-        "2",
-    ]);
-    assert_clean_failure(&out, &["--rollback-factor must be in (0, 1)"]);
-    let out = hyperctl(&[
-        "train",
-        "--dataset",
-        "gen:spirals",
-        "--epochs",
-        "2",
-        "--controller",
-        "constant",
-        "--rollback",
-        "--blowup-factor",
-        "0.9",
-    ]);
-    assert_clean_failure(&out, &["--blowup-factor must be > 1"]);
+    for (flag, value, expected) in [
+        (
+            "--rollback-factor",
+            "2",
+            "--rollback-factor must be in (0, 1)",
+        ),
+        ("--blowup-factor", "0.9", "--blowup-factor must be > 1"),
+    ] {
+        let out = hyperctl(&[
+            "train",
+            "--dataset",
+            "gen:spirals",
+            "--epochs",
+            "2",
+            "--controller",
+            "constant",
+            "--rollback",
+            flag,
+            value,
+        ]);
+        assert_clean_failure(&out, &[expected]);
+    }
 }
 
 #[test]

@@ -215,14 +215,7 @@ impl Controller for AlwaysUp {
 
 #[test]
 fn after_a_rollback_no_controller_climbs_back_above_the_lr_that_diverged() {
-    let mut task = TaskSpec::new(
-        DatasetSource::parse("gen:teacher-reg:n=600,d=6").unwrap(),
-        TaskType::Regression,
-        ModelSpec::parse("mlp:32x2").unwrap(),
-        12,
-        32,
-        0,
-    );
+    let mut task = teacher_reg(12);
     task.init = Hyperparams {
         lr: 0.05,
         momentum: 0.9,
@@ -250,6 +243,18 @@ fn after_a_rollback_no_controller_climbs_back_above_the_lr_that_diverged() {
     }
 }
 
+/// A small regression task (teacher MLP data, a 32×2 MLP, batch 32, seed 0) of `epochs` epochs.
+fn teacher_reg(epochs: usize) -> TaskSpec {
+    TaskSpec::new(
+        DatasetSource::parse("gen:teacher-reg:n=600,d=6").unwrap(),
+        TaskType::Regression,
+        ModelSpec::parse("mlp:32x2").unwrap(),
+        epochs,
+        32,
+        0,
+    )
+}
+
 /// Plays a list of learning rates (momentum 0.9), then repeats the last.
 struct Script(Vec<f64>, usize);
 
@@ -269,14 +274,7 @@ impl Controller for Script {
 
 #[test]
 fn a_mid_run_rollback_resumes_exactly_from_the_last_good_epoch() {
-    let task = TaskSpec::new(
-        DatasetSource::parse("gen:teacher-reg:n=600,d=6").unwrap(),
-        TaskType::Regression,
-        ModelSpec::parse("mlp:32x2").unwrap(),
-        6,
-        32,
-        0,
-    );
+    let task = teacher_reg(6);
     let rollback = Some(Rollback {
         lr_factor: 0.5,
         max_rollbacks: 5,
@@ -320,14 +318,7 @@ fn a_mid_run_rollback_resumes_exactly_from_the_last_good_epoch() {
 
 #[test]
 fn a_blown_up_epoch_that_passes_the_divergence_test_is_rolled_back_too() {
-    let task = TaskSpec::new(
-        DatasetSource::parse("gen:teacher-reg:n=600,d=6").unwrap(),
-        TaskType::Regression,
-        ModelSpec::parse("mlp:32x2").unwrap(),
-        6,
-        32,
-        0,
-    );
+    let task = teacher_reg(6);
     // lr 0.5 at epoch 4 wrecks the model (validation loss ×4.6 over the best; the ReLUs die and it
     // stays there) while the mean training loss stays under the divergence test's threshold.
     let script = || Script(vec![0.02, 0.02, 0.02, 0.5, 0.02], 0);
