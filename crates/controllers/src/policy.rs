@@ -165,9 +165,10 @@ pub fn encode_folder(
         }),
         action_mapping: ActionMapping {
             description: format!(
-                "actions are clipped to [-1, 1]; lr <- lr * 2^(sign(a0) * |a0|^{} * {}), (1 - momentum) <- (1 - momentum) * 10^(-a1 * {}), then clamped to lr in [{}, {}], momentum in [{}, {}]",
+                "actions are clipped to [-1, 1]; lr <- lr * 2^(sign(a0) * |a0|^{} * {} (a0 >= 0) or {} (a0 < 0)), (1 - momentum) <- (1 - momentum) * 10^(-a1 * {}), then clamped to lr in [{}, {}], momentum in [{}, {}]",
                 env.lr_action_power,
                 env.lr_log2_step,
+                env.lr_step_for(-1.0),
                 env.momentum_log10_step,
                 env.lr_min,
                 env.lr_max,

@@ -2,7 +2,8 @@
 //! every controller's choice (learned or fixed) passes through.
 //!
 //! ```text
-//! lr'      = clamp(lr · 2^(sign(a₀)·|a₀|^p · lr_log2_step),  lr_min, lr_max)   (p = lr_action_power)
+//! lr'      = clamp(lr · 2^(sign(a₀)·|a₀|^p · s),  lr_min, lr_max)   (p = lr_action_power;
+//!             s = lr_log2_step, or lr_down_log2_step when a₀ < 0 and it is set)
 //! 1 − μ'   = clamp((1 − μ) · 10^(−a₁ · momentum_log10_step), 1 − momentum_max, 1 − momentum_min)
 //! ```
 //! So a₀ = +1 doubles the learning rate (default step, p = 1), a₁ = +1 moves momentum towards 1 by half a
@@ -29,7 +30,7 @@ pub fn apply_action(current: Hyperparams, action: &[f32], config: &EnvConfig) ->
     };
     let a0 = a(0);
     let shaped = a0.signum() * a0.abs().powf(config.lr_action_power);
-    let lr = current.lr * (shaped * config.lr_log2_step).exp2();
+    let lr = current.lr * (shaped * config.lr_step_for(a0)).exp2();
     let one_minus = (1.0 - current.momentum) * 10f64.powf(-a(1) * config.momentum_log10_step);
     clamp_hparams(
         Hyperparams {
@@ -144,6 +145,34 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("lr_action_power")
+        );
+    }
+
+    #[test]
+    fn a_separate_down_step_lowers_faster_than_it_raises() {
+        let c = EnvConfig {
+            lr_log2_step: 2.0,
+            lr_down_log2_step: Some(3.0),
+            ..EnvConfig::defaults()
+        };
+        c.validate().unwrap();
+        let hp = Hyperparams {
+            lr: 0.01,
+            momentum: 0.9,
+        };
+        let lr = |a: f32| apply_action(hp, &[a, 0.0], &c).lr;
+        assert!((lr(1.0) - 0.04).abs() < 1e-12);
+        assert!((lr(-1.0) - 0.00125).abs() < 1e-12);
+        assert!((lr(-0.5) - 0.01 * (-1.5f64).exp2()).abs() < 1e-12);
+        let bad = EnvConfig {
+            lr_down_log2_step: Some(0.0),
+            ..EnvConfig::defaults()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("lr_down_log2_step")
         );
     }
 }

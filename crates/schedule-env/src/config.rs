@@ -24,6 +24,10 @@ pub struct EnvConfig {
     /// Action 0 = ±1 multiplies the learning rate by 2^(±lr_log2_step).
     #[serde(default = "defaults::lr_log2_step")]
     pub lr_log2_step: f64,
+    /// Step for lowering the lr: a₀ = −1 divides it by 2^lr_down_log2_step (default: the same as
+    /// `lr_log2_step`; a larger one escapes a too-high start faster without climbing faster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_down_log2_step: Option<f64>,
     /// Shape of the lr action: the exponent is sign(a₀)·|a₀|^lr_action_power·lr_log2_step, so a
     /// power > 1 gives fine steps near a₀ = 0 and keeps the full step at |a₀| = 1 (1 = linear).
     #[serde(default = "defaults::lr_action_power")]
@@ -61,6 +65,16 @@ mod defaults {
 }
 
 impl EnvConfig {
+    /// The lr step (log₂) of a full action in direction `a0` (up: `lr_log2_step`; down:
+    /// `lr_down_log2_step` when set).
+    pub fn lr_step_for(&self, a0: f64) -> f64 {
+        if a0 < 0.0 {
+            self.lr_down_log2_step.unwrap_or(self.lr_log2_step)
+        } else {
+            self.lr_log2_step
+        }
+    }
+
     /// The documented defaults: penalty 10, lr in [1e-5, 10], momentum in [0, 0.99], lr ×2^±1
     /// (linear in the action) and (1 − μ) ×10^∓0.5 per decision at full action.
     pub fn defaults() -> Self {
@@ -71,6 +85,7 @@ impl EnvConfig {
             momentum_min: defaults::momentum_min(),
             momentum_max: defaults::momentum_max(),
             lr_log2_step: defaults::lr_log2_step(),
+            lr_down_log2_step: None,
             lr_action_power: defaults::lr_action_power(),
             momentum_log10_step: defaults::momentum_log10_step(),
         }
@@ -101,6 +116,11 @@ impl EnvConfig {
         }
         if !(self.lr_log2_step > 0.0 && self.lr_log2_step <= 10.0) {
             return bad("lr_log2_step", "must be in (0, 10]");
+        }
+        if let Some(down) = self.lr_down_log2_step
+            && !(down > 0.0 && down <= 10.0)
+        {
+            return bad("lr_down_log2_step", "must be in (0, 10]");
         }
         if !(self.lr_action_power >= 1.0 && self.lr_action_power <= 4.0) {
             return bad("lr_action_power", "must be in [1, 4]");
