@@ -266,6 +266,8 @@ def main(folder, baselines=None):
     has_guard = bool(runs.get(guarded))
     guard_t1 = paired(cells, guarded, tuned_best, ln_ratio) if has_guard else None
     guard_wins = {f: paired(cells, guarded, f, win) for f in families} if has_guard else None
+    guard_by_source = {s: paired(cells, guarded, tuned_best, ln_ratio, {t for t in tasks if source_of(t) == s})
+                       for s in sources} if has_guard else None
     wins_by_source = {f: {s: paired(cells, policy, f, win, {t for t in tasks if source_of(t) == s})
                           for s in sources} for f in families}
     # Win rates by how far the shared start was from the tuned best's lr: near starts leave a
@@ -356,7 +358,8 @@ def main(folder, baselines=None):
             "vs_replay": {"ln": t5, "win_rate": t5_win, "met": t5["hi"] < 0},
             "vs_tuned_best": {"ln": t1, "verdict": verdict_vs(t1), "met": t1["lo"] <= 0},
             "with_rollback_guard": None if not has_guard else {
-                "controller": guarded, "ln_vs_tuned_best": guard_t1, "win_rate": guard_wins,
+                "controller": guarded, "ln_vs_tuned_best": guard_t1, "by_source": guard_by_source,
+                "win_rate": guard_wins,
                 "diverged": diverged.get(guarded, 0), "runs": runs[guarded],
                 "which": diverged_runs.get(guarded, [])},
         },
@@ -412,10 +415,13 @@ def main(folder, baselines=None):
     md.append(f"| not worse than tuned best at 95% | {fmt(t1)}: {verdict_vs(t1)} | "
               f"{'yes' if tg['vs_tuned_best']['met'] else 'no'} |")
     md.append("\n## By source\n")
-    md.append("| source | tasks | ln(policy / tuned best) | " + " | ".join(f"win vs `{f}`" for f in families) + " |")
-    md.append("|---|---|---|" + "---|" * len(families))
+    md.append("| source | tasks | ln(policy / tuned best) | "
+              + ("with the rollback guard | " if has_guard else "")
+              + " | ".join(f"win vs `{f}`" for f in families) + " |")
+    md.append("|---|---|---|" + ("---|" if has_guard else "") + "---|" * len(families))
     for s in sources:
         md.append(f"| {s} | {result['tasks_by_source'][s]} | {fmt(t1_by_source[s])} | "
+                  + (f"{fmt(guard_by_source[s])} | " if has_guard else "")
                   + " | ".join(rate(wins_by_source[f][s]) for f in families) + " |")
     md.append(f"\nPolicy's win rate by start: **near** = the shared start lr within ×4 of the tuned best's "
               f"({len(near_cells)} of {len(starts)} cells), **far** = the rest.\n")
