@@ -116,6 +116,20 @@ mod tests {
         );
     }
 
+    /// The lr after action `a` (momentum action 0) from lr 0.01, momentum 0.9.
+    fn lr_after(c: &EnvConfig, a: f32) -> f64 {
+        let hp = Hyperparams {
+            lr: 0.01,
+            momentum: 0.9,
+        };
+        apply_action(hp, &[a, 0.0], c).lr
+    }
+
+    fn refused(bad: EnvConfig, field: &str) {
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains(field), "{err}");
+    }
+
     #[test]
     fn a_power_above_one_refines_small_actions_and_keeps_the_full_step() {
         let c = EnvConfig {
@@ -124,11 +138,7 @@ mod tests {
             ..EnvConfig::defaults()
         };
         c.validate().unwrap();
-        let hp = Hyperparams {
-            lr: 0.01,
-            momentum: 0.9,
-        };
-        let lr = |a: f32| apply_action(hp, &[a, 0.0], &c).lr;
+        let lr = |a: f32| lr_after(&c, a);
         // Full action: ×8 / ÷8 as with a linear action.
         assert!((lr(1.0) - 0.08).abs() < 1e-12);
         assert!((lr(-1.0) - 0.00125).abs() < 1e-12);
@@ -136,15 +146,12 @@ mod tests {
         assert!((lr(0.5) - 0.01 * 0.75f64.exp2()).abs() < 1e-12);
         assert!((lr(-0.5) - 0.01 * (-0.75f64).exp2()).abs() < 1e-12);
         assert_eq!(lr(0.0), 0.01);
-        let bad = EnvConfig {
-            lr_action_power: 0.5,
-            ..EnvConfig::defaults()
-        };
-        assert!(
-            bad.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("lr_action_power")
+        refused(
+            EnvConfig {
+                lr_action_power: 0.5,
+                ..EnvConfig::defaults()
+            },
+            "lr_action_power",
         );
     }
 
@@ -156,23 +163,16 @@ mod tests {
             ..EnvConfig::defaults()
         };
         c.validate().unwrap();
-        let hp = Hyperparams {
-            lr: 0.01,
-            momentum: 0.9,
-        };
-        let lr = |a: f32| apply_action(hp, &[a, 0.0], &c).lr;
+        let lr = |a: f32| lr_after(&c, a);
         assert!((lr(1.0) - 0.04).abs() < 1e-12);
         assert!((lr(-1.0) - 0.00125).abs() < 1e-12);
         assert!((lr(-0.5) - 0.01 * (-1.5f64).exp2()).abs() < 1e-12);
-        let bad = EnvConfig {
-            lr_down_log2_step: Some(0.0),
-            ..EnvConfig::defaults()
-        };
-        assert!(
-            bad.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("lr_down_log2_step")
+        refused(
+            EnvConfig {
+                lr_down_log2_step: Some(0.0),
+                ..EnvConfig::defaults()
+            },
+            "lr_down_log2_step",
         );
     }
 }
