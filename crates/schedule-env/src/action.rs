@@ -6,8 +6,8 @@
 //!             s = lr_log2_step, or lr_down_log2_step when a₀ < 0 and it is set)
 //! 1 − μ'   = clamp((1 − μ) · 10^(−a₁ · momentum_log10_step), 1 − momentum_max, 1 − momentum_min)
 //! ```
-//! So a₀ = +1 doubles the learning rate (default step, p = 1), a₁ = +1 moves momentum towards 1 by half a
-//! decade of (1 − μ) (0 → 0.68 → 0.9 → 0.968 → 0.99). Actions are clipped to [−1, 1] first; a
+//! So a₀ = +1 doubles the learning rate (default step, p = 1), a₁ = +1 moves momentum towards 1
+//! by half a decade of (1 − μ) (0 → 0.68 → 0.9 → 0.968 → 0.99). Actions are clipped to [−1, 1] first; a
 //! NaN component counts as 0 (no change).
 
 use hyperctl_tasks::Hyperparams;

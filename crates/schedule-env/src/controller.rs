@@ -89,8 +89,9 @@ pub struct EpisodeResult {
 
 /// Deployment-time recovery from divergence: go back to the last good state, shrink the learning
 /// rate, continue. An interval whose validation loss jumps above `blowup_factor` × the best so
-/// far is undone the same way (and never becomes the good state). Not used in meta-training (divergence ends those episodes); comparisons use
-/// it only for the controllers they name `rollback(SPEC)`.
+/// far is undone the same way (and never becomes the good state). Not used in meta-training
+/// (divergence ends those episodes); comparisons use it only for the controllers they name
+/// `rollback(SPEC)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rollback {
     /// The learning rate that diverged is multiplied by this (0 < factor < 1).
