@@ -170,9 +170,8 @@ pub fn run_schedule_with(
             rolled_back: false,
         };
         let recovered = match rollback {
-            Some(r) if (step.terminated || env.blew_up()) && rollbacks < r.max_rollbacks => {
-                env.rollback(r.lr_factor)
-            }
+            // The env knows whether the interval diverged or blew up; otherwise this is `None`.
+            Some(r) if rollbacks < r.max_rollbacks => env.rollback(r.lr_factor),
             _ => None,
         };
         if let Some(next_obs) = recovered {

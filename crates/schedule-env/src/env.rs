@@ -40,7 +40,7 @@ pub struct ScheduleEnv {
     episode: Option<Episode>,
     keep_snapshots: bool,
     /// With rollback enabled: an interval whose validation loss exceeds this × the best
-    /// validation loss of the episode so far counts as blown up (see [`ScheduleEnv::blew_up`]).
+    /// validation loss of the episode so far counts as blown up (see [`ScheduleEnv::rollback`]).
     blowup_factor: f64,
 }
 
@@ -67,7 +67,7 @@ struct Episode {
     good: Option<GoodState>,
     /// Lowest validation loss of the episode so far (the initial model's included).
     best_val: f64,
-    /// The last interval blew up (rollback enabled only; see [`ScheduleEnv::blew_up`]).
+    /// The last interval blew up (rollback enabled only; see [`ScheduleEnv::rollback`]).
     blew_up: bool,
 }
 
@@ -181,14 +181,8 @@ impl ScheduleEnv {
         self.blowup_factor = blowup_factor;
     }
 
-    /// Whether the last interval blew up (rollback enabled): it did not diverge, but its
-    /// validation loss exceeded `blowup_factor` × the episode's best so far. Its state was not
-    /// kept as good; [`ScheduleEnv::rollback`] undoes it like a divergence.
-    pub fn blew_up(&self) -> bool {
-        self.episode.as_ref().is_some_and(|e| e.blew_up)
-    }
-
-    /// After an interval diverged or blew up: goes back to the last good state (weights,
+    /// After an interval diverged or blew up (did not diverge, but its validation loss exceeded
+    /// `blowup_factor` × the episode's best so far; such a state is never kept as good): goes back to the last good state (weights,
     /// velocity, data order, featurizer), with the learning rate of that interval times
     /// `lr_factor`, and continues the episode. The undone interval still counts against the
     /// budget and its reward is undone (the return stays ln(V₀/V_t)). Returns the observation
