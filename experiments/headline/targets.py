@@ -259,16 +259,17 @@ def main(folder, baselines=None):
         })
 
     t1 = paired(cells, policy, tuned_best, ln_ratio)
-    t1_by_source = {s: paired(cells, policy, tuned_best, ln_ratio, {t for t in tasks if source_of(t) == s})
+    source_tasks = {s: {t for t in tasks if source_of(t) == s} for s in sources}
+    t1_by_source = {s: paired(cells, policy, tuned_best, ln_ratio, source_tasks[s])
                     for s in sources}
     wins = {f: paired(cells, policy, f, win) for f in families}
     # The policy as deployed with `--rollback` (when its runs exist): same cells, same families.
     has_guard = bool(runs.get(guarded))
     guard_t1 = paired(cells, guarded, tuned_best, ln_ratio) if has_guard else None
     guard_wins = {f: paired(cells, guarded, f, win) for f in families} if has_guard else None
-    guard_by_source = {s: paired(cells, guarded, tuned_best, ln_ratio, {t for t in tasks if source_of(t) == s})
+    guard_by_source = {s: paired(cells, guarded, tuned_best, ln_ratio, source_tasks[s])
                        for s in sources} if has_guard else None
-    wins_by_source = {f: {s: paired(cells, policy, f, win, {t for t in tasks if source_of(t) == s})
+    wins_by_source = {f: {s: paired(cells, policy, f, win, source_tasks[s])
                           for s in sources} for f in families}
     # Win rates by how far the shared start was from the tuned best's lr: near starts leave a
     # family little to lose, far ones are where reacting pays.
