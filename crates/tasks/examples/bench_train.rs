@@ -1,27 +1,78 @@
-//! Inner-training throughput: steps/s of the Trainer on an MLP 784-128-10, batch 64, on random
-//! MNIST-shaped data (784 features, 10 classes), with everything a real run does each step
-//! (minibatch gather, forward, backward, per-step loss and global + per-layer gradient norms read
-//! back to the host, SGD-momentum update).
+//! Inner-training throughput: steps/s of the Trainer on the benchmark cases of
+//! experiments/bench/README.md, on random data of the case's shape, with everything a real run
+//! does each step (minibatch gather, forward, backward, per-step loss and global + per-layer
+//! gradient norms read back to the host, SGD-momentum update).
+//!
+//! Cases (the same in `experiments/bench/torch_bench.py`):
+//! - `mlp`: MLP 784-128-10, batch 64 (MNIST shape)
+//! - `tabular`: MLP 30-64-64-2, batch 32
+//! - `cnn`: the small CNN (`cnn:small`) on 1×28×28 images, 10 classes, batch 64
 //!
 //! Run (1 thread, as recorded in experiments/bench/README.md):
-//! `RAYON_NUM_THREADS=1 cargo run --release -p hyperctl-tasks --example bench_train -- [STEPS] [REPEATS]`
+//! `RAYON_NUM_THREADS=1 cargo run --release -p hyperctl-tasks --example bench_train -- CASE [STEPS] [REPEATS]`
 //! Prints one JSON object.
+
+/// The allocator the `hyperctl` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use hyperctl_tasks::data::{SplitData, Standardization, Table, TaskType};
 use hyperctl_tasks::{Hyperparams, ModelSpec, Trainer, TrainerConfig};
 use rand::{RngExt, SeedableRng};
 
-fn random_table(n: usize, rng: &mut rand_chacha::ChaCha8Rng) -> Table {
+/// One benchmark case: the model, the data's shape and the batch size.
+struct Case {
+    name: &'static str,
+    model: &'static str,
+    n_features: usize,
+    n_classes: usize,
+    image_shape: Option<[usize; 3]>,
+    batch: usize,
+}
+
+const CASES: [Case; 3] = [
+    Case {
+        name: "mlp",
+        model: "mlp:128x1",
+        n_features: 784,
+        n_classes: 10,
+        image_shape: None,
+        batch: 64,
+    },
+    Case {
+        name: "tabular",
+        model: "mlp:64x2",
+        n_features: 30,
+        n_classes: 2,
+        image_shape: None,
+        batch: 32,
+    },
+    Case {
+        name: "cnn",
+        model: "cnn:small",
+        n_features: 784,
+        n_classes: 10,
+        image_shape: Some([1, 28, 28]),
+        batch: 64,
+    },
+];
+
+fn random_table(n: usize, case: &Case, rng: &mut rand_chacha::ChaCha8Rng) -> Table {
     Table {
-        x: (0..n * 784)
+        x: (0..n * case.n_features)
             .map(|_| rng.random_range(-1.0f32..1.0))
             .collect(),
-        y: (0..n).map(|_| rng.random_range(0..10) as f32).collect(),
+        y: (0..n)
+            .map(|_| rng.random_range(0..case.n_classes) as f32)
+            .collect(),
     }
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
+    let usage = "usage: bench_train CASE [STEPS] [REPEATS] (CASE: mlp, tabular or cnn)";
+    let name = args.next().expect(usage);
+    let case = CASES.iter().find(|c| c.name == name).expect(usage);
     let steps: usize = args
         .next()
         .map(|s| s.parse().expect("STEPS should be a number"))
@@ -33,12 +84,12 @@ fn main() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let data = SplitData {
         task_type: TaskType::Classification,
-        n_features: 784,
-        n_classes: 10,
-        image_shape: None,
-        train: random_table(12_800, &mut rng),
-        val: random_table(64, &mut rng),
-        test: random_table(64, &mut rng),
+        n_features: case.n_features,
+        n_classes: case.n_classes,
+        image_shape: case.image_shape,
+        train: random_table(12_800, case, &mut rng),
+        val: random_table(64, case, &mut rng),
+        test: random_table(64, case, &mut rng),
         standardization: Standardization {
             x_mean: vec![0.0],
             x_std: vec![1.0],
@@ -47,7 +98,11 @@ fn main() {
     };
     let config = TrainerConfig {
         steps_per_decision: Some(steps),
-        ..TrainerConfig::new(ModelSpec::parse("mlp:128x1").expect("valid spec"), 64, 0)
+        ..TrainerConfig::new(
+            ModelSpec::parse(case.model).expect("valid spec"),
+            case.batch,
+            0,
+        )
     };
     let mut trainer = Trainer::new(&data, &config).expect("the benchmark task should build");
     let hp = Hyperparams {
@@ -56,7 +111,7 @@ fn main() {
     };
     // Warm-up: allocator pools, first-touch pages.
     let warm = TrainerConfig {
-        steps_per_decision: Some(200),
+        steps_per_decision: Some((steps / 10).max(1)),
         ..config.clone()
     };
     Trainer::new(&data, &warm)
@@ -75,7 +130,10 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "benchmark": "trainer_mlp_784_128_10_b64",
+            "benchmark": format!("trainer_{}", case.name),
+            "case": case.name,
+            "model": case.model,
+            "batch": case.batch,
             "steps_per_repeat": steps,
             "repeats": repeats,
             "steps_per_s_median": rates[rates.len() / 2],

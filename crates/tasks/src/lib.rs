@@ -23,6 +23,7 @@ pub mod csv_data;
 pub mod data;
 pub mod generated;
 pub mod idx;
+mod kernels;
 pub mod model;
 pub mod optim;
 pub mod source;

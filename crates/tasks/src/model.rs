@@ -10,12 +10,12 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::kernels::{conv3x3, max_pool2};
 use crate::{Error, Result};
 
 /// Hidden-layer nonlinearity of an MLP.
@@ -166,9 +166,8 @@ impl ModelSpec {
                 let out_side = |s: usize| ((s - 2) / 2 - 2) / 2;
                 let flat = 32 * out_side(h) * out_side(w);
                 Ok(Net::Cnn(Cnn {
-                    conv1: conv3x3(c, 16, &mut rng, device),
-                    conv2: conv3x3(16, 32, &mut rng, device),
-                    pool: MaxPool2dConfig::new([2, 2]).init(),
+                    conv1: init_conv3x3(c, 16, &mut rng, device),
+                    conv2: init_conv3x3(16, 32, &mut rng, device),
                     fc: linear(flat, n_outputs, &mut rng, device),
                     input_shape: [c, h, w],
                 }))
@@ -221,7 +220,7 @@ fn linear(d_in: usize, d_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> L
     layer
 }
 
-fn conv3x3(c_in: usize, c_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> Conv2d {
+fn init_conv3x3(c_in: usize, c_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> Conv2d {
     let bound = 1.0 / ((c_in * 9) as f32).sqrt();
     let mut layer = Conv2dConfig::new([c_in, c_out], [3, 3]).init(device);
     layer.weight = Param::from_data(
@@ -262,7 +261,6 @@ impl Mlp {
 pub struct Cnn {
     conv1: Conv2d,
     conv2: Conv2d,
-    pool: MaxPool2d,
     fc: Linear,
     #[module(skip)]
     input_shape: [usize; 3],
@@ -276,10 +274,11 @@ impl Cnn {
         let [c, h, w] = self.input_shape;
         let batch = x.dims()[0];
         let x = x.reshape([batch, c, h, w]); // [batch, c, h, w]
-        let x = burn::tensor::activation::relu(self.conv1.forward(x)); // [batch, 16, h-2, w-2]
-        let x = self.pool.forward(x); // [batch, 16, (h-2)/2, (w-2)/2]
-        let x = burn::tensor::activation::relu(self.conv2.forward(x)); // [batch, 32, ., .]
-        let x = self.pool.forward(x); // [batch, 32, h', w']
+        // Convolution and pooling through crate::kernels: burn-flex's own were 3× slower.
+        let x = burn::tensor::activation::relu(conv3x3(&self.conv1, x)); // [batch, 16, h-2, w-2]
+        let x = max_pool2(x); // [batch, 16, (h-2)/2, (w-2)/2]
+        let x = burn::tensor::activation::relu(conv3x3(&self.conv2, x)); // [batch, 32, ., .]
+        let x = max_pool2(x); // [batch, 32, h', w']
         let x = x.flatten(1, 3); // [batch, 32*h'*w']
         self.fc.forward(x) // [batch, n_outputs]
     }

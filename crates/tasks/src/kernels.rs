@@ -1,0 +1,452 @@
+//! The small CNN's two heavy operations, 3×3 convolution (valid, stride 1) and 2×2 max pooling
+//! (stride 2), with their own forward and backward on the CPU backend (burn-flex, with and
+//! without autodiff). Every other backend (wgpu) gets burn's own `conv2d` and `max_pool2d`.
+//!
+//! Why: profiled on one thread (experiments/bench/README.md), burn-flex 0.22.1 spent most of the
+//! CNN step in `max_pool2d_with_indices` (6.6 ms forward for a [64, 16, 26, 26] input) and in the
+//! weight gradient of the single-channel first convolution (10 ms), against about 12 ms for a
+//! whole PyTorch step. Here pooling is one pass that records each window's argmax, and the
+//! convolution is im2col into a `[batch, c·9, positions]` buffer kept for the backward pass,
+//! with every product a flex matmul (gemm).
+//!
+//! Both are deterministic and single-threaded per call (results do not depend on the thread
+//! count). Values equal burn's up to float summation order; the pooled gradient goes to the
+//! first maximum of each window, as burn and PyTorch do.
+
+use burn::module::Param;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{Tensor, TensorData};
+use burn_autodiff::Autodiff;
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_backend::AutodiffBackend;
+use burn_backend::ops::FloatTensorOps;
+use burn_backend::{DType, Shape};
+use burn_flex::{Flex, FlexTensor};
+
+/// The autodiff backend `Device::flex().autodiff()` runs on.
+type Ad = Autodiff<Flex, NoCheckpointing>;
+
+/// A contiguous f32 copy-free view: the tensor (made contiguous) and its element range.
+fn host(t: &FlexTensor) -> (FlexTensor, std::ops::Range<usize>) {
+    let t = t.to_contiguous();
+    let (start, end) = t
+        .layout()
+        .contiguous_offsets()
+        .expect("a contiguous tensor has contiguous offsets");
+    (t, start..end)
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let s = t.layout().shape();
+    [s[0], s[1], s[2], s[3]]
+}
+
+fn flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// 2×2 max pooling with stride 2 (a trailing odd row or column is dropped, as in PyTorch's
+/// `MaxPool2d(2)`).
+///
+/// # Shapes
+/// - input: `[batch, channels, h, w]`
+/// - output: `[batch, channels, h / 2, w / 2]`
+pub fn max_pool2(x: Tensor<4>) -> Tensor<4> {
+    if let Ok(t) = x.clone().try_into_primitive::<Ad>()
+        && t_dtype_f32(&<Ad as AutodiffBackend>::inner(t.clone()))
+    {
+        return Tensor::from_primitive::<Ad>(pool_autodiff(t));
+    }
+    if let Ok(t) = x.clone().try_into_primitive::<Flex>()
+        && t_dtype_f32(&t)
+    {
+        return Tensor::from_primitive::<Flex>(pool_forward(&t).0);
+    }
+    burn::nn::pool::MaxPool2dConfig::new([2, 2])
+        .init()
+        .forward(x)
+}
+
+fn t_dtype_f32(t: &FlexTensor) -> bool {
+    t.dtype() == DType::F32
+}
+
+/// Forward: the pooled values and, per output, the flat input index of its window's maximum.
+fn pool_forward(x: &FlexTensor) -> (FlexTensor, Vec<u32>) {
+    let [b, c, h, w] = dims4(x);
+    let (h2, w2) = (h / 2, w / 2);
+    let (t, range) = host(x);
+    let xs = &t.storage::<f32>()[range];
+    let mut out = Vec::with_capacity(b * c * h2 * w2);
+    let mut arg = Vec::with_capacity(b * c * h2 * w2);
+    for plane in 0..b * c {
+        let base = plane * h * w;
+        for i in 0..h2 {
+            let top = base + 2 * i * w;
+            let bottom = top + w;
+            for j in 0..w2 {
+                // Window order (top-left, top-right, bottom-left, bottom-right); the first
+                // maximum wins; NaN wins and propagates, as in burn and PyTorch. Written
+                // without branches: on real activations the comparisons are coin flips.
+                let at = [
+                    top + 2 * j,
+                    top + 2 * j + 1,
+                    bottom + 2 * j,
+                    bottom + 2 * j + 1,
+                ];
+                let v = at.map(|k| xs[k]);
+                let max = v[0].max(v[1]).max(v[2].max(v[3]));
+                let nan = v.iter().position(|x| x.is_nan());
+                let value = if nan.is_some() { f32::NAN } else { max };
+                let mut first = 3;
+                first = if v[2] == max { 2 } else { first };
+                first = if v[1] == max { 1 } else { first };
+                first = if v[0] == max { 0 } else { first };
+                let best = at[nan.unwrap_or(first)];
+                out.push(value);
+                arg.push(best as u32);
+            }
+        }
+    }
+    (flex(out, &[b, c, h2, w2]), arg)
+}
+
+#[derive(Debug)]
+struct MaxPool2;
+
+impl Backward<Flex, 1> for MaxPool2 {
+    /// Argmax per output and the input's shape.
+    type State = (std::sync::Arc<Vec<u32>>, [usize; 4]);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = parent {
+            let (arg, shape) = ops.state;
+            let (g, range) = host(&grad);
+            let gs = &g.storage::<f32>()[range];
+            let mut dx = vec![0f32; shape.iter().product()];
+            for (&i, &v) in arg.iter().zip(gs) {
+                dx[i as usize] += v;
+            }
+            grads.register::<Flex>(node.id, flex(dx, &shape));
+        }
+    }
+}
+
+fn pool_autodiff(x: AdTensor) -> AdTensor {
+    let inner = <Ad as AutodiffBackend>::inner(x.clone());
+    match MaxPool2
+        .prepare::<NoCheckpointing>([x.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let shape = dims4(&inner);
+            let (out, arg) = pool_forward(&inner);
+            prep.finish((std::sync::Arc::new(arg), shape), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(pool_forward(&inner).0),
+    }
+}
+
+/// `layer` (a 3×3 convolution with bias, stride 1, no padding, no dilation, one group) applied
+/// to `x`.
+///
+/// # Shapes
+/// - input: `[batch, c_in, h, w]`
+/// - output: `[batch, c_out, h - 2, w - 2]`
+pub fn conv3x3(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let bias = layer.bias.as_ref().map(Param::val);
+    let weight = layer.weight.val();
+    if let Some(bias) = bias {
+        // The input may be a plain flex tensor (a minibatch of data) under autodiff weights.
+        let x_ad = x.clone().try_into_primitive::<Ad>().or_else(|_| {
+            x.clone()
+                .try_into_primitive::<Flex>()
+                .map(<Ad as AutodiffBackend>::from_inner)
+        });
+        let all = (
+            x_ad,
+            weight.clone().try_into_primitive::<Ad>(),
+            bias.clone().try_into_primitive::<Ad>(),
+        );
+        if let (Ok(x), Ok(w), Ok(b)) = all {
+            let inner = <Ad as AutodiffBackend>::inner(x.clone());
+            if t_dtype_f32(&inner) {
+                return Tensor::from_primitive::<Ad>(conv_autodiff(x, w, b));
+            }
+        }
+        let all = (
+            x.clone().try_into_primitive::<Flex>(),
+            weight.try_into_primitive::<Flex>(),
+            bias.try_into_primitive::<Flex>(),
+        );
+        if let (Ok(x), Ok(w), Ok(b)) = all
+            && t_dtype_f32(&x)
+        {
+            return Tensor::from_primitive::<Flex>(conv_forward(&x, &w, &b).0);
+        }
+    }
+    layer.forward(x)
+}
+
+/// im2col for a 3×3 valid convolution: `[batch, c·9, positions]`, row `c·9 + ki·3 + kj`
+/// (the weight's `[c_out, c, 3, 3]` order), column `oh·(w−2) + ow`.
+fn im2col(x: &FlexTensor) -> Vec<f32> {
+    let [b, c, h, w] = dims4(x);
+    let (ho, wo) = (h - 2, w - 2);
+    let p = ho * wo;
+    let (t, range) = host(x);
+    let xs = &t.storage::<f32>()[range];
+    let mut cols = vec![0f32; b * c * 9 * p];
+    for (plane, chunk) in cols.chunks_exact_mut(9 * p).enumerate() {
+        let src = &xs[plane * h * w..(plane + 1) * h * w];
+        for ki in 0..3 {
+            for kj in 0..3 {
+                let row = &mut chunk[(ki * 3 + kj) * p..(ki * 3 + kj + 1) * p];
+                for oh in 0..ho {
+                    let s = (oh + ki) * w + kj;
+                    row[oh * wo..(oh + 1) * wo].copy_from_slice(&src[s..s + wo]);
+                }
+            }
+        }
+    }
+    cols
+}
+
+/// The transpose of [`im2col`]: sums each column entry back onto its input pixel.
+fn col2im(cols: &[f32], shape: [usize; 4]) -> Vec<f32> {
+    let [b, c, h, w] = shape;
+    let (ho, wo) = (h - 2, w - 2);
+    let p = ho * wo;
+    let mut dx = vec![0f32; b * c * h * w];
+    for (plane, chunk) in cols.chunks_exact(9 * p).enumerate() {
+        let dst = &mut dx[plane * h * w..(plane + 1) * h * w];
+        for ki in 0..3 {
+            for kj in 0..3 {
+                let row = &chunk[(ki * 3 + kj) * p..(ki * 3 + kj + 1) * p];
+                for oh in 0..ho {
+                    let s = (oh + ki) * w + kj;
+                    for (d, &v) in dst[s..s + wo].iter_mut().zip(&row[oh * wo..(oh + 1) * wo]) {
+                        *d += v;
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// Forward: the output and the state the backward pass needs (im2col buffer
+/// `[batch, c·9, positions]`, the weight as `[1, c_out, c·9]`, the input's shape).
+fn conv_forward(x: &FlexTensor, w: &FlexTensor, bias: &FlexTensor) -> (FlexTensor, ConvState) {
+    let shape = dims4(x);
+    let [b, c, h, wd] = shape;
+    let c_out = w.layout().shape()[0];
+    let (ho, wo) = (h - 2, wd - 2);
+    let p = ho * wo;
+    let cols = flex(im2col(x), &[b, c * 9, p]);
+    let w_mat = Flex::float_reshape(w.clone(), Shape::new([1, c_out, c * 9]));
+    let mut out = Flex::float_matmul(w_mat.clone(), cols.clone()); // [b, c_out, p]
+    let (bias_t, bias_range) = host(bias);
+    let bias_values = &bias_t.storage::<f32>()[bias_range];
+    // The matmul's fresh, contiguous output takes the bias in place (no copy: it is unique).
+    assert!(out.layout().contiguous_offsets() == Some((0, b * c_out * p)));
+    for (k, chunk) in out.storage_mut::<f32>().chunks_exact_mut(p).enumerate() {
+        let add = bias_values[k % c_out];
+        chunk.iter_mut().for_each(|v| *v += add);
+    }
+    let out = Flex::float_reshape(out, Shape::new([b, c_out, ho, wo]));
+    (out, ConvState { cols, w_mat, shape })
+}
+
+#[derive(Debug, Clone)]
+struct ConvState {
+    cols: FlexTensor,
+    w_mat: FlexTensor,
+    shape: [usize; 4],
+}
+
+#[derive(Debug)]
+struct Conv3x3;
+
+impl Backward<Flex, 3> for Conv3x3 {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let ConvState { cols, w_mat, shape } = ops.state;
+        let [b, c, h, wd] = shape;
+        let c_out = w_mat.layout().shape()[1];
+        let p = (h - 2) * (wd - 2);
+        let g = Flex::float_reshape(grad, Shape::new([b, c_out, p]));
+        if let Some(node) = node_b {
+            let (gt, range) = host(&g);
+            let gs = &gt.storage::<f32>()[range];
+            let mut db = vec![0f32; c_out];
+            for (k, chunk) in gs.chunks_exact(p).enumerate() {
+                db[k % c_out] += chunk.iter().sum::<f32>();
+            }
+            grads.register::<Flex>(node.id, flex(db, &[c_out]));
+        }
+        if let Some(node) = node_w {
+            let cols_t = Flex::float_swap_dims(cols, 1, 2); // [b, p, c·9]
+            let per_image = Flex::float_matmul(g.clone(), cols_t); // [b, c_out, c·9]
+            let dw = Flex::float_sum_dim(per_image, 0); // [1, c_out, c·9]
+            grads.register::<Flex>(
+                node.id,
+                Flex::float_reshape(dw, Shape::new([c_out, c, 3, 3])),
+            );
+        }
+        if let Some(node) = node_x {
+            let w_t = Flex::float_swap_dims(w_mat, 1, 2); // [1, c·9, c_out]
+            let dcols = Flex::float_matmul(w_t, g); // [b, c·9, p]
+            let (dt, range) = host(&dcols);
+            let dx = col2im(&dt.storage::<f32>()[range], shape);
+            grads.register::<Flex>(node.id, flex(dx, &shape));
+        }
+    }
+}
+
+type AdTensor = <Ad as burn_backend::BackendTypes>::FloatTensorPrimitive;
+
+fn conv_autodiff(x: AdTensor, w: AdTensor, b: AdTensor) -> AdTensor {
+    let (xi, wi, bi) = (
+        <Ad as AutodiffBackend>::inner(x.clone()),
+        <Ad as AutodiffBackend>::inner(w.clone()),
+        <Ad as AutodiffBackend>::inner(b.clone()),
+    );
+    match Conv3x3
+        .prepare::<NoCheckpointing>([x.node(), w.node(), b.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (out, state) = conv_forward(&xi, &wi, &bi);
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(conv_forward(&xi, &wi, &bi).0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Module;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::nn::pool::MaxPool2dConfig;
+    use burn::tensor::{Device, Distribution, Tolerance};
+
+    fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
+        let (a, b) = (a.into_data(), b.into_data());
+        assert_eq!(a.shape(), b.shape(), "{what}: shapes");
+        a.assert_approx_eq::<f32>(&b, Tolerance::rel_abs(1e-4, 1e-5));
+    }
+
+    /// Forward values and the gradients of input, weight and bias equal burn's own
+    /// `Conv2d::forward`, for a single-channel and a multi-channel input of odd and even sides.
+    #[test]
+    fn conv3x3_matches_burn_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        for (shape, c_out) in [([3, 1, 12, 11], 4), ([2, 5, 9, 10], 6)] {
+            let layer = Conv2dConfig::new([shape[1], c_out], [3, 3]).init(&device);
+            let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            // The comparison is with the fast path: these tensors are the ones it takes.
+            assert!(x.clone().try_into_primitive::<Ad>().is_ok());
+            assert!(
+                layer
+                    .valid()
+                    .weight
+                    .val()
+                    .try_into_primitive::<Flex>()
+                    .is_ok()
+            );
+            let out_shape = [shape[0], c_out, shape[2] - 2, shape[3] - 2];
+            let r = Tensor::<4>::random(out_shape, Distribution::Normal(0.0, 1.0), &device);
+            let run = |ours: bool| {
+                let x = x.clone().require_grad();
+                let y = if ours {
+                    conv3x3(&layer, x.clone())
+                } else {
+                    layer.forward(x.clone())
+                };
+                let grads = (y.clone() * r.clone()).sum().backward();
+                let w = layer.weight.val().grad(&grads).expect("weight grad");
+                let b = layer
+                    .bias
+                    .as_ref()
+                    .unwrap()
+                    .val()
+                    .grad(&grads)
+                    .expect("bias grad");
+                let dx = x.grad(&grads).expect("input grad");
+                (y.inner(), dx, w, b)
+            };
+            let (y0, dx0, w0, b0) = run(false);
+            let (y1, dx1, w1, b1) = run(true);
+            close(y1, y0, "output");
+            close(dx1, dx0, "input grad");
+            close(w1, w0, "weight grad");
+            b1.into_data()
+                .assert_approx_eq::<f32>(&b0.into_data(), Tolerance::rel_abs(1e-4, 1e-5));
+            // Without autodiff (validation, inference) the same values.
+            let plain = layer.valid();
+            close(
+                conv3x3(&plain, x.clone().inner()),
+                plain.forward(x.clone().inner()),
+                "inference output",
+            );
+        }
+    }
+
+    /// Pooled values and the input gradient equal burn's `MaxPool2d` (kernel 2, stride 2),
+    /// including a dropped odd row and column.
+    #[test]
+    fn max_pool2_matches_burn_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let pool = MaxPool2dConfig::new([2, 2]).init();
+        for shape in [[2, 3, 8, 6], [1, 2, 7, 9]] {
+            let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let out_shape = [shape[0], shape[1], shape[2] / 2, shape[3] / 2];
+            let r = Tensor::<4>::random(out_shape, Distribution::Normal(0.0, 1.0), &device);
+            let run = |ours: bool| {
+                let x = x.clone().require_grad();
+                let y = if ours {
+                    max_pool2(x.clone())
+                } else {
+                    pool.forward(x.clone())
+                };
+                let grads = (y.clone() * r.clone()).sum().backward();
+                (y.inner(), x.grad(&grads).expect("input grad"))
+            };
+            let (y0, dx0) = run(false);
+            let (y1, dx1) = run(true);
+            close(y1, y0, "pooled");
+            close(dx1, dx0, "input grad");
+            close(
+                max_pool2(x.clone().inner()),
+                pool.forward(x.clone().inner()),
+                "inference pooled",
+            );
+        }
+    }
+
+    /// A NaN in a window wins (and takes the gradient), as in burn and PyTorch.
+    #[test]
+    fn max_pool2_propagates_nan() {
+        let device = Device::flex();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(vec![1.0f32, f32::NAN, 3.0, 2.0], [1, 1, 2, 2]),
+            &device,
+        );
+        let y = max_pool2(x).into_data().try_to_vec::<f32>().unwrap();
+        assert!(y[0].is_nan(), "{y:?}");
+    }
+}
