@@ -114,6 +114,25 @@ pub struct IterationRow {
     pub explained_variance: Option<f64>,
     /// Environment steps per second in the iteration.
     pub sps: f64,
+    /// Where the iteration's time went (absent in checkpoints written before it was recorded).
+    #[serde(default)]
+    pub timing: IterationTiming,
+}
+
+/// Where one iteration's wall time went, in seconds. `env_secs` and `train_secs` are summed over
+/// the envs, which step in parallel: on one thread they are parts of `rollout_secs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct IterationTiming {
+    /// The rollout: policy forward passes, env steps and resets.
+    pub rollout_secs: f64,
+    /// GAE and the PPO minibatch updates.
+    pub update_secs: f64,
+    /// The meta-val evaluation (0 in iterations without one).
+    pub eval_secs: f64,
+    /// Inside the envs' `step` and `reset` (summed over envs).
+    pub env_secs: f64,
+    /// Of that, inside the inner training: epochs with their validation pass (summed over envs).
+    pub train_secs: f64,
 }
 
 /// The best evaluation so far and its policy.
@@ -237,7 +256,12 @@ fn pools(resolved: &Resolved, backend: Backend) -> Result<(Arc<TaskPool>, TaskPo
     ))
 }
 
-fn row_from(m: &IterationMetrics, wall_secs: f64, crash_penalty: f64) -> IterationRow {
+fn row_from(
+    m: &IterationMetrics,
+    wall_secs: f64,
+    crash_penalty: f64,
+    timing: IterationTiming,
+) -> IterationRow {
     let n = m.episodic_returns.len();
     let finite = |v: f64| v.is_finite().then_some(v);
     IterationRow {
@@ -259,6 +283,7 @@ fn row_from(m: &IterationMetrics, wall_secs: f64, crash_penalty: f64) -> Iterati
         clipfrac: m.clipfrac,
         explained_variance: finite(m.explained_variance),
         sps: m.sps,
+        timing,
     }
 }
 
@@ -401,7 +426,18 @@ pub fn run(
     while ppo.iteration < num_iterations && options.stop_after.is_none_or(|k| done_here < k) {
         let start = std::time::Instant::now();
         let metrics = ppo.iterate(&mut envs);
+        let mut timing = IterationTiming {
+            rollout_secs: metrics.rollout_secs,
+            update_secs: metrics.update_secs,
+            ..IterationTiming::default()
+        };
+        for env in &mut envs {
+            let t = env.take_timing();
+            timing.env_secs += t.env_secs;
+            timing.train_secs += t.train_secs;
+        }
         let iteration = ppo.iteration;
+        let eval_start = std::time::Instant::now();
         if iteration % c.eval_interval == 0 || iteration == num_iterations {
             // Export once: the evaluated policy is the one kept when it is the best.
             let policy = ppo.policy();
@@ -424,6 +460,7 @@ pub fn run(
                 });
             }
             state.evals.push(e);
+            timing.eval_secs = eval_start.elapsed().as_secs_f64();
         }
         let eval = state
             .evals
@@ -433,7 +470,7 @@ pub fn run(
         wall += start.elapsed().as_secs_f64();
         state
             .rows
-            .push(row_from(&metrics, wall, c.env.crash_penalty));
+            .push(row_from(&metrics, wall, c.env.crash_penalty, timing));
         state.finished = ppo.iteration >= num_iterations;
         save(&ppo, &envs, &state)?;
         done_here += 1;

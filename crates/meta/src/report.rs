@@ -100,6 +100,11 @@ fn metrics_csv(state: &MetaState) -> Result<Vec<u8>, Error> {
         "eval_mean_return",
         "eval_median_return",
         "eval_diverged",
+        "rollout_secs",
+        "update_secs",
+        "eval_secs",
+        "env_secs",
+        "train_secs",
     ])
     .map_err(csv_err)?;
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
@@ -123,6 +128,11 @@ fn metrics_csv(state: &MetaState) -> Result<Vec<u8>, Error> {
             opt(e.map(|e| e.mean_return)),
             opt(e.map(|e| e.median_return)),
             e.map(|e| e.diverged.to_string()).unwrap_or_default(),
+            format!("{:.4}", r.timing.rollout_secs),
+            format!("{:.4}", r.timing.update_secs),
+            format!("{:.4}", r.timing.eval_secs),
+            format!("{:.4}", r.timing.env_secs),
+            format!("{:.4}", r.timing.train_secs),
         ])
         .map_err(csv_err)?;
     }
@@ -351,6 +361,25 @@ fn card(resolved: &Resolved, state: &MetaState, num_iterations: usize) -> String
                 .map_or("n/a".into(), |v| format!("{v:.3}")),
             r.entropy,
             r.sps
+        );
+    }
+    let total = |f: fn(&crate::IterationTiming) -> f64| -> f64 {
+        state.rows.iter().map(|r| f(&r.timing)).sum()
+    };
+    let (rollout, update, eval) = (
+        total(|t| t.rollout_secs),
+        total(|t| t.update_secs),
+        total(|t| t.eval_secs),
+    );
+    if rollout > 0.0 {
+        let (env, train) = (total(|t| t.env_secs), total(|t| t.train_secs));
+        let _ = writeln!(
+            s,
+            "
+Time (recorded iterations): rollout {rollout:.1} s, PPO update {update:.1} s, evaluations {eval:.1} s. \
+             Summed over the envs (which step in parallel): {env:.1} s in env steps and resets, of which \
+             {train:.1} s inner training ({:.1}% of env time).",
+            100.0 * train / env.max(1e-12)
         );
     }
     let _ = writeln!(

@@ -72,6 +72,22 @@ fn the_smoke_run_writes_a_loadable_policy_that_is_the_one_evaluated() {
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
     let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "header + 4 iterations:\n{csv}");
+    // The time breakdown: every iteration rolls out and updates; the inner training is a part
+    // of the env time; only the evaluating iterations (2 and 4) have evaluation time.
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with("rollout_secs,update_secs,eval_secs,env_secs,train_secs")
+    );
+    for r in &state.rows {
+        let t = r.timing;
+        assert!(t.rollout_secs > 0.0 && t.update_secs > 0.0, "{t:?}");
+        assert!(t.train_secs > 0.0 && t.train_secs <= t.env_secs, "{t:?}");
+        assert_eq!(t.eval_secs > 0.0, r.iteration % 2 == 0, "{t:?}");
+    }
+    let card = std::fs::read_to_string(dir.path().join("CARD.md")).unwrap();
+    assert!(card.contains("inner training"), "{card}");
 
     // The folder's policy, run again through run_schedule on the eval tasks with the same
     // seeds, reproduces the selected evaluation exactly.

@@ -312,6 +312,10 @@ pub struct IterationMetrics {
     pub explained_variance: f64,
     /// `charts/SPS`: environment steps per second in this iteration.
     pub sps: f64,
+    /// Wall seconds of the rollout (policy forward passes, env steps and resets).
+    pub rollout_secs: f64,
+    /// Wall seconds of the rest: GAE and the minibatch updates.
+    pub update_secs: f64,
 }
 
 /// The learner's whole state: agent, optimizer, normalizer, RNG, counters, rollout cursor.
@@ -575,6 +579,8 @@ impl Ppo {
             }
         }
 
+        let rollout_secs = start.elapsed().as_secs_f64();
+
         // Bootstrap value if not done.
         let normed: Vec<f32> = self
             .next_obs
@@ -742,6 +748,8 @@ impl Ppo {
             clipfrac: clipfracs.iter().sum::<f64>() / clipfracs.len().max(1) as f64,
             explained_variance,
             sps: batch_size as f64 / start.elapsed().as_secs_f64(),
+            rollout_secs,
+            update_secs: start.elapsed().as_secs_f64() - rollout_secs,
         };
         let n = metrics.episodic_returns.len();
         tracing::info!(

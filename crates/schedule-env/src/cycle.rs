@@ -107,6 +107,16 @@ pub struct TaskCycleEnv {
     current: Option<ScheduleEnv>,
     observation_space: BoxSpace,
     action_space: BoxSpace,
+    timing: EnvTiming,
+}
+
+/// Where an env's time went since [`TaskCycleEnv::take_timing`] was last called (seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EnvTiming {
+    /// Inside `step` and `reset` in all.
+    pub env_secs: f64,
+    /// Of that, inside the inner training: the epochs with their validation pass.
+    pub train_secs: f64,
 }
 
 impl TaskCycleEnv {
@@ -132,7 +142,13 @@ impl TaskCycleEnv {
             current: None,
             observation_space: observation_space(),
             action_space: crate::env::action_space(),
+            timing: EnvTiming::default(),
         }
+    }
+
+    /// Where this env's time went since the last call (for meta-training's time breakdown).
+    pub fn take_timing(&mut self) -> EnvTiming {
+        std::mem::take(&mut self.timing)
     }
 
     /// The task of the current episode.
@@ -171,6 +187,29 @@ impl Env for TaskCycleEnv {
     }
 
     fn reset(&mut self, seed: Option<u64>) -> (Obs, Info) {
+        let start = std::time::Instant::now();
+        let reset = self.reset_untimed(seed);
+        self.timing.env_secs += start.elapsed().as_secs_f64();
+        reset
+    }
+
+    fn step(&mut self, action: &[f32]) -> Step {
+        let start = std::time::Instant::now();
+        let step = self
+            .current
+            .as_mut()
+            .expect("reset should be called before step")
+            .step(action);
+        self.actions.push(action.to_vec());
+        self.obs = step.obs.clone();
+        self.timing.train_secs += step.info.get("wall_secs").copied().unwrap_or(0.0);
+        self.timing.env_secs += start.elapsed().as_secs_f64();
+        step
+    }
+}
+
+impl TaskCycleEnv {
+    fn reset_untimed(&mut self, seed: Option<u64>) -> (Obs, Info) {
         if let Some(seed) = seed {
             self.state = CycleState {
                 rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC1C1E),
@@ -179,17 +218,6 @@ impl Env for TaskCycleEnv {
             };
         }
         self.start_episode()
-    }
-
-    fn step(&mut self, action: &[f32]) -> Step {
-        let step = self
-            .current
-            .as_mut()
-            .expect("reset should be called before step")
-            .step(action);
-        self.actions.push(action.to_vec());
-        self.obs = step.obs.clone();
-        step
     }
 }
 

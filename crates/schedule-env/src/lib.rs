@@ -35,7 +35,7 @@ pub use controller::{
     Controller, Decision, DecisionInput, EpisodeContext, EpisodeResult, IntervalRecord, Rollback,
     run_schedule, run_schedule_with,
 };
-pub use cycle::{CycleSnapshot, TaskCycleEnv, TaskPool};
+pub use cycle::{CycleSnapshot, EnvTiming, TaskCycleEnv, TaskPool};
 pub use env::ScheduleEnv;
 pub use features::{FEATURES, FEATURIZER_VERSION, Featurizer, N_FEATURES};
 pub use live::{EpochReport, LiveSession, ReportError};
