@@ -522,27 +522,34 @@ impl Ppo {
                 step_actions.push(a);
             }
 
-            // TRY NOT TO MODIFY: execute the game (envs clip actions into their space).
-            let steps: Vec<hyperctl_env_core::Step> = if c.parallel_envs && num_envs > 1 {
-                std::thread::scope(|s| {
-                    let handles: Vec<_> = envs
-                        .iter_mut()
-                        .zip(&step_actions)
-                        .map(|(env, a)| s.spawn(move || env.step(a)))
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().expect("an env step should not panic"))
-                        .collect()
-                })
-            } else {
-                envs.iter_mut()
-                    .zip(&step_actions)
-                    .map(|(env, a)| env.step(a))
-                    .collect()
+            // TRY NOT TO MODIFY: execute the game (envs clip actions into their space). An env
+            // whose episode ended is reset on its own thread too (a reset builds a training run).
+            let step_and_reset = |env: &mut E, a: &Vec<f32>| {
+                let st = env.step(a);
+                let reset = st.done().then(|| env.reset(None).0);
+                (st, reset)
             };
+            let steps: Vec<(hyperctl_env_core::Step, Option<Vec<f32>>)> =
+                if c.parallel_envs && num_envs > 1 {
+                    std::thread::scope(|s| {
+                        let handles: Vec<_> = envs
+                            .iter_mut()
+                            .zip(&step_actions)
+                            .map(|(env, a)| s.spawn(move || step_and_reset(env, a)))
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|h| h.join().expect("an env step should not panic"))
+                            .collect()
+                    })
+                } else {
+                    envs.iter_mut()
+                        .zip(&step_actions)
+                        .map(|(env, a)| step_and_reset(env, a))
+                        .collect()
+                };
             if c.norm_reward {
-                for (e, st) in steps.iter().enumerate() {
+                for (e, (st, _)) in steps.iter().enumerate() {
                     self.discounted_returns[e] = self.discounted_returns[e] * c.gamma + st.reward;
                 }
                 let batch: Vec<Vec<f32>> = self
@@ -553,7 +560,7 @@ impl Ppo {
                 self.return_rms.update(&batch);
             }
             let reward_scale = 1.0 / (self.return_rms.var[0] + 1e-8).sqrt();
-            for (e, (env, st)) in envs.iter_mut().zip(steps).enumerate() {
+            for (e, (st, reset_obs)) in steps.into_iter().enumerate() {
                 rewards[step * num_envs + e] = if c.norm_reward {
                     (st.reward * reward_scale).clamp(-10.0, 10.0) as f32
                 } else {
@@ -565,12 +572,13 @@ impl Ppo {
                     self.discounted_returns[e] = 0.0;
                 }
                 self.next_done[e] = if done { 1.0 } else { 0.0 };
-                self.next_obs[e] = if done {
-                    episodic_returns.push(self.running_returns[e]);
-                    self.running_returns[e] = 0.0;
-                    env.reset(None).0
-                } else {
-                    st.obs
+                self.next_obs[e] = match reset_obs {
+                    Some(obs) => {
+                        episodic_returns.push(self.running_returns[e]);
+                        self.running_returns[e] = 0.0;
+                        obs
+                    }
+                    None => st.obs,
                 };
             }
             if c.norm_obs {

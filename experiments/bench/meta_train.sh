@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Meta-training benchmark: the same short run (experiments/bench/meta_train.toml) pinned to 1 core
+# and to 2 cores, each under /usr/bin/time for its peak memory. Prints and writes
+# experiments/bench/results/meta_train.json: wall time, the time breakdown from metrics.csv
+# (rollout, PPO update, evaluation; env time and inner training summed over envs), the share of the
+# training time spent outside the inner training (1 core), and the 1 -> 2 core speed-up.
+# Usage: bash experiments/bench/meta_train.sh     (Linux: needs taskset and /usr/bin/time)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release -q -p hyperctl
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+for cores in 1 2; do
+  cpus=$([ "$cores" = 1 ] && echo 0 || echo 0,1)
+  /usr/bin/time -v -o "$out/time-$cores.txt" taskset -c "$cpus" ./target/release/hyperctl \
+    meta-train --config experiments/bench/meta_train.toml --out "$out/run-$cores" 2> "$out/log-$cores.txt"
+done
+mkdir -p experiments/bench/results
+python3 - "$out" experiments/bench/results/meta_train.json <<'PY'
+import csv, json, os, platform, re, subprocess, sys, datetime
+out, dest = sys.argv[1], sys.argv[2]
+runs = {}
+for cores in (1, 2):
+    rows = list(csv.DictReader(open(f"{out}/run-{cores}/metrics.csv")))
+    total = lambda k: sum(float(r[k]) for r in rows)
+    time_txt = open(f"{out}/time-{cores}.txt").read()
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_txt).group(1))
+    steps = int(rows[-1]["global_step"])
+    rollout, update, ev = total("rollout_secs"), total("update_secs"), total("eval_secs")
+    env, train = total("env_secs"), total("train_secs")
+    runs[cores] = {
+        "cores": cores, "iterations": len(rows), "env_steps": steps,
+        "wall_secs": float(rows[-1]["wall_secs"]), "rollout_secs": rollout, "update_secs": update,
+        "eval_secs": ev, "env_secs_summed": env, "inner_train_secs_summed": train,
+        "rollout_steps_per_s": steps / rollout, "peak_rss_mib": rss_kb / 1024,
+    }
+one, two = runs[1], runs[2]
+training = one["rollout_secs"] + one["update_secs"]
+summary = {
+    "benchmark": "meta_train", "date": datetime.date.today().isoformat(),
+    "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+    "git_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    "config": "experiments/bench/meta_train.toml", "backend": "flex", "seed": 1,
+    "runs": [one, two],
+    # One core: everything is serial, so the parts add up to the training time.
+    "share_outside_inner_training_1core": 1 - one["inner_train_secs_summed"] / training,
+    "share_ppo_update_1core": one["update_secs"] / training,
+    "share_env_overhead_1core": (one["env_secs_summed"] - one["inner_train_secs_summed"]) / training,
+    "share_policy_and_rollout_bookkeeping_1core": (one["rollout_secs"] - one["env_secs_summed"]) / training,
+    "rollout_speedup_1_to_2_cores": two["rollout_steps_per_s"] / one["rollout_steps_per_s"],
+    "training_speedup_1_to_2_cores": training / (two["rollout_secs"] + two["update_secs"]),
+    "eval_speedup_1_to_2_cores": one["eval_secs"] / two["eval_secs"],
+    "peak_rss_mib_2cores": two["peak_rss_mib"],
+}
+tmp = dest + ".tmp"
+json.dump(summary, open(tmp, "w"), indent=1)
+os.replace(tmp, dest)
+print(json.dumps(summary, indent=1))
+PY
