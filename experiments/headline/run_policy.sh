@@ -4,11 +4,15 @@
 # starting-lr sweep; the baselines, tuning, oracle and the schedule's sweep come from
 # experiments/headline (run.sh first). About 15 min on 2 cores.
 #   bash experiments/headline/run_policy.sh policies/default experiments/headline/v1
+# HC=path/to/hyperctl runs another binary instead of building this checkout's (to keep a policy on
+# the same code as the recorded baselines).
 set -euo pipefail
 POLICY=$1
 DIR=$2
-HC=./target/release/hyperctl
-cargo build --release -p hyperctl
+if [ -z "${HC:-}" ]; then
+    HC=./target/release/hyperctl
+    cargo build --release -p hyperctl
+fi
 common=(--tasks experiments/headline/tasks.toml --data-dir ../shared/data --split held-out)
 $HC compare "${common[@]}" --seeds 5 --untuned-starts --out "$DIR/run" \
     --controller "policy:$POLICY" --replay "policy:$POLICY"
