@@ -133,6 +133,9 @@ pub struct IterationTiming {
     pub env_secs: f64,
     /// Of that, inside the inner training: epochs with their validation pass (summed over envs).
     pub train_secs: f64,
+    /// Of that, in env resets: starting episodes (data, model, first validation pass; summed).
+    #[serde(default)]
+    pub reset_secs: f64,
 }
 
 /// The best evaluation so far and its policy.
@@ -435,6 +438,7 @@ pub fn run(
             let t = env.take_timing();
             timing.env_secs += t.env_secs;
             timing.train_secs += t.train_secs;
+            timing.reset_secs += t.reset_secs;
         }
         let iteration = ppo.iteration;
         let eval_start = std::time::Instant::now();

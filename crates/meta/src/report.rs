@@ -105,6 +105,7 @@ fn metrics_csv(state: &MetaState) -> Result<Vec<u8>, Error> {
         "eval_secs",
         "env_secs",
         "train_secs",
+        "reset_secs",
     ])
     .map_err(csv_err)?;
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
@@ -133,6 +134,7 @@ fn metrics_csv(state: &MetaState) -> Result<Vec<u8>, Error> {
             format!("{:.4}", r.timing.eval_secs),
             format!("{:.4}", r.timing.env_secs),
             format!("{:.4}", r.timing.train_secs),
+            format!("{:.4}", r.timing.reset_secs),
         ])
         .map_err(csv_err)?;
     }
@@ -372,13 +374,17 @@ fn card(resolved: &Resolved, state: &MetaState, num_iterations: usize) -> String
         total(|t| t.eval_secs),
     );
     if rollout > 0.0 {
-        let (env, train) = (total(|t| t.env_secs), total(|t| t.train_secs));
+        let (env, train, reset) = (
+            total(|t| t.env_secs),
+            total(|t| t.train_secs),
+            total(|t| t.reset_secs),
+        );
         let _ = writeln!(
             s,
             "
 Time (recorded iterations): rollout {rollout:.1} s, PPO update {update:.1} s, evaluations {eval:.1} s. \
              Summed over the envs (which step in parallel): {env:.1} s in env steps and resets, of which \
-             {train:.1} s inner training ({:.1}% of env time).",
+             {train:.1} s inner training ({:.1}% of env time) and {reset:.1} s starting episodes.",
             100.0 * train / env.max(1e-12)
         );
     }

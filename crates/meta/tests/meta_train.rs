@@ -78,12 +78,13 @@ fn the_smoke_run_writes_a_loadable_policy_that_is_the_one_evaluated() {
         csv.lines()
             .next()
             .unwrap()
-            .ends_with("rollout_secs,update_secs,eval_secs,env_secs,train_secs")
+            .ends_with("rollout_secs,update_secs,eval_secs,env_secs,train_secs,reset_secs")
     );
     for r in &state.rows {
         let t = r.timing;
         assert!(t.rollout_secs > 0.0 && t.update_secs > 0.0, "{t:?}");
         assert!(t.train_secs > 0.0 && t.train_secs <= t.env_secs, "{t:?}");
+        assert!(t.train_secs + t.reset_secs <= t.env_secs + 1e-9, "{t:?}");
         assert_eq!(t.eval_secs > 0.0, r.iteration % 2 == 0, "{t:?}");
     }
     let card = std::fs::read_to_string(dir.path().join("CARD.md")).unwrap();

@@ -117,6 +117,8 @@ pub struct EnvTiming {
     pub env_secs: f64,
     /// Of that, inside the inner training: the epochs with their validation pass.
     pub train_secs: f64,
+    /// Of that, in `reset`: starting an episode (its data, model and first validation pass).
+    pub reset_secs: f64,
 }
 
 impl TaskCycleEnv {
@@ -190,6 +192,7 @@ impl Env for TaskCycleEnv {
         let start = std::time::Instant::now();
         let reset = self.reset_untimed(seed);
         self.timing.env_secs += start.elapsed().as_secs_f64();
+        self.timing.reset_secs += start.elapsed().as_secs_f64();
         reset
     }
 
