@@ -6,25 +6,30 @@
 # experiments/bench/results/meta_train.json: wall time, the time breakdown from metrics.csv
 # (rollout, PPO update, evaluation; env time and inner training summed over envs), the share of the
 # training time spent outside the inner training (1 core), and the 1 -> 2 core speed-up.
-# Usage: bash experiments/bench/meta_train.sh     (Linux: needs taskset and /usr/bin/time)
+# Usage: bash experiments/bench/meta_train.sh [CONFIG] [RESULT]   (Linux: needs taskset, /usr/bin/time)
+#   defaults: experiments/bench/meta_train.toml, experiments/bench/results/meta_train.json
+#   the balanced-task control: bash experiments/bench/meta_train.sh \
+#     experiments/bench/meta_train_balanced.toml experiments/bench/results/meta_train_balanced.json
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+base=${1:-experiments/bench/meta_train.toml}
+result=${2:-experiments/bench/results/meta_train.json}
 cargo build --release -q -p hyperctl
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-sed 's/^\[ppo\]$/[ppo]\nparallel_envs = false/' experiments/bench/meta_train.toml > experiments/bench/.serial.toml
+sed 's/^\[ppo\]$/[ppo]\nparallel_envs = false/' "$base" > experiments/bench/.serial.toml
 trap 'rm -rf "$out" experiments/bench/.serial.toml' EXIT
 for cores in 1 2; do
   cpus=$([ "$cores" = 1 ] && echo 0 || echo 0,1)
-  config=$([ "$cores" = 1 ] && echo experiments/bench/.serial.toml || echo experiments/bench/meta_train.toml)
+  config=$([ "$cores" = 1 ] && echo experiments/bench/.serial.toml || echo "$base")
   /usr/bin/time -v -o "$out/time-$cores.txt" taskset -c "$cpus" ./target/release/hyperctl \
     meta-train --config "$config" --out "$out/run-$cores" 2> "$out/log-$cores.txt"
 done
 cmp "$out/run-1/weights.json" "$out/run-2/weights.json"   # same policy whatever the threads
 mkdir -p experiments/bench/results
-python3 - "$out" experiments/bench/results/meta_train.json <<'PY'
+python3 - "$out" "$result" "$base" <<'PY'
 import csv, json, os, platform, re, subprocess, sys, datetime
-out, dest = sys.argv[1], sys.argv[2]
+out, dest, config = sys.argv[1], sys.argv[2], sys.argv[3]
 runs = {}
 for cores in (1, 2):
     rows = list(csv.DictReader(open(f"{out}/run-{cores}/metrics.csv")))
@@ -46,7 +51,7 @@ summary = {
     "benchmark": "meta_train", "date": datetime.date.today().isoformat(),
     "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
     "git_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-    "config": "experiments/bench/meta_train.toml", "backend": "flex", "seed": 1,
+    "config": config, "backend": "flex", "seed": 1,
     "runs": [one, two],
     # One core, envs stepped serially: the parts add up to the training time.
     "share_outside_inner_training_1core": 1 - one["inner_train_secs_summed"] / training,
