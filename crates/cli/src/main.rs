@@ -16,12 +16,12 @@ mod train;
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
 /// mimalloc instead of glibc malloc: training steps allocate and free multi-MB tensors, which glibc
 /// returns to the OS and page-faults back in every step (experiments/bench/README.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use clap::{Parser, Subcommand};
 
 /// Learned, reactive hyperparameter control of deep-network training.
 #[derive(Debug, Parser)]

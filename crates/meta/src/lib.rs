@@ -120,8 +120,10 @@ pub struct IterationRow {
 }
 
 /// Where one iteration's wall time went, in seconds. `env_secs` and `train_secs` are summed over
-/// the envs, which step in parallel: on one thread they are parts of `rollout_secs`.
+/// the envs, which step in parallel: on one thread they are parts of `rollout_secs`. A field
+/// missing from an older checkpoint reads as 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct IterationTiming {
     /// The rollout: policy forward passes, env steps and resets.
     pub rollout_secs: f64,
@@ -134,7 +136,6 @@ pub struct IterationTiming {
     /// Of that, inside the inner training: epochs with their validation pass (summed over envs).
     pub train_secs: f64,
     /// Of that, in env resets: starting episodes (data, model, first validation pass; summed).
-    #[serde(default)]
     pub reset_secs: f64,
 }
 

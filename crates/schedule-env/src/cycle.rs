@@ -158,6 +158,18 @@ impl TaskCycleEnv {
         self.current.as_ref().map(|e| e.task())
     }
 
+    /// `reset` without its timing: a seed restarts the cycle, then the next episode starts.
+    fn reset_untimed(&mut self, seed: Option<u64>) -> (Obs, Info) {
+        if let Some(seed) = seed {
+            self.state = CycleState {
+                rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC1C1E),
+                order: (0..self.pool.tasks.len()).collect(),
+                cursor: usize::MAX,
+            };
+        }
+        self.start_episode()
+    }
+
     /// Starts the episode the cycle's current state leads to.
     fn start_episode(&mut self) -> (Obs, Info) {
         self.episode_start = Some(self.state.clone());
@@ -191,8 +203,9 @@ impl Env for TaskCycleEnv {
     fn reset(&mut self, seed: Option<u64>) -> (Obs, Info) {
         let start = std::time::Instant::now();
         let reset = self.reset_untimed(seed);
-        self.timing.env_secs += start.elapsed().as_secs_f64();
-        self.timing.reset_secs += start.elapsed().as_secs_f64();
+        let secs = start.elapsed().as_secs_f64();
+        self.timing.env_secs += secs;
+        self.timing.reset_secs += secs;
         reset
     }
 
@@ -208,19 +221,6 @@ impl Env for TaskCycleEnv {
         self.timing.train_secs += step.info.get("wall_secs").copied().unwrap_or(0.0);
         self.timing.env_secs += start.elapsed().as_secs_f64();
         step
-    }
-}
-
-impl TaskCycleEnv {
-    fn reset_untimed(&mut self, seed: Option<u64>) -> (Obs, Info) {
-        if let Some(seed) = seed {
-            self.state = CycleState {
-                rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC1C1E),
-                order: (0..self.pool.tasks.len()).collect(),
-                cursor: usize::MAX,
-            };
-        }
-        self.start_episode()
     }
 }
 

@@ -9,8 +9,8 @@
 //! convolution is im2col into a `[batch, c·9, positions]` buffer kept for the backward pass,
 //! with every product a flex matmul (gemm).
 //!
-//! Both are deterministic and single-threaded per call (results do not depend on the thread
-//! count). Values equal burn's up to float summation order; the pooled gradient goes to the
+//! Both are deterministic: their own loops run on the calling thread and their products are flex
+//! matmuls, so results do not depend on the thread count. Values equal burn's up to float summation order; the pooled gradient goes to the
 //! first maximum of each window, as burn and PyTorch do.
 
 use burn::module::Param;
@@ -55,23 +55,17 @@ fn flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
 /// - input: `[batch, channels, h, w]`
 /// - output: `[batch, channels, h / 2, w / 2]`
 pub fn max_pool2(x: Tensor<4>) -> Tensor<4> {
-    if let Ok(t) = x.clone().try_into_primitive::<Ad>()
-        && t_dtype_f32(&<Ad as AutodiffBackend>::inner(t.clone()))
-    {
-        return Tensor::from_primitive::<Ad>(pool_autodiff(t));
-    }
-    if let Ok(t) = x.clone().try_into_primitive::<Flex>()
-        && t_dtype_f32(&t)
-    {
-        return Tensor::from_primitive::<Flex>(pool_forward(&t).0);
+    if x.dtype() == DType::F32 {
+        if let Ok(t) = x.clone().try_into_primitive::<Ad>() {
+            return Tensor::from_primitive::<Ad>(pool_autodiff(t));
+        }
+        if let Ok(t) = x.clone().try_into_primitive::<Flex>() {
+            return Tensor::from_primitive::<Flex>(pool_forward(&t).0);
+        }
     }
     burn::nn::pool::MaxPool2dConfig::new([2, 2])
         .init()
         .forward(x)
-}
-
-fn t_dtype_f32(t: &FlexTensor) -> bool {
-    t.dtype() == DType::F32
 }
 
 /// Forward: the pooled values and, per output, the flat input index of its window's maximum.
@@ -162,7 +156,9 @@ fn pool_autodiff(x: AdTensor) -> AdTensor {
 pub fn conv3x3(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let bias = layer.bias.as_ref().map(Param::val);
     let weight = layer.weight.val();
-    if let Some(bias) = bias {
+    if let Some(bias) = bias
+        && x.dtype() == DType::F32
+    {
         // The input may be a plain flex tensor (a minibatch of data) under autodiff weights.
         let x_ad = x.clone().try_into_primitive::<Ad>().or_else(|_| {
             x.clone()
@@ -175,19 +171,14 @@ pub fn conv3x3(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
             bias.clone().try_into_primitive::<Ad>(),
         );
         if let (Ok(x), Ok(w), Ok(b)) = all {
-            let inner = <Ad as AutodiffBackend>::inner(x.clone());
-            if t_dtype_f32(&inner) {
-                return Tensor::from_primitive::<Ad>(conv_autodiff(x, w, b));
-            }
+            return Tensor::from_primitive::<Ad>(conv_autodiff(x, w, b));
         }
         let all = (
             x.clone().try_into_primitive::<Flex>(),
             weight.try_into_primitive::<Flex>(),
             bias.try_into_primitive::<Flex>(),
         );
-        if let (Ok(x), Ok(w), Ok(b)) = all
-            && t_dtype_f32(&x)
-        {
+        if let (Ok(x), Ok(w), Ok(b)) = all {
             return Tensor::from_primitive::<Flex>(conv_forward(&x, &w, &b).0);
         }
     }
