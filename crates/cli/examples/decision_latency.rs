@@ -65,11 +65,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             start,
             None,
             50,
+            Some(hyperctl_schedule_env::Rollback::DEPLOYED),
         )?;
         for e in 1..=epochs {
             let r = report(s, e);
             let t = Instant::now();
-            let hp = live.observe(&r)?;
+            let hp = live.observe(&r)?.hp;
             library.push(t.elapsed().as_secs_f64() * 1e6);
             library_decisions.push(hp);
         }

@@ -6,8 +6,16 @@
 //!   `{"ok":false,"error":"..."}` and changes nothing; the connection and every other session go on.
 //! - Sessions are global (a loop may reconnect) and independent: each is a [`LiveSession`] with
 //!   its own featurizer state, all sharing one loaded policy.
-//! - Memory is bounded: request lines are limited (`--max-line-bytes`), so are open sessions
-//!   (`--max-sessions`), and sessions idle longer than `--idle-timeout` are closed.
+//! - Every session runs the deployment guard by default (as `train --rollback`; `--no-guard` or
+//!   `"guard": false` at open turns it off): an observe whose epoch diverged or blew up gets
+//!   `"restore_epoch": K` — restore the model and optimizer state saved after epoch K, which an
+//!   earlier reply marked `"keep": true` (0: the initial state) — and the reduced lr.
+//! - Memory is bounded: request lines are limited (`--max-line-bytes`), session ids to
+//!   [`MAX_SESSION_ID_BYTES`], open sessions (`--max-sessions`) and connections
+//!   (`--max-connections`) are limited, a session's state does not grow with its epochs, and
+//!   sessions idle longer than `--idle-timeout` are closed. No reply echoes unbounded input.
+//! - Out of file handles (EMFILE/ENFILE), the accept loop backs off (up to 1 s) and logs the
+//!   condition at most once every 10 s, instead of spinning.
 //! - SIGINT or SIGTERM stops accepting connections and exits cleanly.
 
 use std::collections::HashMap;
@@ -19,10 +27,16 @@ use anyhow::Context;
 use clap::Args;
 use hyperctl_controllers::{PolicyController, PolicyFolder};
 use hyperctl_ppo::Policy;
-use hyperctl_schedule_env::{EnvConfig, EpochReport, LiveSession};
+use hyperctl_schedule_env::{EnvConfig, EpochReport, LiveDecision, LiveSession, Rollback};
 use hyperctl_tasks::Hyperparams;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// The longest session id accepted, in bytes.
+pub const MAX_SESSION_ID_BYTES: usize = 256;
+
+/// The guard every session runs unless turned off (`train --rollback`'s defaults).
+const GUARD: Rollback = Rollback::DEPLOYED;
 
 /// Arguments of `hyperctl serve`.
 #[derive(Debug, Args)]
@@ -33,15 +47,21 @@ pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: String,
-    /// Close sessions idle for longer than this many seconds.
-    #[arg(long, default_value_t = 3600)]
+    /// Close sessions idle for longer than this many seconds (at least 1).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: u64,
-    /// Longest request line accepted, in bytes.
-    #[arg(long, default_value_t = 4 << 20)]
-    max_line_bytes: usize,
-    /// Most sessions open at once.
-    #[arg(long, default_value_t = 10_000)]
-    max_sessions: usize,
+    /// Longest request line accepted, in bytes (at least 64).
+    #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(64..=(1 << 30)))]
+    max_line_bytes: u64,
+    /// Most sessions open at once (at least 1).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_sessions: u64,
+    /// Most connections open at once (at least 1); a client beyond it gets one error line.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Run sessions without the deployment guard (no rollbacks; a diverged epoch ends the run).
+    #[arg(long)]
+    no_guard: bool,
 }
 
 /// One request line. Losses may be `null` where the loop saw a non-finite value.
@@ -57,6 +77,8 @@ enum Request {
         initial_val_loss: Option<f64>,
         #[serde(default)]
         steps_per_epoch: Option<usize>,
+        #[serde(default)]
+        guard: Option<bool>,
     },
     Observe {
         session: String,
@@ -87,14 +109,29 @@ pub struct Server {
     env: EnvConfig,
     sessions: Mutex<HashMap<String, Entry>>,
     max_sessions: usize,
+    guard: bool,
 }
 
 /// Replies are structs so their keys keep the documented order (`ok` first).
 #[derive(serde::Serialize)]
-struct Decision {
+struct Reply<'a> {
     ok: bool,
     lr: f64,
     momentum: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guard: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send: Option<[&'static str; 4]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restore_epoch: Option<usize>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    keep: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    diverged: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    done: bool,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
 }
 
 #[derive(serde::Serialize)]
@@ -103,11 +140,37 @@ struct Failure {
     error: String,
 }
 
-fn reply(hp: Hyperparams) -> String {
-    serde_json::to_string(&Decision {
+/// The fields an observe should carry for the policy to see what it saw in training.
+const SEND: [&str; 4] = ["train_losses", "val_loss", "grad_norms", "update_ratio"];
+
+fn reply_open(hp: Hyperparams, guard: bool) -> String {
+    serde_json::to_string(&Reply {
         ok: true,
         lr: hp.lr,
         momentum: hp.momentum,
+        guard: Some(guard),
+        send: Some(SEND),
+        restore_epoch: None,
+        keep: false,
+        diverged: false,
+        done: false,
+        warnings: &[],
+    })
+    .expect("a decision serializes")
+}
+
+fn reply_observe(d: &LiveDecision) -> String {
+    serde_json::to_string(&Reply {
+        ok: true,
+        lr: d.hp.lr,
+        momentum: d.hp.momentum,
+        guard: None,
+        send: None,
+        restore_epoch: d.restore_epoch,
+        keep: d.keep,
+        diverged: d.diverged,
+        done: d.done,
+        warnings: &d.warnings,
     })
     .expect("a decision serializes")
 }
@@ -118,6 +181,34 @@ fn error(message: impl std::fmt::Display) -> String {
         error: message.to_string(),
     })
     .expect("an error serializes")
+}
+
+/// Checks a session id before it is stored or echoed.
+fn check_id(session: &str) -> Result<(), String> {
+    if session.is_empty() {
+        return Err("session: expected a non-empty id".into());
+    }
+    if session.len() > MAX_SESSION_ID_BYTES {
+        return Err(format!(
+            "session: the id is {} bytes; at most {MAX_SESSION_ID_BYTES} are allowed",
+            session.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A serde error message without the offending input: serde_json quotes unknown strings (a
+/// multi-megabyte op or field name would come back whole), so anything quoted is cut short.
+fn bounded(message: String) -> String {
+    const MAX: usize = 200;
+    if message.len() <= MAX {
+        return message;
+    }
+    let mut cut = MAX;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes in all)", &message[..cut], message.len())
 }
 
 impl Server {
@@ -132,8 +223,14 @@ impl Server {
         }
         let request: Request = match serde_json::from_str(text) {
             Ok(r) => r,
-            Err(e) => return error(format!("invalid request: {e}")),
+            Err(e) => return error(bounded(format!("invalid request: {e}"))),
         };
+        let (Request::Open { session, .. }
+        | Request::Observe { session, .. }
+        | Request::Close { session }) = &request;
+        if let Err(e) = check_id(session) {
+            return error(e);
+        }
         let mut sessions = self.sessions.lock().expect("no poisoned lock");
         match request {
             Request::Open {
@@ -143,6 +240,7 @@ impl Server {
                 momentum,
                 initial_val_loss,
                 steps_per_epoch,
+                guard,
             } => {
                 if sessions.contains_key(&session) {
                     return error(format!("session `{session}` is already open"));
@@ -154,6 +252,7 @@ impl Server {
                     ));
                 }
                 let controller = PolicyController::new(self.spec.clone(), self.policy.clone());
+                let guarded = guard.unwrap_or(self.guard);
                 match LiveSession::open(
                     Box::new(controller),
                     self.env.clone(),
@@ -161,6 +260,7 @@ impl Server {
                     Hyperparams { lr, momentum },
                     initial_val_loss,
                     steps_per_epoch.unwrap_or(1),
+                    guarded.then_some(GUARD),
                 ) {
                     Ok((live, hp)) => {
                         sessions.insert(
@@ -170,7 +270,7 @@ impl Server {
                                 last_used: Instant::now(),
                             },
                         );
-                        reply(hp)
+                        reply_open(hp, guarded)
                     }
                     Err(e) => error(e),
                 }
@@ -209,7 +309,16 @@ impl Server {
                 };
                 entry.last_used = Instant::now();
                 match entry.live.observe(&report) {
-                    Ok(hp) => reply(hp),
+                    Ok(decision) => {
+                        for w in &decision.warnings {
+                            tracing::warn!(session = %session, "{w}");
+                        }
+                        if let Some(k) = decision.restore_epoch {
+                            tracing::info!(session = %session, epoch, restore_epoch = k,
+                                lr = decision.hp.lr, "epoch undone by the guard");
+                        }
+                        reply_observe(&decision)
+                    }
                     Err(e) => error(format!("session `{session}`: {e}")),
                 }
             }
@@ -296,15 +405,13 @@ async fn shutdown_signal() {
 /// Runs `hyperctl serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let folder = PolicyFolder::load(&args.policy)?;
-    if args.max_line_bytes < 64 {
-        anyhow::bail!("--max-line-bytes must be at least 64");
-    }
     let server = Arc::new(Server {
         spec: format!("policy:{}", args.policy.display()),
         env: folder.config.action_mapping.env.clone(),
         policy: Arc::new(folder.policy),
         sessions: Mutex::new(HashMap::new()),
-        max_sessions: args.max_sessions.max(1),
+        max_sessions: args.max_sessions as usize,
+        guard: !args.no_guard,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -318,11 +425,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("listening on {addr}");
         use std::io::Write;
         std::io::stdout().flush()?;
-        tracing::info!(%addr, policy = %args.policy.display(), "serving");
-        let timeout = Duration::from_secs(args.idle_timeout.max(1));
+        tracing::info!(%addr, policy = %args.policy.display(), guard = !args.no_guard, "serving");
+        let timeout = Duration::from_secs(args.idle_timeout);
         let janitor = server.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval((timeout / 4).min(Duration::from_secs(30)));
+            let mut tick = tokio::time::interval((timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30)));
             loop {
                 tick.tick().await;
                 let n = janitor.expire(timeout);
@@ -331,21 +438,33 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
             }
         });
+        let connections = Arc::new(tokio::sync::Semaphore::new(args.max_connections as usize));
+        let max_line = args.max_line_bytes as usize;
+        let mut backoff = AcceptBackoff::default();
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        backoff.succeeded();
+                        let Ok(permit) = connections.clone().try_acquire_owned() else {
+                            // Over the limit: say so and close, without holding the client.
+                            tokio::spawn(refuse(stream, args.max_connections));
+                            continue;
+                        };
                         let server = server.clone();
-                        let max_line = args.max_line_bytes;
                         tokio::spawn(async move {
                             if let Err(e) = connection(stream, server, max_line).await {
                                 tracing::debug!(%peer, "connection ended: {e}");
                             }
+                            drop(permit);
                         });
                     }
-                    Err(e) => tracing::warn!("accept failed: {e}"),
+                    Err(e) => {
+                        let pause = backoff.failed(&e);
+                        tokio::time::sleep(pause).await;
+                    }
                 },
                 _ = &mut shutdown => break,
             }
@@ -356,4 +475,44 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Tells a client beyond `--max-connections` why it is closed.
+async fn refuse(mut stream: tokio::net::TcpStream, max: u64) {
+    let line = error(format!(
+        "the server has {max} connections open, the most it allows; try again later"
+    )) + "\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(line.as_bytes())).await;
+}
+
+/// The accept loop's pause after a failed accept (out of file handles above all): doubling from
+/// 10 ms up to 1 s while failures go on, so a full descriptor table does not spin a core; the
+/// warning is logged at most once every 10 s, with the count of failures since.
+#[derive(Default)]
+struct AcceptBackoff {
+    pause: Duration,
+    failures: u64,
+    last_log: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        self.failures += 1;
+        self.pause = (self.pause * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        if self.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            // EMFILE (24) / ENFILE (23): the process or system is out of file handles.
+            let hint = match e.raw_os_error() {
+                Some(23 | 24) => " (out of file handles: raise `ulimit -n` or lower --max-connections)",
+                _ => "",
+            };
+            tracing::warn!(failures = self.failures, "accept failed: {e}{hint}; pausing new connections for up to 1 s");
+            self.last_log = Some(Instant::now());
+            self.failures = 0;
+        }
+        self.pause
+    }
+
+    fn succeeded(&mut self) {
+        self.pause = Duration::ZERO;
+    }
 }

@@ -977,12 +977,13 @@ fn library_decisions(dir: &Path, i: usize, start: (f64, f64)) -> Vec<(f64, f64)>
         },
         None,
         1,
+        Some(hyperctl_schedule_env::Rollback::DEPLOYED),
     )
     .unwrap();
     let mut out = vec![(first.lr, first.momentum)];
     for r in session_reports(i) {
-        let hp = live.observe(&r).unwrap();
-        out.push((hp.lr, hp.momentum));
+        let d = live.observe(&r).unwrap();
+        out.push((d.hp.lr, d.hp.momentum));
     }
     out
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hyperctl_tasks::generated::FAMILIES;
+use hyperctl_tasks::task::{MAX_BATCH_SIZE, MAX_EPOCHS};
 use hyperctl_tasks::{DatasetSource, Hyperparams, ModelSpec, TaskSpec, TaskType};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -36,6 +37,12 @@ const TASK_FIELDS: &[&str] = &[
     "steps_per_decision",
 ];
 const TASK_ONLY_KEYS: &[&str] = &["id", "split"];
+/// The most tasks one template may make.
+pub const MAX_TEMPLATE_COUNT: usize = 100_000;
+
+/// The most tasks a collection may hold, includes counted (a task takes a few hundred bytes).
+pub const MAX_COLLECTION_TASKS: usize = 1_000_000;
+
 const TEMPLATE_ONLY_KEYS: &[&str] = &["name", "split", "splits", "count", "models"];
 const DATASET_KEYS: &[&str] = &[
     "generated",
@@ -225,6 +232,7 @@ pub(crate) fn expand(
                     group,
                     line: Some(line),
                     file: file.to_path_buf(),
+                    template: None,
                 });
             }
             Err(msg) => ctx.problem(Some(line), format!("{context}: {msg}")),
@@ -285,6 +293,7 @@ pub(crate) fn expand(
                             group,
                             line: Some(line),
                             file: file.to_path_buf(),
+                            template: Some(tname.clone()),
                         }),
                 ),
             Err(msg) => ctx.problem(Some(line), format!("{context}: {msg}")),
@@ -331,24 +340,34 @@ pub(crate) fn expand(
                     .filter_map(|s| s.as_str().map(str::to_string))
                     .collect()
             });
-        // Template tasks are named `{template}-{number}`.
-        let from_templates = |id: &str| {
+        // Each task knows the template that made it (whatever the template's id scheme).
+        let from_templates = |t: &CollectionTask| {
             templates.as_ref().is_none_or(|ts| {
-                ts.iter().any(|t| {
-                    id.strip_prefix(t.as_str())
-                        .and_then(|rest| rest.strip_prefix('-'))
-                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                })
+                t.template
+                    .as_ref()
+                    .is_some_and(|name| ts.iter().any(|wanted| wanted == name))
             })
         };
         let beside = file.parent().map(|p| p.join(target)).filter(|p| p.exists());
         let spec = beside
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|| target.to_string());
-        let included = crate::read_collection(&spec).and_then(|(inc_file, inc_text)| {
-            let inc_root = crate::data_root(&inc_file, data_dir);
-            expand(&inc_file, &inc_text, &inc_root, data_dir, depth + 1)
-        });
+        let included = match crate::read_collection(&spec) {
+            Ok((inc_file, inc_text)) => {
+                let inc_root = crate::data_root(&inc_file, data_dir);
+                expand(&inc_file, &inc_text, &inc_root, data_dir, depth + 1)
+            }
+            // The included file cannot be read: say so where the include is written.
+            Err(Problems(inner)) => {
+                for p in inner {
+                    ctx.problem(
+                        Some(line),
+                        format!("include `{target}`: {}: {}", p.file.display(), p.message),
+                    );
+                }
+                continue;
+            }
+        };
         match included {
             Ok(inc) => {
                 let prefix = table
@@ -363,10 +382,18 @@ pub(crate) fn expand(
                     }
                 }
                 collection.known_info.extend(inc.known_info);
+                if let Some(ts) = &templates {
+                    for wanted in ts {
+                        if !inc.tasks.iter().any(|t| t.template.as_ref() == Some(wanted)) {
+                            ctx.problem(
+                                Some(line),
+                                format!("include `{target}`: no template `{wanted}` made any of its tasks"),
+                            );
+                        }
+                    }
+                }
                 for mut t in inc.tasks {
-                    if splits.as_ref().is_none_or(|s| s.contains(&t.split))
-                        && from_templates(&t.task.id)
-                    {
+                    if splits.as_ref().is_none_or(|s| s.contains(&t.split)) && from_templates(&t) {
                         t.task.id = format!("{prefix}/{}", t.task.id);
                         if let Some(split) = &as_split {
                             t.split = split.clone();
@@ -431,12 +458,12 @@ fn build_task(fields: &toml::Table, id: String, root: &Path) -> Result<(TaskSpec
         .map_err(|e| e.to_string())?;
     let epochs = whole("epochs")?.ok_or("`epochs` is required")?;
     let batch_size = whole("batch_size")?.ok_or("`batch_size` is required")?;
-    if !(1..=100_000).contains(&epochs) {
-        return Err(format!("`epochs` = {epochs} is outside 1..=100000"));
+    if !(1..=MAX_EPOCHS).contains(&epochs) {
+        return Err(format!("`epochs` = {epochs} is outside 1..={MAX_EPOCHS}"));
     }
-    if !(1..=1_000_000).contains(&batch_size) {
+    if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
         return Err(format!(
-            "`batch_size` = {batch_size} is outside 1..=1000000"
+            "`batch_size` = {batch_size} is outside 1..={MAX_BATCH_SIZE}"
         ));
     }
     let group = text("group").unwrap_or_else(|| source.short_name());
@@ -514,8 +541,15 @@ fn expand_template(
         .get("count")
         .and_then(as_usize)
         .ok_or("`count` (a whole number ≥ 1) is required")?;
-    if count == 0 {
-        return Err("`count` must be at least 1".into());
+    if !(1..=MAX_TEMPLATE_COUNT).contains(&count) {
+        return Err(format!(
+            "`count` = {count} is outside 1..={MAX_TEMPLATE_COUNT}"
+        ));
+    }
+    if collection.tasks.len() + count > MAX_COLLECTION_TASKS {
+        return Err(format!(
+            "`count` = {count} would take the collection past {MAX_COLLECTION_TASKS} tasks"
+        ));
     }
     let splits: Vec<(String, f64)> = match (table.get("split"), table.get("splits")) {
         (Some(s), None) => vec![(

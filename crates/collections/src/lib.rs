@@ -107,6 +107,8 @@ pub struct CollectionTask {
     pub line: Option<usize>,
     /// The collection file that defined it.
     pub file: PathBuf,
+    /// The template that made it (`None`: an explicit `[[task]]`).
+    pub template: Option<String>,
 }
 
 /// An expanded collection.

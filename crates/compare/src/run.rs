@@ -72,11 +72,7 @@ pub struct RunRecord {
 /// The deployment guard of `rollback(SPEC)` controllers: on divergence, or a validation loss
 /// above 4× the run's best so far, go back to the last good epoch, halve that epoch's lr and go
 /// on, at most 5 times (as `hyperctl train --rollback`'s defaults).
-pub const GUARD: Rollback = Rollback {
-    lr_factor: 0.5,
-    max_rollbacks: 5,
-    blowup_factor: 4.0,
-};
+pub const GUARD: Rollback = Rollback::DEPLOYED;
 
 /// Splits `rollback(SPEC)` into SPEC and the guard; any other SPEC comes back unguarded.
 pub fn guarded(spec: &str) -> (&str, Option<Rollback>) {

@@ -7,18 +7,22 @@
 //! ```
 //!
 //! The loop is ordinary burn code (model, loss, optimizer, minibatches). The only hyperctl pieces:
-//! [`LiveSession::open`] before training (it answers the first epoch's lr and momentum),
-//! [`ControlledSgd`] so momentum can change between epochs without losing the velocity,
-//! [`global_grad_norm`] per minibatch, and [`LiveSession::observe`] after each epoch with an
-//! [`EpochReport`] (it answers the next epoch's lr and momentum).
+//! [`LiveSession::open`] before training with the deployment guard on (it answers the first
+//! epoch's lr and momentum), [`ControlledSgd`] so momentum can change between epochs without
+//! losing the velocity, [`global_grad_norm`] per minibatch, [`flat_params`] before and after each
+//! epoch for the update ratio, and [`LiveSession::observe`] after each epoch with an
+//! [`EpochReport`] (it answers the next epoch's lr and momentum). When the guard undoes an epoch
+//! (it diverged, or its validation loss jumped above 4× the best), the answer names the epoch
+//! whose state to restore: the loop keeps a copy of the model and optimizer at each epoch the
+//! answer marks `keep`.
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use hyperctl_schedule_env::{EpochReport, LiveSession};
+use hyperctl_schedule_env::{EpochReport, LiveSession, Rollback};
 use hyperctl_tasks::Hyperparams;
-use hyperctl_tasks::optim::{ControlledSgd, global_grad_norm};
+use hyperctl_tasks::optim::{ControlledSgd, flat_params, global_grad_norm, param_norms};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -104,6 +108,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         momentum: 0.0,
     };
     let steps_per_epoch = n_train.div_ceil(batch);
+    // The guard of `hyperctl train --rollback` and `serve`: undo a diverged or blown-up epoch,
+    // halve its lr, at most 5 times.
+    let guard = Rollback {
+        lr_factor: 0.5,
+        max_rollbacks: 5,
+        blowup_factor: 4.0,
+    };
     let (mut session, mut hp) = LiveSession::open(
         controller,
         env,
@@ -111,10 +122,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         start,
         Some(val_loss(&model)),
         steps_per_epoch,
+        Some(guard),
     )?;
     println!("controller {spec}");
+    // The state to go back to when the guard undoes an epoch: (epoch, model, optimizer).
+    let mut good = (0, model.clone(), optim.clone());
     for epoch in 1..=epochs {
         momentum.set(hp.momentum);
+        let before = flat_params(&model);
         let (mut losses, mut grad_norms) = (Vec::new(), Vec::new());
         let mut order: Vec<i64> = (0..n_train as i64).collect();
         rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
@@ -130,6 +145,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             grad_norms.push(global_grad_norm(&model, &grads));
             model = optim.step(hp.lr, model, grads);
         }
+        let (_, update_ratio) = param_norms(&before, &flat_params(&model));
         let val = val_loss(&model);
         println!(
             "epoch {epoch:2}  lr {:.5}  momentum {:.3}  train {:.4}  val {val:.4}",
@@ -137,12 +153,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             hp.momentum,
             losses.iter().sum::<f64>() / losses.len() as f64
         );
-        hp = session.observe(&EpochReport {
+        let decision = session.observe(&EpochReport {
             train_losses: losses,
             val_loss: val,
             grad_norms,
-            ..Default::default()
+            update_ratio: Some(update_ratio),
+            val_metric: None,
         })?;
+        for warning in &decision.warnings {
+            eprintln!("warning: {warning}");
+        }
+        if let Some(restore) = decision.restore_epoch {
+            assert_eq!(restore, good.0, "the guard returns to the last kept state");
+            println!("epoch {epoch:2}  undone: back to the state after epoch {restore}");
+            (model, optim) = (good.1.clone(), good.2.clone());
+        } else if decision.keep {
+            good = (epoch, model.clone(), optim.clone());
+        }
+        if decision.diverged {
+            println!("diverged");
+            break;
+        }
+        hp = decision.hp;
     }
     Ok(())
 }

@@ -336,6 +336,10 @@ impl Controller for PolicyController {
     fn decide(&mut self, input: &DecisionInput) -> Decision {
         Decision::Action(self.policy.act(input.obs))
     }
+
+    fn reads_observation(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

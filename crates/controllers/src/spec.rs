@@ -45,7 +45,19 @@ impl ControllerSpec {
             return Err(SpecError::new(spec, "expected `name[:key=value,...]`"));
         }
         let mut params = BTreeMap::new();
-        for pair in rest.split(',').filter(|p| !p.trim().is_empty()) {
+        if spec.contains(':') && rest.trim().is_empty() {
+            return Err(SpecError::new(
+                spec,
+                "nothing after `:`; expected `name:key=value,...` or just `name`",
+            ));
+        }
+        for pair in rest.split(',').filter(|_| !rest.is_empty()) {
+            if pair.trim().is_empty() {
+                return Err(SpecError::new(
+                    spec,
+                    "an empty parameter (two commas in a row, or one at an end); expected key=value pairs separated by single commas",
+                ));
+            }
             let (key, value) = pair.split_once('=').ok_or_else(|| {
                 SpecError::new(
                     spec,
@@ -53,6 +65,12 @@ impl ControllerSpec {
                 )
             })?;
             let (key, value) = (key.trim(), value.trim());
+            if key.is_empty() {
+                return Err(SpecError::new(
+                    spec,
+                    format!("parameter `{pair}` has no name before `=`"),
+                ));
+            }
             let number: f64 = value
                 .parse()
                 .ok()
@@ -94,7 +112,11 @@ impl ControllerSpec {
         match self.params.get(key) {
             Some(&v) if !(lo..=hi).contains(&v) => Err(SpecError::new(
                 &self.raw,
-                format!("{key}={v} is outside [{lo}, {hi}]"),
+                if hi == f64::MAX || hi == f64::INFINITY {
+                    format!("{key}={v} must be at least {lo}")
+                } else {
+                    format!("{key}={v} is outside [{lo}, {hi}]")
+                },
             )),
             other => Ok(other.copied()),
         }
@@ -119,9 +141,17 @@ mod tests {
             ("constant:lr=1,lr=2", "given twice"),
             ("", "expected `name"),
             ("constant:lr=inf", "not a finite number"),
+            ("constant:,,,", "an empty parameter"),
+            ("constant:lr=0.1,,momentum=0.9", "an empty parameter"),
+            ("constant:lr=0.1,", "an empty parameter"),
+            ("constant:", "nothing after `:`"),
+            ("constant:=0.1", "has no name"),
         ] {
             let err = ControllerSpec::parse(bad).unwrap_err().to_string();
             assert!(err.contains(expected), "{bad}: {err}");
         }
+        let s = ControllerSpec::parse("constant:lr=-1").unwrap();
+        let err = s.get_in("lr", 0.0, f64::MAX).unwrap_err().to_string();
+        assert!(err.contains("lr=-1 must be at least 0") && err.len() < 80, "{err}");
     }
 }

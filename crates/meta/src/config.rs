@@ -141,7 +141,14 @@ impl MetaTrainConfig {
             reason,
         };
         let ppo = self.ppo_config().map_err(bad)?;
-        let checks: [(bool, String); 8] = [
+        let checks: [(bool, String); 9] = [
+            (
+                ppo.target_kl.is_none_or(|kl| kl.is_finite() && kl > 0.0),
+                format!(
+                    "ppo.target_kl must be a positive finite number (or left out), got {}",
+                    ppo.target_kl.unwrap_or(f64::NAN)
+                ),
+            ),
             (self.num_envs >= 1, "num_envs must be at least 1".into()),
             (self.eval_interval >= 1, "eval_interval must be at least 1".into()),
             (self.eval_seeds >= 1, "eval_seeds must be at least 1".into()),
@@ -226,6 +233,20 @@ impl MetaTrainConfig {
                     "[ppo] unknown setting `{key}`; expected one of: {}",
                     known.join(", ")
                 ));
+            }
+            // TOML has no null: a null here was a nan or inf float, which JSON cannot hold.
+            if v.is_null() {
+                return Err(format!(
+                    "[ppo] {key}: expected a finite number, got nan or inf"
+                ));
+            }
+            // Each setting on its own first, so that a type error names its key.
+            let mut one = serde_json::to_value(&base).expect("PpoConfig serializes");
+            one.as_object_mut()
+                .expect("PpoConfig is an object")
+                .insert(key.clone(), v.clone());
+            if let Err(e) = serde_json::from_value::<PpoConfig>(one) {
+                return Err(format!("[ppo] {key}: {e}"));
             }
             fields.insert(key.clone(), v.clone());
         }
@@ -317,7 +338,13 @@ mod tests {
                 "unknown setting `num_step`",
             ),
             (format!("{BASE}[ppo]\nseed = 1\n"), "at the top level"),
-            (format!("{BASE}[ppo]\nnum_steps = \"x\"\n"), "[ppo]"),
+            (format!("{BASE}[ppo]\nnum_steps = \"x\"\n"), "[ppo] num_steps: invalid type"),
+            (
+                format!("{BASE}[ppo]\ntarget_kl = nan\n"),
+                "[ppo] target_kl: expected a finite number",
+            ),
+            (format!("{BASE}[ppo]\nent_coef = inf\n"), "[ppo] ent_coef"),
+            (format!("{BASE}[ppo]\ntarget_kl = -1.0\n"), "target_kl must be"),
             (
                 format!("{BASE}eval_split = \"meta-train\"\n"),
                 "never trained on",

@@ -55,12 +55,12 @@ pub enum Error {
     #[error("{0}")]
     Tasks(String),
     /// The checkpoint could not be used.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Checkpoint {
         /// The checkpoint file.
         path: PathBuf,
-        /// Why.
-        source: CheckpointError,
+        /// Why (in the message, not chained, so it prints once).
+        error: CheckpointError,
     },
     /// The output folder is not in the state the command needs.
     #[error("{0}")]
@@ -300,9 +300,9 @@ pub fn run(
 ) -> Result<MetaState, Error> {
     let c = &resolved.config;
     let ckpt_path = out.join(CHECKPOINT_FILE);
-    let ckpt_err = |source: CheckpointError| Error::Checkpoint {
+    let ckpt_err = |error: CheckpointError| Error::Checkpoint {
         path: ckpt_path.clone(),
-        source,
+        error,
     };
     // Read the checkpoint before any expensive setup, so a bad one fails fast.
     let sections = if options.resume {

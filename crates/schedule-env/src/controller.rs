@@ -1,9 +1,10 @@
 //! The [`Controller`] trait and [`run_schedule`], the one loop through which learned policies and
 //! fixed or reactive baselines train a task, on the same env, bounds, rewards and divergence rule.
 
-use hyperctl_env_core::{Env, Obs};
+use hyperctl_env_core::Env;
 use hyperctl_tasks::{EpochStats, EvalStats, Hyperparams};
 
+use crate::decision::{DecisionLoop, Observed};
 use crate::env::ScheduleEnv;
 
 /// What a controller chooses for the next interval.
@@ -49,6 +50,11 @@ pub trait Controller {
     fn reset(&mut self, context: &EpisodeContext);
     /// Chooses the next interval's hyperparameters.
     fn decide(&mut self, input: &DecisionInput) -> Decision;
+    /// Whether decisions read the whole observation (a learned policy), so that a live loop
+    /// that leaves out statistics is warned (see [`LiveSession`](crate::LiveSession)).
+    fn reads_observation(&self) -> bool {
+        false
+    }
 }
 
 /// One interval of an episode, as recorded.
@@ -103,6 +109,18 @@ pub struct Rollback {
     pub blowup_factor: f64,
 }
 
+impl Rollback {
+    /// The guard as deployed (`train --rollback`'s defaults, `rollback(SPEC)` in comparisons,
+    /// every `hyperctl serve` session unless turned off): on divergence, or a validation loss
+    /// above 4× the run's best so far, go back to the last good epoch, halve that epoch's lr
+    /// and go on, at most 5 times.
+    pub const DEPLOYED: Rollback = Rollback {
+        lr_factor: 0.5,
+        max_rollbacks: 5,
+        blowup_factor: 4.0,
+    };
+}
+
 /// Runs one episode of `env` from `seed` under `controller`; `on_interval` sees each interval as
 /// it finishes (for progress output). The test split is evaluated once, after the episode.
 pub fn run_schedule(
@@ -114,12 +132,9 @@ pub fn run_schedule(
     run_schedule_with(env, controller, seed, None, on_interval)
 }
 
-/// [`run_schedule`] with optional [`Rollback`]: after a diverged (or blown-up) interval the env
-/// returns to its last good state with that interval's lr times `lr_factor`; explicit choices of fixed
-/// controllers ([`Decision::Set`]) are scaled by every factor applied so far, so a schedule
-/// that diverged keeps its shape at a safer scale, and no later interval of any controller runs
-/// above the lowest such ceiling (a policy that raises its lr again would otherwise walk back
-/// into the divergence, as seen in the headline experiment).
+/// [`run_schedule`] with the deployment guard ([`Rollback`]) when given: the env trains, and
+/// the [`DecisionLoop`] — the same one a [`LiveSession`](crate::LiveSession) and the server run —
+/// decides, detects divergence and blow-ups, and says when to go back to the last good state.
 pub fn run_schedule_with(
     env: &mut ScheduleEnv,
     controller: &mut dyn Controller,
@@ -127,76 +142,55 @@ pub fn run_schedule_with(
     rollback: Option<Rollback>,
     mut on_interval: impl FnMut(&IntervalRecord),
 ) -> EpisodeResult {
-    if let Some(r) = rollback {
-        env.enable_rollback(r.blowup_factor);
+    if rollback.is_some() {
+        env.enable_rollback();
     }
-    let mut lr_scale = 1.0;
-    let mut lr_ceiling = f64::INFINITY;
-    let mut rollbacks = 0;
-    let (mut obs, info): (Obs, _) = env.reset(Some(seed));
-    let initial_val = EvalStats {
-        loss: info["initial_val_loss"],
-        metric: info["initial_val_metric"],
-    };
+    env.reset(Some(seed));
+    let initial_val = env.trainer().initial_val();
+    let mut decisions = DecisionLoop::new(
+        env.config().clone(),
+        env.task().epochs,
+        env.current_hparams(),
+        initial_val.loss,
+        rollback,
+    );
     let steps_per_epoch = env.trainer().steps_per_epoch();
-    controller.reset(&EpisodeContext {
-        epochs: env.task().epochs,
-        init: env.current_hparams(),
+    controller.reset(&decisions.context(
         steps_per_epoch,
-        steps_per_interval: env.task().steps_per_decision.unwrap_or(steps_per_epoch),
-    });
+        env.task().steps_per_decision.unwrap_or(steps_per_epoch),
+    ));
     let mut intervals: Vec<IntervalRecord> = Vec::with_capacity(env.task().epochs);
     let mut episode_return = 0.0;
+    let mut obs = decisions.initial_obs();
     loop {
-        let decision = controller.decide(&DecisionInput {
-            interval: intervals.len(),
-            obs: &obs,
-            last: intervals.last().map(|r| &r.stats),
-            current: env.current_hparams(),
-        });
-        let mut hp = match decision {
-            Decision::Action(action) => env.action_to_hparams(&env.action_space().clip(&action)),
-            Decision::Set(hp) => Hyperparams {
-                lr: hp.lr * lr_scale,
-                momentum: hp.momentum,
-            },
-        };
-        hp.lr = hp.lr.min(lr_ceiling);
-        let requested_lr = hp.lr;
+        let hp = decisions.decide(controller, &obs);
         let step = env.step_hparams(hp);
+        let stats = env.last_stats().expect("an interval just ran").clone();
         let mut record = IntervalRecord {
-            stats: env.last_stats().expect("an interval just ran").clone(),
+            stats: stats.clone(),
             reward: step.reward,
             rolled_back: false,
         };
-        let recovered = match rollback {
-            // The env knows whether the interval diverged or blew up; otherwise this is `None`.
-            Some(r) if rollbacks < r.max_rollbacks => env.rollback(r.lr_factor),
-            _ => None,
-        };
-        if let Some(next_obs) = recovered {
-            rollbacks += 1;
-            // Relative to the lr actually used (the request may have been clamped).
-            let clamped = (record.stats.lr / requested_lr).min(1.0);
-            let factor = rollback.map_or(1.0, |r| r.lr_factor);
-            lr_scale *= factor * clamped;
-            lr_ceiling = lr_ceiling.min(record.stats.lr * factor);
-            record.reward = 0.0;
-            record.rolled_back = true;
-            on_interval(&record);
-            intervals.push(record);
-            obs = next_obs;
-            if env.episode_done() {
-                break;
+        match decisions.observe(stats) {
+            Observed::RolledBack { obs: next, .. } => {
+                env.restore_good(decisions.current())
+                    .expect("the guard enabled rollback");
+                record.reward = 0.0;
+                record.rolled_back = true;
+                obs = next;
             }
-            continue;
+            Observed::Kept { obs: next, good, .. } => {
+                if good {
+                    env.keep_good();
+                }
+                episode_return += step.reward;
+                obs = next;
+            }
         }
-        episode_return += step.reward;
         on_interval(&record);
         intervals.push(record);
-        let done = step.done();
-        obs = step.obs;
-        if done {
+        debug_assert_eq!(decisions.ended(), env.episode_done());
+        if decisions.ended() {
             break;
         }
     }
@@ -211,7 +205,7 @@ pub fn run_schedule_with(
         intervals,
         episode_return,
         diverged,
-        rollbacks,
+        rollbacks: decisions.rollbacks(),
         test: env.evaluate_test(),
     }
 }

@@ -39,9 +39,6 @@ pub struct ScheduleEnv {
     next_seed: u64,
     episode: Option<Episode>,
     keep_snapshots: bool,
-    /// With rollback enabled: an interval whose validation loss exceeds this × the best
-    /// validation loss of the episode so far counts as blown up (see [`ScheduleEnv::rollback`]).
-    blowup_factor: f64,
 }
 
 /// The last state of an episode that had not diverged (kept when rollback is enabled).
@@ -65,10 +62,6 @@ struct Episode {
     last_stats: Option<EpochStats>,
     done: bool,
     good: Option<GoodState>,
-    /// Lowest validation loss of the episode so far (the initial model's included).
-    best_val: f64,
-    /// The last interval blew up (rollback enabled only; see [`ScheduleEnv::rollback`]).
-    blew_up: bool,
 }
 
 impl ScheduleEnv {
@@ -110,7 +103,6 @@ impl ScheduleEnv {
             action_space: action_space(),
             episode: None,
             keep_snapshots: false,
-            blowup_factor: f64::INFINITY,
         }
     }
 
@@ -170,46 +162,41 @@ impl ScheduleEnv {
         self.episode.as_ref().is_none_or(|e| e.done)
     }
 
-    /// Keeps the last good state of each episode from the next reset on, so that
-    /// [`ScheduleEnv::rollback`] can return to it (costs a copy of the small per-interval state;
-    /// weights are shared, not copied). A state is good when its interval neither diverged nor
-    /// blew up: validation loss above `blowup_factor` × the best of the episode so far (a model
-    /// wrecked without tripping the divergence test must not become the state to return to;
-    /// `f64::INFINITY` turns this off).
-    pub fn enable_rollback(&mut self, blowup_factor: f64) {
+    /// Keeps a good state of each episode from the next reset on (the initial state at every
+    /// reset, then whatever [`ScheduleEnv::keep_good`] marks), so that
+    /// [`ScheduleEnv::restore_good`] can return to it. Costs a copy of the small per-interval
+    /// state; weights are shared, not copied. Which states are good, and when to go back, is the
+    /// guard's decision ([`DecisionLoop`](crate::DecisionLoop)), not the env's.
+    pub fn enable_rollback(&mut self) {
         self.keep_snapshots = true;
-        self.blowup_factor = blowup_factor;
     }
 
-    /// After an interval diverged or blew up (did not diverge, but its validation loss exceeded
-    /// `blowup_factor` × the episode's best so far; such a state is never kept as good): goes back to the last good state (weights,
-    /// velocity, data order, featurizer), with the learning rate of that interval times
-    /// `lr_factor`, and continues the episode. The undone interval still counts against the
-    /// budget and its reward is undone (the return stays ln(V₀/V_t)). Returns the observation
-    /// for the next decision (the episode is over if that was the budget's last interval), or
-    /// `None` when there is nothing to roll back (neither diverged nor blew up, or rollback not
-    /// enabled).
-    pub fn rollback(&mut self, lr_factor: f64) -> Option<Obs> {
+    /// Marks the state after the last interval as the one to return to (with rollback enabled;
+    /// otherwise does nothing).
+    pub fn keep_good(&mut self) {
+        if self.keep_snapshots
+            && let Some(ep) = self.episode.as_mut()
+        {
+            ep.good = Some(GoodState::of(ep));
+        }
+    }
+
+    /// Goes back to the kept good state (weights, velocity, data order, featurizer, reward
+    /// bookkeeping) and continues the episode under `next` (clamped). The undone interval still
+    /// counts against the budget and its reward is undone (the return stays ln(V₀/V_t)).
+    /// Returns the observation for the next decision (the episode is over if that was the
+    /// budget's last interval), or `None` when rollback is not enabled.
+    pub fn restore_good(&mut self, next: Hyperparams) -> Option<Obs> {
         let config = self.config.clone();
         let budget = self.task.epochs;
         let ep = self.episode.as_mut()?;
-        if !(ep.blew_up || ep.last_stats.as_ref().is_some_and(|s| s.diverged)) {
-            return None;
-        }
-        ep.blew_up = false;
         let good = ep.good.clone()?;
         ep.trainer.restore(&good.trainer);
         ep.featurizer = good.featurizer;
         ep.prev_ln_val = good.prev_ln_val;
         ep.return_so_far = good.return_so_far;
         ep.last_stats = good.last_stats;
-        ep.hp = clamp_hparams(
-            Hyperparams {
-                lr: ep.hp.lr * lr_factor,
-                momentum: ep.hp.momentum,
-            },
-            &config,
-        );
+        ep.hp = clamp_hparams(next, &config);
         ep.done = ep.intervals_done >= budget;
         let obs = ep.featurizer.after_rollback(ep.hp);
         ep.good = Some(GoodState::of(ep));
@@ -219,7 +206,6 @@ impl ScheduleEnv {
     /// Runs one interval under `hp` (clamped into the env's bounds): the step that both
     /// learned actions and fixed schedules go through.
     pub fn step_hparams(&mut self, hp: Hyperparams) -> Step {
-        let keep_snapshots = self.keep_snapshots;
         let config = self.config.clone();
         let budget = self.task.epochs;
         let ep = self
@@ -235,11 +221,6 @@ impl ScheduleEnv {
             .expect("clamped hyperparameters should be valid");
         ep.intervals_done += 1;
         let terminated = stats.diverged;
-        ep.blew_up = false;
-        if !terminated {
-            ep.blew_up = keep_snapshots && stats.val_loss > self.blowup_factor * ep.best_val;
-            ep.best_val = ep.best_val.min(stats.val_loss);
-        }
         let reward = if terminated {
             -config.crash_penalty - ep.return_so_far
         } else {
@@ -268,9 +249,6 @@ impl ScheduleEnv {
             info.insert(key.to_string(), value);
         }
         ep.last_stats = Some(stats);
-        if keep_snapshots && !terminated && !ep.blew_up {
-            ep.good = Some(GoodState::of(ep));
-        }
         Step {
             obs,
             reward,
@@ -330,8 +308,6 @@ impl Env for ScheduleEnv {
             last_stats: None,
             done: false,
             good: None,
-            best_val: initial_val.loss,
-            blew_up: false,
         });
         if self.keep_snapshots {
             let ep = self.episode.as_mut().expect("just set");

@@ -110,6 +110,10 @@ impl Featurizer {
         raw[2] = ln_ratio(val, self.best_val);
         raw[3] = ln_ratio(val, train);
         if val.is_finite() {
+            // Only the slope's window is ever read: keep memory constant over any budget.
+            if self.ln_val_history.len() == SLOPE_WINDOW {
+                self.ln_val_history.remove(0);
+            }
             self.ln_val_history.push(floor_loss(val).ln());
             self.best_val = self.best_val.min(floor_loss(val));
         }

@@ -11,12 +11,15 @@
 //! - [`cycle`]: [`TaskCycleEnv`], one env that draws the next task of a list at every reset.
 //! - [`controller`]: the [`Controller`] trait and [`run_schedule`].
 //! - [`config`]: [`EnvConfig`], mirrored in `envs/schedule_env.toml`.
+//! - [`decision`]: [`DecisionLoop`], the one decision loop (featurizer, action mapping, bounds,
+//!   divergence, deployment guard) under `run_schedule`, [`LiveSession`] and the server.
 //! - [`live`]: [`LiveSession`], a controller beside a training loop that is not ours.
 //!
 //! # Architecture invariants
 //! - One function maps actions to hyperparameters ([`apply_action`]); every choice, learned or
 //!   fixed, is clamped by [`clamp_hparams`] and trained by [`ScheduleEnv::step_hparams`].
-//! - Learned and fixed controllers run through the same [`run_schedule`].
+//! - Learned and fixed controllers run through the same [`run_schedule`]; it, [`LiveSession`]
+//!   and the server decide through the same [`DecisionLoop`].
 //! - The env never reads the test split while stepping; `info` is diagnostics only.
 
 #![warn(missing_docs)]
@@ -25,6 +28,7 @@ pub mod action;
 pub mod config;
 pub mod controller;
 pub mod cycle;
+pub mod decision;
 pub mod env;
 pub mod features;
 pub mod live;
@@ -36,9 +40,10 @@ pub use controller::{
     run_schedule, run_schedule_with,
 };
 pub use cycle::{CycleSnapshot, EnvTiming, TaskCycleEnv, TaskPool};
+pub use decision::{DecisionLoop, Observed};
 pub use env::ScheduleEnv;
 pub use features::{FEATURES, FEATURIZER_VERSION, Featurizer, N_FEATURES};
-pub use live::{EpochReport, LiveSession, ReportError};
+pub use live::{EpochReport, FEATURE_FIELDS, LiveDecision, LiveSession, ReportError};
 
 /// Errors of the schedule environment.
 #[derive(Debug, thiserror::Error)]

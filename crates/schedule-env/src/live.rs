@@ -1,19 +1,28 @@
 //! [`LiveSession`]: a controller running beside a training loop that is not ours (a user's own
 //! burn loop, or any framework through `hyperctl serve`). The loop reports each epoch's
-//! per-minibatch losses and gradient norms and its validation loss ([`EpochReport`]); the session
-//! turns them into the same [`EpochStats`] our trainer produces, observes them with the same
-//! [`Featurizer`], asks the controller, and maps its decision with the same [`apply_action`] /
-//! [`clamp_hparams`] as [`run_schedule`](crate::run_schedule). Fed our trainer's statistics, it
-//! chooses exactly what `run_schedule` chooses (tested).
+//! per-minibatch losses and gradient norms, its update ratio and its validation loss
+//! ([`EpochReport`]); the session turns them into the same [`EpochStats`] our trainer produces
+//! and runs them through the same [`DecisionLoop`] as [`run_schedule`](crate::run_schedule):
+//! the same featurizer, action mapping, bounds, divergence rule and deployment guard. Fed our
+//! trainer's statistics, it chooses exactly what `run_schedule` chooses, before and after a
+//! rollback (tested).
+//!
+//! With the guard on, a reply may say [`LiveDecision::restore_epoch`]: the loop must restore
+//! the model and optimizer state it saved after that epoch (0: the initial state) before
+//! training the next epoch at the reply's (reduced) lr. A loop keeps the state of its last good
+//! epoch for this (in PyTorch: `copy.deepcopy` of the model's and optimizer's `state_dict()`).
+//!
+//! Feature parity: a learned policy reads every feature our trainer computes. A report without
+//! `grad_norms` or `update_ratio` leaves those features at their neutral values, far from what
+//! the policy saw in training; the first such report gets a warning naming the field
+//! ([`LiveDecision::warnings`]).
 
 use hyperctl_tasks::trainer::mean_std;
 use hyperctl_tasks::{EpochStats, Hyperparams};
 
-use crate::action::{apply_action, clamp_hparams};
 use crate::config::EnvConfig;
-use crate::controller::{Controller, Decision, DecisionInput, EpisodeContext};
-use crate::env::action_space;
-use crate::features::Featurizer;
+use crate::controller::{Controller, Rollback};
+use crate::decision::{DecisionLoop, Observed};
 
 /// One epoch as a training loop reports it. Only `train_losses` and `val_loss` are required.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
@@ -65,6 +74,22 @@ impl EpochReport {
                 reason: "losses must not be negative (the features are log-ratios)".into(),
             });
         }
+        if !self.grad_norms.is_empty() && self.grad_norms.len() != self.train_losses.len() {
+            return Err(ReportError {
+                field: "grad_norms",
+                reason: format!(
+                    "{} gradient norms for {} minibatch losses; expected one per minibatch (or none)",
+                    self.grad_norms.len(),
+                    self.train_losses.len()
+                ),
+            });
+        }
+        if self.update_ratio.is_some_and(|r| r < 0.0) {
+            return Err(ReportError {
+                field: "update_ratio",
+                reason: "an update ratio ‖Δw‖/‖w‖ must not be negative".into(),
+            });
+        }
         if self.grad_norms.iter().any(|&g| g < 0.0) {
             return Err(ReportError {
                 field: "grad_norms",
@@ -101,23 +126,43 @@ impl EpochReport {
     }
 }
 
+/// The session's answer to one observed epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveDecision {
+    /// The next epoch's hyperparameters.
+    pub hp: Hyperparams,
+    /// With the guard: the epoch just reported diverged or blew up and is undone; restore the
+    /// state saved after this epoch (0: the initial state) before training on at `hp`.
+    pub restore_epoch: Option<usize>,
+    /// The run diverged and the guard could not (or was not asked to) undo it: stop training.
+    pub diverged: bool,
+    /// The run is over (budget spent, or diverged); no further epoch is expected.
+    pub done: bool,
+    /// With the guard: keep the state after this epoch (model and optimizer); a later
+    /// `restore_epoch` names the last epoch marked so (or 0, the initial state).
+    pub keep: bool,
+    /// Problems with what the loop reports that make the policy see less than it was trained
+    /// on (each given once per session).
+    pub warnings: Vec<String>,
+}
+
+/// The report fields a learned policy reads, beyond the required ones.
+pub const FEATURE_FIELDS: [&str; 2] = ["grad_norms", "update_ratio"];
+
 /// One training run under a controller, driven by the run's own loop.
 pub struct LiveSession {
     controller: Box<dyn Controller + Send>,
-    env: EnvConfig,
-    epochs: usize,
-    featurizer: Featurizer,
-    initial_val_loss: Option<f64>,
-    hp: Hyperparams,
-    last: Option<EpochStats>,
-    epoch: usize,
+    decisions: DecisionLoop,
+    initial_val_known: bool,
+    warned: Vec<&'static str>,
 }
 
 impl LiveSession {
     /// Starts a run of `epochs` epochs from `start` (clamped into the env's bounds) and returns
     /// the session and the first epoch's hyperparameters. `initial_val_loss` is the untrained
     /// model's validation loss; when unknown, the first minibatch loss of epoch 1 stands in.
-    /// `steps_per_epoch` matters only to step-based schedules (use 1 when unknown).
+    /// `steps_per_epoch` matters only to step-based schedules (use 1 when unknown). `guard`
+    /// turns on the deployment guard (as `train --rollback`).
     pub fn open(
         mut controller: Box<dyn Controller + Send>,
         env: EnvConfig,
@@ -125,11 +170,15 @@ impl LiveSession {
         start: Hyperparams,
         initial_val_loss: Option<f64>,
         steps_per_epoch: usize,
+        guard: Option<Rollback>,
     ) -> Result<(Self, Hyperparams), ReportError> {
-        if epochs == 0 {
+        if !(1..=hyperctl_tasks::task::MAX_EPOCHS).contains(&epochs) {
             return Err(ReportError {
                 field: "epochs",
-                reason: "expected at least 1".into(),
+                reason: format!(
+                    "{epochs} is outside 1..={}",
+                    hyperctl_tasks::task::MAX_EPOCHS
+                ),
             });
         }
         if !(start.lr.is_finite() && start.lr > 0.0) {
@@ -150,72 +199,119 @@ impl LiveSession {
                 reason: format!("expected a finite loss ≥ 0, got {v}"),
             });
         }
-        let hp = clamp_hparams(start, &env);
-        controller.reset(&EpisodeContext {
-            epochs,
-            init: hp,
-            steps_per_epoch: steps_per_epoch.max(1),
-            steps_per_interval: steps_per_epoch.max(1),
-        });
-        let featurizer = Featurizer::new(initial_val_loss.unwrap_or(1.0), epochs);
-        let mut session = Self {
-            controller,
-            env,
-            epochs,
-            featurizer,
-            initial_val_loss,
-            hp,
-            last: None,
-            epoch: 0,
-        };
-        let obs = session.featurizer.initial(hp);
-        let first = session.decide(&obs);
-        Ok((session, first))
+        let mut decisions =
+            DecisionLoop::new(env, epochs, start, initial_val_loss.unwrap_or(1.0), guard);
+        let steps = steps_per_epoch.max(1);
+        controller.reset(&decisions.context(steps, steps));
+        let obs = decisions.initial_obs();
+        let first = decisions.decide(controller.as_mut(), &obs);
+        Ok((
+            Self {
+                controller,
+                decisions,
+                initial_val_known: initial_val_loss.is_some(),
+                warned: Vec::new(),
+            },
+            first,
+        ))
     }
 
     /// Observes the epoch just finished and returns the next epoch's hyperparameters.
-    pub fn observe(&mut self, report: &EpochReport) -> Result<Hyperparams, ReportError> {
-        let stats = report.to_stats(self.epoch + 1, self.hp)?;
-        if self.epoch == 0 && self.initial_val_loss.is_none() {
-            self.featurizer = Featurizer::new(stats.train_loss_first, self.epochs);
+    pub fn observe(&mut self, report: &EpochReport) -> Result<LiveDecision, ReportError> {
+        if self.decisions.ended() {
+            return Err(self.ended_error());
         }
-        Ok(self.observe_stats(stats))
+        let stats = report.to_stats(self.decisions.intervals() + 1, self.decisions.current())?;
+        if self.decisions.intervals() == 0 && !self.initial_val_known {
+            self.decisions.set_initial_val_loss(stats.train_loss_first);
+        }
+        let mut warnings = Vec::new();
+        if self.controller.reads_observation() {
+            let missing = [
+                ("grad_norms", report.grad_norms.is_empty(), "features grad_norm_rel and grad_noise"),
+                ("update_ratio", report.update_ratio.is_none(), "feature log10_update_ratio"),
+            ];
+            for (field, absent, features) in missing {
+                if absent && !self.warned.contains(&field) {
+                    self.warned.push(field);
+                    warnings.push(format!(
+                        "`{field}` not sent: the policy's {features} stay at their neutral value, unlike in training; send it every epoch"
+                    ));
+                }
+            }
+        }
+        let mut decision = self.observe_stats(stats)?;
+        decision.warnings = warnings;
+        Ok(decision)
     }
 
     /// Observes statistics in our trainer's form (what [`LiveSession::observe`] builds).
-    pub fn observe_stats(&mut self, stats: EpochStats) -> Hyperparams {
-        self.epoch += 1;
-        let obs = self.featurizer.observe(&stats, self.hp);
-        self.last = Some(stats);
-        self.decide(&obs)
-    }
-
-    fn decide(&mut self, obs: &[f32]) -> Hyperparams {
-        let decision = self.controller.decide(&DecisionInput {
-            interval: self.epoch,
-            obs,
-            last: self.last.as_ref(),
-            current: self.hp,
-        });
-        self.hp = match decision {
-            Decision::Action(a) => apply_action(self.hp, &action_space().clip(&a), &self.env),
-            Decision::Set(hp) => clamp_hparams(hp, &self.env),
+    pub fn observe_stats(&mut self, stats: EpochStats) -> Result<LiveDecision, ReportError> {
+        if self.decisions.ended() {
+            return Err(self.ended_error());
+        }
+        let (obs, restore_epoch, diverged, keep) = match self.decisions.observe(stats) {
+            Observed::Kept {
+                obs,
+                diverged,
+                good,
+            } => (obs, None, diverged, good),
+            Observed::RolledBack { obs, restore_epoch } => {
+                (obs, Some(restore_epoch), false, false)
+            }
         };
-        self.hp
+        let done = self.decisions.ended();
+        // Like run_schedule, no decision after the run is over: the reply repeats the last one.
+        let hp = if done {
+            self.decisions.current()
+        } else {
+            self.decisions.decide(self.controller.as_mut(), &obs)
+        };
+        Ok(LiveDecision {
+            hp,
+            restore_epoch,
+            diverged,
+            done,
+            keep,
+            warnings: Vec::new(),
+        })
     }
 
-    /// Epochs observed so far.
+    fn ended_error(&self) -> ReportError {
+        let diverged = self.decisions.last().is_some_and(|s| s.diverged);
+        ReportError {
+            field: "epoch",
+            reason: if diverged {
+                format!(
+                    "the run diverged at epoch {} and is over",
+                    self.decisions.intervals()
+                )
+            } else {
+                format!(
+                    "the run's budget of {} epochs is spent",
+                    self.decisions.budget()
+                )
+            },
+        }
+    }
+
+    /// Epochs observed so far (rolled-back ones included).
     pub fn epochs_done(&self) -> usize {
-        self.epoch
+        self.decisions.intervals()
     }
 
     /// The epoch budget given at open.
     pub fn epochs(&self) -> usize {
-        self.epochs
+        self.decisions.budget()
     }
 
     /// The hyperparameters chosen for the next epoch.
     pub fn current(&self) -> Hyperparams {
-        self.hp
+        self.decisions.current()
+    }
+
+    /// Epochs undone by the guard so far.
+    pub fn rollbacks(&self) -> usize {
+        self.decisions.rollbacks()
     }
 }

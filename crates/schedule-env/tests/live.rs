@@ -47,11 +47,12 @@ fn a_live_session_fed_the_trainers_statistics_chooses_what_run_schedule_chose() 
         task.init,
         Some(result.initial_val.loss),
         10,
+        None,
     )
     .unwrap();
     let mut chosen = vec![first];
     for r in &result.intervals {
-        chosen.push(live.observe_stats(r.stats.clone()));
+        chosen.push(live.observe_stats(r.stats.clone()).unwrap().hp);
     }
     let used: Vec<(f64, f64)> = result
         .intervals
@@ -74,7 +75,7 @@ fn reports_become_the_trainers_statistics_and_bad_ones_are_refused() {
     let report = EpochReport {
         train_losses: vec![2.0, 1.0, 3.0],
         val_loss: 1.5,
-        grad_norms: vec![1.0, 3.0],
+        grad_norms: vec![1.0, 3.0, 2.0],
         update_ratio: Some(0.01),
         val_metric: None,
     };
@@ -88,10 +89,8 @@ fn reports_become_the_trainers_statistics_and_bad_ones_are_refused() {
         (2.0, 2.0, 3.0)
     );
     assert!((s.train_loss_std - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
-    assert_eq!(
-        (s.grad_norm_mean, s.grad_norm_std, s.grad_norm_max),
-        (2.0, 1.0, 3.0)
-    );
+    assert_eq!((s.grad_norm_mean, s.grad_norm_max), (2.0, 3.0));
+    assert!((s.grad_norm_std - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
     assert!(!s.diverged);
     let diverged = EpochReport {
         val_loss: f64::NAN,
@@ -106,11 +105,24 @@ fn reports_become_the_trainers_statistics_and_bad_ones_are_refused() {
     };
     assert_eq!(empty.to_stats(1, hp).unwrap_err().field, "train_losses");
     let negative = EpochReport {
-        grad_norms: vec![-1.0],
-        ..report
+        grad_norms: vec![-1.0, 1.0, 1.0],
+        ..report.clone()
     };
     assert_eq!(negative.to_stats(1, hp).unwrap_err().field, "grad_norms");
-    let bad = LiveSession::open(Box::new(Reader), EnvConfig::defaults(), 0, hp, None, 1);
+    // Three losses and one gradient norm: not one norm per minibatch.
+    let mismatched = EpochReport {
+        grad_norms: vec![1.0],
+        ..report.clone()
+    };
+    let err = mismatched.to_stats(1, hp).unwrap_err();
+    assert_eq!(err.field, "grad_norms");
+    assert!(err.reason.contains("1 gradient norms for 3 minibatch losses"), "{err}");
+    let bad_ratio = EpochReport {
+        update_ratio: Some(-0.1),
+        ..report
+    };
+    assert_eq!(bad_ratio.to_stats(1, hp).unwrap_err().field, "update_ratio");
+    let bad = LiveSession::open(Box::new(Reader), EnvConfig::defaults(), 0, hp, None, 1, None);
     assert_eq!(bad.err().unwrap().field, "epochs");
     let bad = LiveSession::open(
         Box::new(Reader),
@@ -122,6 +134,7 @@ fn reports_become_the_trainers_statistics_and_bad_ones_are_refused() {
         },
         None,
         1,
+        None,
     );
     assert_eq!(bad.err().unwrap().field, "lr");
 }
@@ -155,7 +168,10 @@ fn rollback_recovers_a_run_forced_to_diverge() {
     let mut env = ScheduleEnv::new(task.clone(), EnvConfig::defaults(), Backend::Flex).unwrap();
     let plain = run_schedule(&mut env, &mut Fixed(30.0), 0, |_| {});
     assert!(plain.diverged && plain.intervals.len() == 1 && plain.episode_return == -10.0);
-    assert!(env.rollback(0.5).is_none(), "rollback was not enabled");
+    assert!(
+        env.restore_good(task.init).is_none(),
+        "rollback was not enabled"
+    );
 
     let rollback = Some(Rollback {
         lr_factor: 0.1,
@@ -370,4 +386,140 @@ fn a_blown_up_epoch_that_passes_the_divergence_test_is_rolled_back_too() {
     assert!(last < 0.5 * unguarded.intervals.last().unwrap().stats.val_loss);
     let expected = (guarded.initial_val.loss / last).ln();
     assert!((guarded.episode_return - expected).abs() < 1e-9);
+}
+
+/// A guarded live session fed the statistics of `train --rollback`'s run (run_schedule_with
+/// under the deployed guard) decides exactly what that run decided, before and after each
+/// rollback, and names the state to restore.
+fn assert_live_matches_guarded_run(
+    task: TaskSpec,
+    make: &dyn Fn() -> Box<dyn Controller + Send>,
+    guard: Rollback,
+) -> hyperctl_schedule_env::EpisodeResult {
+    let mut env = ScheduleEnv::new(task.clone(), EnvConfig::defaults(), Backend::Flex).unwrap();
+    let mut controller = make();
+    let run = run_schedule_with(&mut env, controller.as_mut(), 0, Some(guard), |_| {});
+    let steps = env.trainer().steps_per_epoch();
+    let (mut live, first) = LiveSession::open(
+        make(),
+        EnvConfig::defaults(),
+        task.epochs,
+        task.init,
+        Some(run.initial_val.loss),
+        steps,
+        Some(guard),
+    )
+    .unwrap();
+    let mut next = first;
+    let mut kept = 0;
+    for (i, r) in run.intervals.iter().enumerate() {
+        assert_eq!(
+            (next.lr, next.momentum),
+            (r.stats.lr, r.stats.momentum),
+            "interval {} of {:?}",
+            i + 1,
+            run.intervals
+                .iter()
+                .map(|r| (r.stats.lr, r.rolled_back))
+                .collect::<Vec<_>>()
+        );
+        let d = live.observe_stats(r.stats.clone()).unwrap();
+        assert_eq!(d.restore_epoch.is_some(), r.rolled_back, "interval {}", i + 1);
+        if let Some(k) = d.restore_epoch {
+            assert_eq!(k, kept, "the state to restore is the last one marked keep");
+        }
+        if d.keep {
+            kept = i + 1;
+        }
+        assert_eq!(d.done, i + 1 == run.intervals.len());
+        next = d.hp;
+    }
+    assert_eq!(live.rollbacks(), run.rollbacks);
+    assert!(live.observe_stats(run.intervals[0].stats.clone()).is_err(), "the run is over");
+    run
+}
+
+#[test]
+fn a_guarded_live_session_decides_what_train_rollback_decides_before_and_after_rollbacks() {
+    // A policy-like controller that climbs into divergence, rolls back, and climbs again.
+    let mut task = teacher_reg(12);
+    task.init = Hyperparams {
+        lr: 0.05,
+        momentum: 0.9,
+    };
+    let run = assert_live_matches_guarded_run(
+        task,
+        &|| Box::new(AlwaysUp),
+        Rollback::DEPLOYED,
+    );
+    assert!(run.rollbacks >= 1);
+    // A schedule that blows up mid-run (validation ×4.6 without tripping the divergence test).
+    let run = assert_live_matches_guarded_run(
+        teacher_reg(6),
+        &|| Box::new(Script(vec![0.02, 0.02, 0.02, 0.5, 0.02], 0)),
+        Rollback::DEPLOYED,
+    );
+    assert_eq!(run.rollbacks, 1);
+    // Rollbacks run out: the run ends diverged, and the session says so.
+    let run = assert_live_matches_guarded_run(
+        teacher_reg(8),
+        &|| Box::new(Fixed(1e3)),
+        Rollback {
+            lr_factor: 0.9,
+            max_rollbacks: 2,
+            blowup_factor: 4.0,
+        },
+    );
+    assert!(run.diverged && run.rollbacks == 2, "{:?}", run.intervals.len());
+}
+
+/// Plateau-like: keeps the lr it is told it runs at (what the reactive baselines do).
+struct KeepsCurrent;
+
+impl Controller for KeepsCurrent {
+    fn spec(&self) -> String {
+        "keeps-current".into()
+    }
+    fn reset(&mut self, _: &EpisodeContext) {}
+    fn decide(&mut self, input: &DecisionInput) -> Decision {
+        // 0.02, then 8 (which diverges), then whatever it is told it runs at.
+        Decision::Set(match input.interval {
+            0 => Hyperparams {
+                lr: 0.02,
+                momentum: 0.9,
+            },
+            1 => Hyperparams {
+                lr: 8.0,
+                momentum: 0.9,
+            },
+            _ => input.current,
+        })
+    }
+}
+
+#[test]
+fn after_a_rollback_a_reactive_controller_runs_at_the_reduced_lr_not_reduced_again_every_epoch() {
+    let task = teacher_reg(6);
+    let mut env = ScheduleEnv::new(task, EnvConfig::defaults(), Backend::Flex).unwrap();
+    let guard = Rollback {
+        lr_factor: 0.01,
+        ..Rollback::DEPLOYED
+    };
+    let r = run_schedule_with(&mut env, &mut KeepsCurrent, 0, Some(guard), |_| {});
+    let lrs: Vec<(f64, bool)> = r
+        .intervals
+        .iter()
+        .map(|i| (i.stats.lr, i.rolled_back))
+        .collect();
+    assert!(r.rollbacks >= 1, "{lrs:?}");
+    // After the last rollback the lr stays where the guard put it (it was multiplied by the
+    // rollback factor again at every later epoch: 8 → 0.08 → 0.0008 → ...).
+    let last_rollback = r.intervals.iter().rposition(|i| i.rolled_back).unwrap();
+    let after: Vec<f64> = r.intervals[last_rollback + 1..]
+        .iter()
+        .map(|i| i.stats.lr)
+        .collect();
+    assert!(after.len() >= 2, "{lrs:?}");
+    assert!(after.windows(2).all(|w| w[0] == w[1]), "{lrs:?}");
+    assert_eq!(after[0], r.intervals[last_rollback].stats.lr * 0.01, "{lrs:?}");
 }

@@ -39,16 +39,22 @@ pub fn load_csv(path: &Path, task_type: TaskType) -> Result<Dataset> {
         .trim(csv::Trim::All)
         .from_reader(open_maybe_gz(path)?);
     let map_csv = |e: csv::Error| {
-        let line = e.position().map(|p| p.line()).unwrap_or(0);
+        let line = e.position().map_or(1, |p| p.line());
+        let message = e.to_string();
         match e.into_kind() {
             csv::ErrorKind::Io(source) => Error::Io {
                 path: path.into(),
                 error: source,
             },
-            other => Error::Csv {
+            csv::ErrorKind::Utf8 { .. } => Error::Csv {
                 path: path.into(),
                 line,
-                reason: format!("{other:?}"),
+                reason: "not UTF-8 text; expected a CSV file (is it binary, or compressed without a .gz name?)".into(),
+            },
+            _ => Error::Csv {
+                path: path.into(),
+                line,
+                reason: message,
             },
         }
     };
@@ -122,10 +128,10 @@ pub fn load_csv(path: &Path, task_type: TaskType) -> Result<Dataset> {
     let name = crate::DatasetSource::Csv(path.to_path_buf()).short_name();
     let n_classes = match task_type {
         TaskType::Classification => count_classes(&name, &y).map_err(|e| match e {
-            Error::InvalidData { reason, .. } => csv_err(
-                0,
-                format!("target column `{}`: {reason}", &header[n_features]),
-            ),
+            Error::InvalidData { reason, .. } => Error::InvalidData {
+                name: path.display().to_string(),
+                reason: format!("target column `{}`: {reason}", &header[n_features]),
+            },
             other => other,
         })?,
         TaskType::Regression => 1,

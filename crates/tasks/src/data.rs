@@ -306,7 +306,10 @@ pub(crate) fn count_classes(name: &str, ys: &[f32]) -> Result<usize> {
         if !(y >= 0.0 && y.fract() == 0.0 && y < 1e6) {
             return Err(Error::InvalidData {
                 name: name.into(),
-                reason: format!("row {row}: classification target {y} is not a class index 0..K-1"),
+                reason: format!(
+                    "data row {}: classification target {y} is not a class index 0..K-1",
+                    row + 1
+                ),
             });
         }
         max = max.max(y as usize);
@@ -314,7 +317,34 @@ pub(crate) fn count_classes(name: &str, ys: &[f32]) -> Result<usize> {
     if max < 1 {
         return Err(Error::InvalidData {
             name: name.into(),
-            reason: "classification needs at least 2 classes".into(),
+            reason: format!(
+                "classification needs at least 2 classes; every target is {max}"
+            ),
+        });
+    }
+    // A class index with no example (a stray label 200 among 0..9) would silently grow the
+    // model's output layer to 201 classes: the classes must be exactly 0..K-1, each present.
+    let mut seen = vec![false; max + 1];
+    for &y in ys {
+        seen[y as usize] = true;
+    }
+    let missing: Vec<usize> = (0..=max).filter(|&c| !seen[c]).collect();
+    if !missing.is_empty() {
+        let (first_row, _) = ys
+            .iter()
+            .enumerate()
+            .find(|(_, y)| **y as usize == max)
+            .expect("the maximum occurs");
+        let shown: Vec<String> = missing.iter().take(5).map(|c| c.to_string()).collect();
+        return Err(Error::InvalidData {
+            name: name.into(),
+            reason: format!(
+                "classification targets must be the class indices 0..K-1 with every class present: data row {} has class {max}, but {} of the classes below it never occur ({}{})",
+                first_row + 1,
+                missing.len(),
+                shown.join(", "),
+                if missing.len() > 5 { ", ..." } else { "" }
+            ),
         });
     }
     Ok(max + 1)

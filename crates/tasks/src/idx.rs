@@ -66,8 +66,21 @@ fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
         dims.push(u32_at(4 + 4 * d)? as usize);
     }
     let header = 4 + 4 * n_dims;
-    let expected: usize = dims.iter().product();
     let available = bytes.len() - header;
+    // A header may claim more items than any file holds (0xFFFFFFFF^3 overflows usize): the
+    // checked product fails then, and any product beyond the bytes read is a truncation.
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| {
+            err(
+                4,
+                format!(
+                    "dimensions {dims:?} claim more than {} items; the file has {available} data bytes",
+                    usize::MAX
+                ),
+            )
+        })?;
     if available < expected {
         return Err(err(
             bytes.len(),

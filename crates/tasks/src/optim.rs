@@ -145,6 +145,49 @@ pub fn global_grad_norm<M: burn::module::Module>(
     (Tensor::cat(squares.parts, 0).sum().into_scalar::<f32>() as f64).sqrt()
 }
 
+/// Every float parameter of `module`, flattened into one host vector (one host sync): take it
+/// before and after an epoch and pass both to [`param_norms`] for the epoch's update ratio.
+pub fn flat_params<M: burn::module::Module>(module: &M) -> Vec<f32> {
+    struct Collector {
+        parts: Vec<Tensor<1>>,
+    }
+    impl burn::module::ModuleVisitor for Collector {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let value = param.val().detach();
+            let n = value.shape().num_elements();
+            self.parts.push(value.reshape([n]));
+        }
+    }
+    let mut collector = Collector { parts: Vec::new() };
+    module.visit(&mut collector);
+    if collector.parts.is_empty() {
+        return Vec::new();
+    }
+    Tensor::cat(collector.parts, 0)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("a converted tensor should hold f32 values")
+}
+
+/// `(‖after‖, ‖after − before‖ / ‖before‖)` of two flattened parameter vectors: the weight norm
+/// and the update-to-weight ratio our trainer reports for an epoch (`weight_norm`,
+/// `update_ratio` of [`EpochStats`](crate::EpochStats)).
+pub fn param_norms(before: &[f32], after: &[f32]) -> (f64, f64) {
+    let (weight_sq, delta_sq, before_sq) =
+        after
+            .iter()
+            .zip(before)
+            .fold((0f64, 0f64, 0f64), |(w, d, b), (&after, &before)| {
+                (
+                    w + (after as f64).powi(2),
+                    d + (after as f64 - before as f64).powi(2),
+                    b + (before as f64).powi(2),
+                )
+            });
+    (weight_sq.sqrt(), delta_sq.sqrt() / before_sq.sqrt().max(1e-12))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

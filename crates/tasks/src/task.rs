@@ -13,6 +13,13 @@ pub const DEFAULT_INIT_LR: f64 = 0.01;
 /// Default momentum a task starts from when none is given.
 pub const DEFAULT_INIT_MOMENTUM: f64 = 0.0;
 
+/// The largest budget a task may have, in decision intervals (per-interval records are kept in
+/// memory, so a budget is also a memory bound).
+pub const MAX_EPOCHS: usize = 100_000;
+
+/// The largest minibatch a task may ask for.
+pub const MAX_BATCH_SIZE: usize = 1_000_000;
+
 /// Everything that defines one training run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TaskSpec {
@@ -90,16 +97,16 @@ impl TaskSpec {
 
     /// Checks the values that do not need the data.
     pub fn validate(&self) -> Result<()> {
-        if self.epochs == 0 {
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
             return Err(Error::InvalidConfig {
                 field: "epochs",
-                reason: "must be at least 1".into(),
+                reason: format!("{} is outside 1..={MAX_EPOCHS}", self.epochs),
             });
         }
-        if self.batch_size == 0 {
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
             return Err(Error::InvalidConfig {
                 field: "batch_size",
-                reason: "must be at least 1".into(),
+                reason: format!("{} is outside 1..={MAX_BATCH_SIZE}", self.batch_size),
             });
         }
         self.init.validate()

@@ -282,6 +282,17 @@ impl Trainer {
                 reason: "must be a finite value ≥ 0".into(),
             });
         }
+        if config.batch_size > data.train.n_rows() {
+            return Err(Error::InvalidConfig {
+                field: "batch_size",
+                reason: format!(
+                    "{} is larger than the training split ({} rows): every step would see the whole split; use at most {}",
+                    config.batch_size,
+                    data.train.n_rows(),
+                    data.train.n_rows()
+                ),
+            });
+        }
         let device = config.backend.device()?;
         let n_outputs = match data.task_type {
             TaskType::Classification => data.n_classes,
@@ -475,18 +486,8 @@ impl Trainer {
 
         let params = self.flat_params();
         let params_finite = params.iter().all(|v| v.is_finite());
-        let (weight_sq, delta_sq, before_sq) = params.iter().zip(&self.params_before).fold(
-            (0f64, 0f64, 0f64),
-            |(w, d, b), (&after, &before)| {
-                (
-                    w + (after as f64).powi(2),
-                    d + (after as f64 - before as f64).powi(2),
-                    b + (before as f64).powi(2),
-                )
-            },
-        );
-        stats.weight_norm = weight_sq.sqrt();
-        stats.update_ratio = delta_sq.sqrt() / before_sq.sqrt().max(1e-12);
+        (stats.weight_norm, stats.update_ratio) =
+            crate::optim::param_norms(&self.params_before, &params);
         self.params_before = params;
 
         if !nonfinite && params_finite {
