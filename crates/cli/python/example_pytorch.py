@@ -4,12 +4,17 @@ hyperctl policy served by `hyperctl serve`.
     hyperctl serve --policy POLICY_DIR --listen 127.0.0.1:7878 &
     python3 example_pytorch.py --port 7878
 
-Each epoch the loop records every minibatch loss and global gradient norm, evaluates on held-out
-data, reports all three to the server and applies the lr and momentum it answers. Needs torch;
-the client itself (hyperctl_client.py) needs only the standard library.
+Each epoch the loop records every minibatch loss and global gradient norm and the epoch's update
+ratio ||w_after - w_before|| / ||w_before||, evaluates on held-out data, reports all of it to the
+server and applies the lr and momentum it answers. The server runs the deployment guard: when an
+epoch diverged or its validation loss jumped above 4x the best so far, the answer says which
+epoch's state to restore (the loop keeps a copy of the model and optimizer state at each epoch
+the answer marks `keep`) and trains on at a reduced lr. Needs torch; the client itself
+(hyperctl_client.py) needs only the standard library.
 """
 
 import argparse
+import copy
 import math
 
 import torch
@@ -44,12 +49,20 @@ def main():
         with torch.no_grad():
             return loss_fn(model(x_val), y_val).item()
 
+    def flat_params():
+        return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def snapshot():
+        return copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+
     session = f"pytorch-example-{args.seed}"
     with Client(args.host, args.port) as client:
         lr, momentum = client.open(session, args.epochs, args.lr, args.momentum,
                                    initial_val_loss=val_loss())
+        good = (0, snapshot())  # the state the guard may send us back to
         for epoch in range(1, args.epochs + 1):
             apply_to_optimizer(optimizer, lr, momentum)
+            before = flat_params()
             losses, grad_norms = [], []
             order = torch.randperm(len(x_train), generator=g)
             for start in range(0, len(order), 32):
@@ -61,12 +74,24 @@ def main():
                 losses.append(loss.item())
                 grad_norms.append(norm.item())
                 optimizer.step()
+            update_ratio = ((flat_params() - before).norm() / before.norm().clamp_min(1e-12)).item()
             v = val_loss()
             print(f"epoch {epoch:2d}  lr {lr:.5f}  momentum {momentum:.3f}  "
                   f"train {sum(losses) / len(losses):.4f}  val {v:.4f}")
-            if not math.isfinite(v):
+            d = client.observe(session, epoch, losses, v, grad_norms, update_ratio)
+            if d.restore_epoch is not None:
+                # The guard undid this epoch: back to the state kept after epoch good[0].
+                assert d.restore_epoch == good[0]
+                model_state, optimizer_state = copy.deepcopy(good[1])
+                model.load_state_dict(model_state)
+                optimizer.load_state_dict(optimizer_state)
+                print(f"epoch {epoch:2d}  undone: back to epoch {d.restore_epoch}, lr {d.lr:.5f}")
+            elif d.keep:
+                good = (epoch, snapshot())
+            if d.diverged:
                 print("diverged")
-            lr, momentum = client.observe(session, epoch, losses, v, grad_norms)
+                break
+            lr, momentum = d
         client.close(session)
 
 

@@ -5,19 +5,36 @@ a training loop in any framework. Standard library only; Python >= 3.8.
 
     with Client("127.0.0.1", 7878) as client:
         lr, momentum = client.open("run-1", epochs=20, lr=0.01, momentum=0.9)
+        good = (0, snapshot(model, optimizer))               # the state to go back to
         for epoch in range(1, 21):
             apply_to_optimizer(optimizer, lr, momentum)       # torch.optim.SGD, or anything alike
-            losses, grad_norms = train_one_epoch(...)          # per-minibatch values
-            lr, momentum = client.observe("run-1", epoch, losses, val_loss, grad_norms)
+            losses, grad_norms, update_ratio = train_one_epoch(...)   # per-minibatch values
+            d = client.observe("run-1", epoch, losses, val_loss, grad_norms, update_ratio)
+            if d.restore_epoch is not None:                   # the guard undid this epoch
+                restore(model, optimizer, good[1])            # good[0] == d.restore_epoch
+            elif d.keep:
+                good = (epoch, snapshot(model, optimizer))
+            if d.diverged:
+                break
+            lr, momentum = d                                  # a Decision unpacks as (lr, momentum)
         client.close("run-1")
 
 Protocol (newline-delimited JSON over TCP, one reply line per request):
-  {"op":"open","session":ID,"epochs":N,"lr":L,"momentum":M[,"initial_val_loss":V0][,"steps_per_epoch":K]}
-  {"op":"observe","session":ID,"epoch":E,"train_losses":[...],"val_loss":V[,"grad_norms":[...]]
-      [,"update_ratio":R][,"val_metric":A]}
+  {"op":"open","session":ID,"epochs":N,"lr":L,"momentum":M[,"initial_val_loss":V0]
+      [,"steps_per_epoch":K][,"guard":false]}
+  {"op":"observe","session":ID,"epoch":E,"train_losses":[...],"val_loss":V,"grad_norms":[...],
+      "update_ratio":R[,"val_metric":A]}
   {"op":"close","session":ID}
 Replies: {"ok":true,"lr":..,"momentum":..} (open, observe), {"ok":true} (close), or
 {"ok":false,"error":"..."}. Non-finite values (a diverged run) travel as null.
+
+The policy reads features of the gradient norms and of the update ratio
+||w_after - w_before|| / ||w_before|| over the epoch: send both (without them those features sit at
+a neutral value the policy never saw in training, and the reply carries a warning). The server
+runs the deployment guard unless told otherwise: an observe reply may carry "restore_epoch": K
+(restore the model and optimizer state kept after epoch K, 0 = the initial state, then train the
+next epoch at the reply's reduced lr), "keep": true (keep the state after this epoch: it is the
+new state to go back to), "diverged": true and "done": true (the run is over).
 
 Run as a script, it replays recorded epochs against a server and prints each decision as a JSON
 line (used by hyperctl's tests):  python3 hyperctl_client.py --port P --replay sessions.json
@@ -26,8 +43,9 @@ line (used by hyperctl's tests):  python3 hyperctl_client.py --port P --replay s
 import json
 import math
 import socket
+import warnings
 
-__all__ = ["Client", "HyperctlError", "apply_to_optimizer"]
+__all__ = ["Client", "Decision", "HyperctlError", "apply_to_optimizer"]
 
 
 class HyperctlError(RuntimeError):
@@ -39,6 +57,21 @@ def _finite_or_none(value):
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+class Decision(tuple):
+    """The server's answer to an observe: unpacks as (lr, momentum); also carries what the guard
+    decided (`restore_epoch`, `keep`, `diverged`, `done`) and any `warnings`."""
+
+    def __new__(cls, reply):
+        self = super().__new__(cls, (reply["lr"], reply["momentum"]))
+        self.lr, self.momentum = reply["lr"], reply["momentum"]
+        self.restore_epoch = reply.get("restore_epoch")
+        self.keep = bool(reply.get("keep", False))
+        self.diverged = bool(reply.get("diverged", False))
+        self.done = bool(reply.get("done", False))
+        self.warnings = list(reply.get("warnings", ()))
+        return self
 
 
 class Client:
@@ -84,7 +117,8 @@ class Client:
 
     def observe(self, session, epoch, train_losses, val_loss, grad_norms=(),
                 update_ratio=None, val_metric=None):
-        """Reports epoch `epoch` (1-based); returns (lr, momentum) for the next epoch."""
+        """Reports epoch `epoch` (1-based); returns the next epoch's `Decision` (unpacks as
+        (lr, momentum)). Warnings in the reply are also issued as Python warnings."""
         req = {"op": "observe", "session": str(session), "epoch": int(epoch),
                "train_losses": [_finite_or_none(v) for v in train_losses],
                "val_loss": _finite_or_none(val_loss),
@@ -93,8 +127,10 @@ class Client:
             req["update_ratio"] = _finite_or_none(update_ratio)
         if val_metric is not None:
             req["val_metric"] = _finite_or_none(val_metric)
-        reply = self.request(req)
-        return reply["lr"], reply["momentum"]
+        decision = Decision(self.request(req))
+        for message in decision.warnings:
+            warnings.warn(f"hyperctl: {message}", stacklevel=2)
+        return decision
 
     def close(self, session):
         """Ends a session."""
@@ -119,8 +155,9 @@ def _replay(port, path):
             decisions = [client.open(name, s["epochs"], s["lr"], s["momentum"],
                                      s.get("initial_val_loss"))]
             for epoch, r in enumerate(s["reports"], start=1):
-                decisions.append(client.observe(name, epoch, r["train_losses"], r["val_loss"],
-                                                r.get("grad_norms", ())))
+                d = client.observe(name, epoch, r["train_losses"], r["val_loss"],
+                                   r.get("grad_norms", ()), r.get("update_ratio"))
+                decisions.append((d.lr, d.momentum))
             client.close(name)
             print(json.dumps({"session": name, "decisions": decisions}))
 

@@ -204,24 +204,100 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
             .untuned_starts
             .then(hyperctl_compare::StartDistribution::untuned),
     };
-    // The out directory belongs to one comparison: refuse to mix two.
+    for r in &args.replay {
+        if !args.controllers.contains(r) {
+            bail!("--replay `{r}` is not one of the --controller SPECs");
+        }
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    let mut config = RunConfig {
+        controllers: inner.clone(),
+        seeds: args.seeds,
+        jobs,
+        backend,
+        env: env.clone(),
+        replays: Default::default(),
+        starts: starts.clone(),
+        datasets: Default::default(),
+    };
+    let tune_tasks: Vec<_> = match &args.tune_on {
+        Some(tune_split) => {
+            let mut tune_tasks: Vec<_> = collection.split(Some(tune_split)).cloned().collect();
+            if let Some(n) = args.tune_max_tasks {
+                tune_tasks = hyperctl_meta::config::evenly_spaced(tune_tasks.len(), Some(n))
+                    .into_iter()
+                    .map(|i| tune_tasks[i].clone())
+                    .collect();
+            } else if let Some(n) = args.max_tasks {
+                tune_tasks.truncate(n);
+            }
+            if tune_tasks.is_empty() {
+                bail!(
+                    "collection `{}` has no tasks in split `{tune_split}` to tune on",
+                    args.tasks
+                );
+            }
+            tune_tasks
+        }
+        None => Vec::new(),
+    };
+    // Everything that can fail is checked before anything is written: every task loads and
+    // builds, every controller builds.
+    hyperctl_compare::check_tasks(&tasks, &config)?;
+    hyperctl_compare::check_tasks(
+        &tune_tasks,
+        &RunConfig {
+            controllers: Vec::new(),
+            ..config.clone()
+        },
+    )?;
+    config.controllers.clear();
+
+    // The out directory belongs to one comparison, made from the same inputs: refuse to mix two.
+    let mut policies = serde_json::Map::new();
+    for c in inner.iter().filter(|c| c.starts_with("policy:")) {
+        let dir = std::path::Path::new(c.trim_start_matches("policy:"));
+        policies.insert(
+            c.clone(),
+            hyperctl_controllers::policy::fingerprint(dir)?.into(),
+        );
+    }
+    let task_defs = |ts: &[hyperctl_collections::CollectionTask]| -> serde_json::Map<String, serde_json::Value> {
+        ts.iter()
+            .map(|t| {
+                (
+                    t.task.id.clone(),
+                    serde_json::json!({"task": t.task, "split": t.split, "group": t.group}),
+                )
+            })
+            .collect()
+    };
     let identity = serde_json::json!({
         "collection": args.tasks, "split": args.split, "max_tasks": args.max_tasks, "spread": args.spread,
         "controllers": args.controllers, "seeds": args.seeds, "env_config": env, "backend": backend.name(),
         "task_ids": tasks.iter().map(|t| &t.task.id).collect::<Vec<_>>(),
+        "tasks": task_defs(&tasks), "tune_tasks": task_defs(&tune_tasks), "policies": policies,
         "tune_on": args.tune_on, "tune_lrs": args.tune_lrs, "oracle": args.oracle, "replay": args.replay,
         "tune": args.tune, "tune_max_tasks": args.tune_max_tasks, "tune_seeds": args.tune_seeds,
         "oracle_from": args.oracle_from,
         "starts": starts,
     });
+    let _lock = crate::output::lock_dir(&args.out)?;
     let config_path = args.out.join("config.json");
     if let Ok(text) = std::fs::read_to_string(&config_path) {
         let previous: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{}: not JSON", config_path.display()))?;
-        if previous.get("comparison") != Some(&identity) {
+        let previous = previous.get("comparison").cloned().unwrap_or_default();
+        if previous != identity {
             bail!(
-                "{} holds a different comparison (other tasks, controllers, seeds or config); use another --out",
-                args.out.display()
+                "{} holds a comparison made from other inputs, so its runs cannot be resumed here: {}; use another --out",
+                args.out.display(),
+                crate::output::describe_changes(&previous, &identity)
             );
         }
     }
@@ -231,24 +307,6 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         &config_path,
         serde_json::to_string_pretty(&config_json)?.as_bytes(),
     )?;
-
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    for r in &args.replay {
-        if !args.controllers.contains(r) {
-            bail!("--replay `{r}` is not one of the --controller SPECs");
-        }
-    }
-    let mut config = RunConfig {
-        controllers: Vec::new(),
-        seeds: args.seeds,
-        jobs,
-        backend,
-        env,
-        replays: Default::default(),
-        starts: starts.clone(),
-    };
 
     // The grids: of the SPECs to tune, and of the oracle.
     let lrs = hyperctl_compare::tune::log_grid(1e-4, 1.0, args.tune_lrs);
@@ -301,21 +359,6 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         ));
     }
     if let Some(tune_split) = &args.tune_on {
-        let mut tune_tasks: Vec<_> = collection.split(Some(tune_split)).cloned().collect();
-        if let Some(n) = args.tune_max_tasks {
-            tune_tasks = hyperctl_meta::config::evenly_spaced(tune_tasks.len(), Some(n))
-                .into_iter()
-                .map(|i| tune_tasks[i].clone())
-                .collect();
-        } else if let Some(n) = args.max_tasks {
-            tune_tasks.truncate(n);
-        }
-        if tune_tasks.is_empty() {
-            bail!(
-                "collection `{}` has no tasks in split `{tune_split}` to tune on",
-                args.tasks
-            );
-        }
         let tune_grid: Vec<String> = variants
             .iter()
             .flat_map(|(_, v)| v.iter().cloned())

@@ -49,3 +49,107 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create directory {}", dir.display()))?;
     Ok(hyperctl_compare::write_atomic(path, bytes)?)
 }
+
+/// An exclusive lock on an output folder, held while a command writes into it (released when
+/// dropped or when the process ends, however it ends). The lock file records the holder, so a
+/// second command on the same folder is refused with a message that names it.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+/// The lock file inside a locked folder.
+pub const LOCK_FILE: &str = ".hyperctl.lock";
+
+/// Creates `dir` if needed and takes its lock, or fails naming the process that holds it.
+pub fn lock_dir(dir: &Path) -> anyhow::Result<DirLock> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder: serde_json::Value =
+                serde_json::from_str(&holder).unwrap_or(serde_json::Value::Null);
+            let pid = holder["pid"].as_u64().map_or("?".into(), |p| p.to_string());
+            let command = holder["command"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            anyhow::bail!(
+                "{} is in use by another hyperctl (pid {pid}: `{command}`); wait for it to finish or use another folder",
+                dir.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    let holder = serde_json::json!({
+        "pid": std::process::id(),
+        "command": std::env::args().collect::<Vec<_>>(),
+    });
+    file.set_len(0)
+        .and_then(|_| file.rewind())
+        .and_then(|_| file.write_all(holder.to_string().as_bytes()))
+        .and_then(|_| file.flush())
+        .with_context(|| format!("cannot write the lock file {}", path.display()))?;
+    Ok(DirLock { _file: file })
+}
+
+/// What differs between two JSON records of a command's inputs, in words: each top-level key
+/// that changed, and for objects keyed by name (tasks, policies) the names that changed and how.
+pub fn describe_changes(before: &serde_json::Value, after: &serde_json::Value) -> String {
+    fn short(v: Option<&serde_json::Value>) -> String {
+        let text = v.map_or("(absent)".to_string(), |v| v.to_string());
+        if text.len() > 120 {
+            let mut cut = 117;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}...", &text[..cut])
+        } else {
+            text
+        }
+    }
+    fn changes(path: &str, before: Option<&serde_json::Value>, after: Option<&serde_json::Value>, out: &mut Vec<String>) {
+        match (before, after) {
+            (Some(serde_json::Value::Object(b)), Some(serde_json::Value::Object(a))) => {
+                let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+                for k in keys {
+                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    changes(&p, b.get(k), a.get(k), out);
+                }
+            }
+            (b, a) if b != a => out.push(format!("`{path}` was {}, now {}", short(b), short(a))),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    changes("", Some(before), Some(after), &mut out);
+    let n = out.len();
+    if n > 5 {
+        out.truncate(5);
+        out.push(format!("and {} more", n - 5));
+    }
+    if out.is_empty() {
+        "nothing differs".into()
+    } else {
+        out.join("; ")
+    }
+}

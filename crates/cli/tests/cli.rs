@@ -511,7 +511,10 @@ fn compare_writes_results_summary_and_plots_and_refuses_tuning_on_the_reported_s
     // Another comparison into the same directory is refused.
     let mut other = args.to_vec();
     other[8] = "step";
-    assert_clean_failure(&hyperctl(&other), &["holds a different comparison"]);
+    assert_clean_failure(
+        &hyperctl(&other),
+        &["made from other inputs", "`controllers` was"],
+    );
     let tune_on_same = hyperctl(&[
         "compare",
         "--tasks",

@@ -16,7 +16,10 @@ pub mod summary;
 pub mod tune;
 
 pub use report::{ReportMeta, write_reports};
-pub use run::{RunConfig, RunRecord, StartDistribution, read_results, run_all, write_atomic};
+pub use run::{
+    DatasetCache, RunConfig, RunRecord, StartDistribution, check_tasks, read_results, run_all,
+    write_atomic,
+};
 pub use summary::{Summary, summarize};
 
 use std::path::PathBuf;

@@ -114,6 +114,55 @@ pub struct RunConfig {
     /// The untuned-start protocol: each task × seed starts from a drawn lr and momentum (the
     /// same for every controller) instead of the task's own `init`.
     pub starts: Option<StartDistribution>,
+    /// Datasets loaded so far, shared by every run (and by [`check_tasks`]).
+    pub datasets: Arc<DatasetCache>,
+}
+
+/// Datasets by source string, each loaded once and shared by every run that trains on it.
+#[derive(Debug, Default)]
+pub struct DatasetCache(Mutex<HashMap<String, Arc<Dataset>>>);
+
+impl DatasetCache {
+    /// The dataset of `task`, loaded on first use.
+    pub fn get(&self, task: &CollectionTask) -> Result<Arc<Dataset>, Error> {
+        let key = task.task.source.to_string();
+        let mut cache = self.0.lock().expect("no poisoned lock");
+        if let Some(d) = cache.get(&key) {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(task.task.load().map_err(|e| Error::Task {
+            task: task.task.id.clone(),
+            reason: e.to_string(),
+        })?);
+        cache.insert(key, d.clone());
+        Ok(d)
+    }
+}
+
+/// Checks, before anything is written, that every task loads and builds under `config` (data
+/// parses, the model fits, the batch fits the training split) and every controller SPEC builds:
+/// a comparison that would fail part-way fails here instead.
+pub fn check_tasks(tasks: &[CollectionTask], config: &RunConfig) -> Result<(), Error> {
+    for c in &config.controllers {
+        if !config.replays.contains_key(c) {
+            hyperctl_controllers::build(guarded(c).0)
+                .map_err(|e| Error::Controller(e.to_string()))?;
+        }
+    }
+    for t in tasks {
+        let data = config.datasets.get(t)?;
+        let mut spec = t.task.clone();
+        if let Some(starts) = &config.starts {
+            spec.init = starts.draw(&spec.id, spec.seed);
+        }
+        ScheduleEnv::with_data(spec, data, config.env.clone(), config.backend).map_err(|e| {
+            Error::Task {
+                task: t.task.id.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// Where training starts under the untuned-start protocol: lr log-uniform over
@@ -232,7 +281,6 @@ pub fn run_all(
     let total = tasks.len() * config.controllers.len() * config.seeds;
     let finished = AtomicUsize::new(done.len());
     let next = AtomicUsize::new(0);
-    let datasets: Mutex<HashMap<String, Arc<Dataset>>> = Mutex::new(HashMap::new());
     let file = Mutex::new(
         std::fs::OpenOptions::new()
             .create(true)
@@ -257,7 +305,7 @@ pub fn run_all(
                         return;
                     };
                     let result =
-                        run_one(&tasks[ti], &config.controllers[ci], seed, config, &datasets)
+                        run_one(&tasks[ti], &config.controllers[ci], seed, config)
                             .and_then(|record| {
                                 let mut line =
                                     serde_json::to_string(&record).expect("a record serializes");
@@ -322,23 +370,8 @@ fn run_one(
     controller: &str,
     seed: u64,
     config: &RunConfig,
-    datasets: &Mutex<HashMap<String, Arc<Dataset>>>,
 ) -> Result<RunRecord, Error> {
-    let key = task.task.source.to_string();
-    let data = {
-        let mut cache = datasets.lock().expect("no poisoned lock");
-        match cache.get(&key) {
-            Some(d) => d.clone(),
-            None => {
-                let d = Arc::new(task.task.load().map_err(|e| Error::Task {
-                    task: task.task.id.clone(),
-                    reason: e.to_string(),
-                })?);
-                cache.insert(key, d.clone());
-                d
-            }
-        }
-    };
+    let data = config.datasets.get(task)?;
     let mut spec = task.task.clone();
     if let Some(starts) = &config.starts {
         spec.init = starts.draw(&spec.id, seed);

@@ -38,6 +38,7 @@ fn config() -> RunConfig {
         env: EnvConfig::defaults(),
         replays: Default::default(),
         starts: None,
+        datasets: Default::default(),
     }
 }
 

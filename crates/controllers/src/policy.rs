@@ -198,6 +198,26 @@ pub struct PolicyFolder {
     pub policy: Policy,
 }
 
+/// What a policy folder holds, in one short string: the CRC-32 and size of its `config.json`
+/// and `weights.json`. Two folders with the same fingerprint act identically; a comparison
+/// records it so that a resume refuses results made by a policy since replaced.
+pub fn fingerprint(dir: &Path) -> Result<String, PolicyError> {
+    let mut parts = Vec::new();
+    for name in [CONFIG_FILE, WEIGHTS_FILE] {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| PolicyError {
+            path: path.clone(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        parts.push(format!(
+            "{name}:{:08x}:{}",
+            crc32fast::hash(&bytes),
+            bytes.len()
+        ));
+    }
+    Ok(parts.join(","))
+}
+
 impl PolicyFolder {
     /// Loads and checks a policy folder.
     pub fn load(dir: &Path) -> Result<Self, PolicyError> {
