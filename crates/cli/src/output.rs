@@ -127,12 +127,21 @@ pub fn describe_changes(before: &serde_json::Value, after: &serde_json::Value) -
             text
         }
     }
-    fn changes(path: &str, before: Option<&serde_json::Value>, after: Option<&serde_json::Value>, out: &mut Vec<String>) {
+    fn changes(
+        path: &str,
+        before: Option<&serde_json::Value>,
+        after: Option<&serde_json::Value>,
+        out: &mut Vec<String>,
+    ) {
         match (before, after) {
             (Some(serde_json::Value::Object(b)), Some(serde_json::Value::Object(a))) => {
                 let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
                 for k in keys {
-                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
                     changes(&p, b.get(k), a.get(k), out);
                 }
             }

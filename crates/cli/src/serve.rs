@@ -429,7 +429,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let timeout = Duration::from_secs(args.idle_timeout);
         let janitor = server.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval((timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30)));
+            let mut tick = tokio::time::interval(
+                (timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30)),
+            );
             loop {
                 tick.tick().await;
                 let n = janitor.expire(timeout);
@@ -499,13 +501,21 @@ impl AcceptBackoff {
     fn failed(&mut self, e: &std::io::Error) -> Duration {
         self.failures += 1;
         self.pause = (self.pause * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        if self.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        if self
+            .last_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
             // EMFILE (24) / ENFILE (23): the process or system is out of file handles.
             let hint = match e.raw_os_error() {
-                Some(23 | 24) => " (out of file handles: raise `ulimit -n` or lower --max-connections)",
+                Some(23 | 24) => {
+                    " (out of file handles: raise `ulimit -n` or lower --max-connections)"
+                }
                 _ => "",
             };
-            tracing::warn!(failures = self.failures, "accept failed: {e}{hint}; pausing new connections for up to 1 s");
+            tracing::warn!(
+                failures = self.failures,
+                "accept failed: {e}{hint}; pausing new connections for up to 1 s"
+            );
             self.last_log = Some(Instant::now());
             self.failures = 0;
         }

@@ -100,7 +100,11 @@ fn idx_folder(dir: &Path, labels: &[u8]) -> PathBuf {
             &[n, 4, 4],
             &pixels,
         );
-        write_idx(&dir.join(format!("{prefix}-labels-idx1-ubyte")), &[n], &labels);
+        write_idx(
+            &dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            &[n],
+            &labels,
+        );
     }
     dir.to_path_buf()
 }
@@ -116,7 +120,14 @@ fn an_idx_header_claiming_absurd_sizes_is_an_error_in_train_validate_and_compare
     );
     let source = format!("idx:{}", idx.display());
     assert_refused(
-        &train(&["--dataset", &source, "--epochs", "1", "--controller", "constant"]),
+        &train(&[
+            "--dataset",
+            &source,
+            "--epochs",
+            "1",
+            "--controller",
+            "constant",
+        ]),
         &["train-images-idx3-ubyte", "claim more than"],
     );
     let collection = dir.path().join("c.toml");
@@ -136,7 +147,10 @@ fn an_idx_header_claiming_absurd_sizes_is_an_error_in_train_validate_and_compare
         &compare(&collection, &out_dir, &["constant"], &[]),
         &["claim more than"],
     );
-    assert!(!out_dir.exists(), "nothing may be written before the inputs check out");
+    assert!(
+        !out_dir.exists(),
+        "nothing may be written before the inputs check out"
+    );
 }
 
 #[test]
@@ -158,11 +172,21 @@ fn absurd_budgets_and_counts_are_refused_before_anything_is_allocated() {
     let out = hyperctl(&["tasks", "list", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("`count` = 100000000 is outside 1..=100000"), "{stderr}");
+    assert!(
+        stderr.contains("`count` = 100000000 is outside 1..=100000"),
+        "{stderr}"
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
     // A batch larger than the training split.
     assert_refused(
-        &train(&["--epochs", "1", "--batch-size", "100000", "--controller", "constant"]),
+        &train(&[
+            "--epochs",
+            "1",
+            "--batch-size",
+            "100000",
+            "--controller",
+            "constant",
+        ]),
         &["batch_size", "larger than the training split"],
     );
 }
@@ -211,7 +235,10 @@ fn bad_values_are_refused_with_messages_a_person_can_read() {
         "constant",
     ]);
     assert_refused(&out, &["binary.csv", "not UTF-8"]);
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("Utf8"), "no debug dump");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("Utf8"),
+        "no debug dump"
+    );
     let one_class = dir.path().join("one.csv");
     std::fs::write(&one_class, "a,y\n1,0\n2,0\n3,0\n").unwrap();
     let out = train(&[
@@ -230,9 +257,15 @@ fn bad_values_are_refused_with_messages_a_person_can_read() {
     let config = dir.path().join("meta.toml");
     let base = std::fs::read_to_string(repo().join("experiments/smoke/meta_train.toml")).unwrap();
     let smoke_tasks = repo().join("experiments/smoke/tasks.toml");
-    let base = base.replace("\"tasks.toml\"", &format!("{:?}", smoke_tasks.display().to_string()));
+    let base = base.replace(
+        "\"tasks.toml\"",
+        &format!("{:?}", smoke_tasks.display().to_string()),
+    );
     for (extra, expected) in [
-        ("target_kl = nan\n", "[ppo] target_kl: expected a finite number"),
+        (
+            "target_kl = nan\n",
+            "[ppo] target_kl: expected a finite number",
+        ),
         ("clip_coef = \"x\"\n", "[ppo] clip_coef: invalid type"),
     ] {
         std::fs::write(&config, format!("{base}{extra}")).unwrap();
@@ -247,7 +280,11 @@ fn bad_values_are_refused_with_messages_a_person_can_read() {
     }
     // A missing include names the file and line that include it.
     let including = dir.path().join("inc.toml");
-    std::fs::write(&including, "name = \"inc\"\n\n[[include]]\ncollection = \"missing.toml\"\n").unwrap();
+    std::fs::write(
+        &including,
+        "name = \"inc\"\n\n[[include]]\ncollection = \"missing.toml\"\n",
+    )
+    .unwrap();
     let out = hyperctl(&["tasks", "list", including.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -256,7 +293,11 @@ fn bad_values_are_refused_with_messages_a_person_can_read() {
         "{stderr}"
     );
     // serve's limits.
-    for (flag, value) in [("--max-sessions", "0"), ("--idle-timeout", "0"), ("--max-connections", "0")] {
+    for (flag, value) in [
+        ("--max-sessions", "0"),
+        ("--idle-timeout", "0"),
+        ("--max-connections", "0"),
+    ] {
         let out = hyperctl(&[
             "serve",
             "--policy",
@@ -293,7 +334,10 @@ fn warnings_written_to_a_file_carry_no_colour_codes() {
     assert!(status.success());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("DEBUG") || text.contains("INFO"), "{text}");
-    assert!(!text.contains('\u{1b}'), "ANSI codes in a log file: {text:?}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI codes in a log file: {text:?}"
+    );
 }
 
 #[test]
@@ -302,12 +346,26 @@ fn a_refused_compare_writes_nothing_and_the_corrected_command_then_runs() {
     let collection = tiny_collection(dir.path(), 1, 2);
     let out_dir = dir.path().join("cmp");
     assert_refused(
-        &compare(&collection, &out_dir, &["constant"], &["--replay", "cosine"]),
+        &compare(
+            &collection,
+            &out_dir,
+            &["constant"],
+            &["--replay", "cosine"],
+        ),
         &["--replay `cosine` is not one of the --controller SPECs"],
     );
     assert!(!out_dir.exists());
-    let out = compare(&collection, &out_dir, &["constant", "cosine"], &["--replay", "cosine"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = compare(
+        &collection,
+        &out_dir,
+        &["constant", "cosine"],
+        &["--replay", "cosine"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -339,7 +397,10 @@ fn a_second_compare_on_the_same_out_is_refused_naming_the_first() {
     let lock = out_dir.join(".hyperctl.lock");
     let started = Instant::now();
     while !std::fs::read_to_string(&lock).is_ok_and(|t| t.contains("pid")) {
-        assert!(started.elapsed() < Duration::from_secs(60), "the first compare never locked");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first compare never locked"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let second = Command::new(env!("CARGO_BIN_EXE_hyperctl"))
@@ -353,7 +414,10 @@ fn a_second_compare_on_the_same_out_is_refused_naming_the_first() {
     assert!(first.wait().unwrap().success());
     assert_refused(
         &second,
-        &["is in use by another hyperctl", &format!("pid {}", first.id())],
+        &[
+            "is in use by another hyperctl",
+            &format!("pid {}", first.id()),
+        ],
     );
     // Every run of the first is kept.
     let lines = std::fs::read_to_string(out_dir.join("results.jsonl")).unwrap();
@@ -375,7 +439,11 @@ fn a_resume_refuses_results_made_from_other_inputs_and_says_what_changed() {
     let spec = format!("policy:{}", policy.display());
     let out_dir = dir.path().join("cmp");
     let out = compare(&collection, &out_dir, &[&spec], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let again = compare(&collection, &out_dir, &[&spec], &[]);
     assert!(again.status.success(), "the same inputs resume");
     // Another policy behind the same folder.
@@ -404,12 +472,25 @@ struct Server {
 impl Server {
     fn start(prefix: &[&str], extra: &[&str], log: PathBuf) -> Self {
         let policy = repo().join("policies/default");
-        let mut command = Command::new(prefix.first().copied().unwrap_or(env!("CARGO_BIN_EXE_hyperctl")));
+        let mut command = Command::new(
+            prefix
+                .first()
+                .copied()
+                .unwrap_or(env!("CARGO_BIN_EXE_hyperctl")),
+        );
         if !prefix.is_empty() {
-            command.args(&prefix[1..]).arg(env!("CARGO_BIN_EXE_hyperctl"));
+            command
+                .args(&prefix[1..])
+                .arg(env!("CARGO_BIN_EXE_hyperctl"));
         }
         let mut child = command
-            .args(["serve", "--policy", policy.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -430,7 +511,9 @@ impl Server {
 
     fn ask(&self, lines: &[String]) -> Vec<Value> {
         let stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
         let mut writer = stream;
         lines
@@ -448,7 +531,12 @@ impl Server {
     /// CPU seconds the server process has used (Linux).
     fn cpu_secs(&self) -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
         let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
         ticks / 100.0
     }
@@ -480,19 +568,49 @@ fn serve_bounds_ids_echoes_nothing_unbounded_and_refuses_malformed_observes() {
         r#"{"op":"observe","session":"a","epoch":1,"train_losses":[1.0,0.9,0.8],"val_loss":0.9}"#.into(),
     ]);
     for r in &replies {
-        assert!(r.to_string().len() < 600, "a reply echoes its input: {} bytes", r.to_string().len());
+        assert!(
+            r.to_string().len() < 600,
+            "a reply echoes its input: {} bytes",
+            r.to_string().len()
+        );
     }
-    assert!(replies[0]["error"].as_str().unwrap().contains("at most 256"), "{}", replies[0]);
-    assert!(replies[1]["error"].as_str().unwrap().contains("non-empty"), "{}", replies[1]);
+    assert!(
+        replies[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 256"),
+        "{}",
+        replies[0]
+    );
+    assert!(
+        replies[1]["error"].as_str().unwrap().contains("non-empty"),
+        "{}",
+        replies[1]
+    );
     assert_eq!(replies[2]["ok"], true);
     assert_eq!(replies[2]["guard"], true, "the guard is on by default");
-    assert!(replies[3]["error"].as_str().unwrap().contains("already open"));
+    assert!(
+        replies[3]["error"]
+            .as_str()
+            .unwrap()
+            .contains("already open")
+    );
     assert_eq!(replies[4]["ok"], false);
-    assert!(replies[5]["error"].as_str().unwrap().contains("1 gradient norms for 3 minibatch losses"), "{}", replies[5]);
+    assert!(
+        replies[5]["error"]
+            .as_str()
+            .unwrap()
+            .contains("1 gradient norms for 3 minibatch losses"),
+        "{}",
+        replies[5]
+    );
     // Missing grad_norms and update_ratio: answered, with a warning naming them (once).
     assert_eq!(replies[6]["ok"], true);
     let warnings = replies[6]["warnings"].to_string();
-    assert!(warnings.contains("grad_norms") && warnings.contains("update_ratio"), "{warnings}");
+    assert!(
+        warnings.contains("grad_norms") && warnings.contains("update_ratio"),
+        "{warnings}"
+    );
 }
 
 #[test]
@@ -504,11 +622,19 @@ fn serve_tells_the_client_which_epoch_to_restore_after_a_diverged_epoch() {
             r#"{{"op":"observe","session":"g","epoch":{e},"train_losses":[1.0,0.9],"val_loss":{val},"grad_norms":[1.0,1.1],"update_ratio":0.01}}"#
         )
     };
-    let replies = server.ask(&[open("g"), epoch(1, "0.9"), epoch(2, "null"), epoch(3, "0.8")]);
+    let replies = server.ask(&[
+        open("g"),
+        epoch(1, "0.9"),
+        epoch(2, "null"),
+        epoch(3, "0.8"),
+    ]);
     assert!(replies.iter().all(|r| r["ok"] == true), "{replies:?}");
     assert_eq!(replies[1]["keep"], true, "{}", replies[1]);
     assert_eq!(replies[2]["restore_epoch"], 1, "{}", replies[2]);
-    let (before, after) = (replies[1]["lr"].as_f64().unwrap(), replies[2]["lr"].as_f64().unwrap());
+    let (before, after) = (
+        replies[1]["lr"].as_f64().unwrap(),
+        replies[2]["lr"].as_f64().unwrap(),
+    );
     assert!(after <= before * 0.5 * (1.0 + 1e-12), "{before} -> {after}");
     // Without the guard a diverged epoch ends the run.
     let replies = server.ask(&[
@@ -518,7 +644,14 @@ fn serve_tells_the_client_which_epoch_to_restore_after_a_diverged_epoch() {
     ]);
     assert_eq!(replies[1]["diverged"], true, "{}", replies[1]);
     assert_eq!(replies[1]["done"], true);
-    assert!(replies[2]["error"].as_str().unwrap().contains("diverged at epoch 1"), "{}", replies[2]);
+    assert!(
+        replies[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("diverged at epoch 1"),
+        "{}",
+        replies[2]
+    );
 }
 
 #[test]
@@ -539,12 +672,19 @@ fn serve_out_of_file_handles_backs_off_instead_of_spinning_and_limits_connection
     let cpu = server.cpu_secs() - cpu_before;
     let log_bytes = std::fs::metadata(&server.log).unwrap().len();
     assert!(cpu < 1.0, "the accept loop spins: {cpu:.2} CPU s in 3 s");
-    assert!(log_bytes < 20_000, "the log floods: {log_bytes} bytes in 3 s");
+    assert!(
+        log_bytes < 20_000,
+        "the log floods: {log_bytes} bytes in 3 s"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("out of file handles"), "{text}");
     drop(idle);
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(server.ask(&[open("after")])[0]["ok"], true, "served again once handles free");
+    assert_eq!(
+        server.ask(&[open("after")])[0]["ok"],
+        true,
+        "served again once handles free"
+    );
     drop(server);
 
     // --max-connections: a client beyond it gets one error line and is closed.
@@ -554,9 +694,14 @@ fn serve_out_of_file_handles_backs_off_instead_of_spinning_and_limits_connection
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let mut third = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut reply = String::new();
     third.read_to_string(&mut reply).unwrap();
-    assert!(reply.contains("connections open, the most it allows"), "{reply}");
+    assert!(
+        reply.contains("connections open, the most it allows"),
+        "{reply}"
+    );
     drop(held);
 }

@@ -384,7 +384,11 @@ pub(crate) fn expand(
                 collection.known_info.extend(inc.known_info);
                 if let Some(ts) = &templates {
                     for wanted in ts {
-                        if !inc.tasks.iter().any(|t| t.template.as_ref() == Some(wanted)) {
+                        if !inc
+                            .tasks
+                            .iter()
+                            .any(|t| t.template.as_ref() == Some(wanted))
+                        {
                             ctx.problem(
                                 Some(line),
                                 format!("include `{target}`: no template `{wanted}` made any of its tasks"),

@@ -304,21 +304,20 @@ pub fn run_all(
                     let Some(&(ti, ci, seed)) = jobs.get(j) else {
                         return;
                     };
-                    let result =
-                        run_one(&tasks[ti], &config.controllers[ci], seed, config)
-                            .and_then(|record| {
-                                let mut line =
-                                    serde_json::to_string(&record).expect("a record serializes");
-                                line.push('\n');
-                                let mut f = file.lock().expect("no poisoned lock");
-                                f.write_all(line.as_bytes())
-                                    .and_then(|_| f.flush())
-                                    .map_err(|e| Error::Io {
-                                        path: results_path.clone(),
-                                        error: e,
-                                    })?;
-                                Ok(record)
-                            });
+                    let result = run_one(&tasks[ti], &config.controllers[ci], seed, config)
+                        .and_then(|record| {
+                            let mut line =
+                                serde_json::to_string(&record).expect("a record serializes");
+                            line.push('\n');
+                            let mut f = file.lock().expect("no poisoned lock");
+                            f.write_all(line.as_bytes())
+                                .and_then(|_| f.flush())
+                                .map_err(|e| Error::Io {
+                                    path: results_path.clone(),
+                                    error: e,
+                                })?;
+                            Ok(record)
+                        });
                     match result {
                         Ok(record) => {
                             on_run(finished.fetch_add(1, Ordering::Relaxed) + 1, total, &record)

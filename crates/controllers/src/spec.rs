@@ -152,6 +152,9 @@ mod tests {
         }
         let s = ControllerSpec::parse("constant:lr=-1").unwrap();
         let err = s.get_in("lr", 0.0, f64::MAX).unwrap_err().to_string();
-        assert!(err.contains("lr=-1 must be at least 0") && err.len() < 80, "{err}");
+        assert!(
+            err.contains("lr=-1 must be at least 0") && err.len() < 80,
+            "{err}"
+        );
     }
 }

@@ -338,13 +338,19 @@ mod tests {
                 "unknown setting `num_step`",
             ),
             (format!("{BASE}[ppo]\nseed = 1\n"), "at the top level"),
-            (format!("{BASE}[ppo]\nnum_steps = \"x\"\n"), "[ppo] num_steps: invalid type"),
+            (
+                format!("{BASE}[ppo]\nnum_steps = \"x\"\n"),
+                "[ppo] num_steps: invalid type",
+            ),
             (
                 format!("{BASE}[ppo]\ntarget_kl = nan\n"),
                 "[ppo] target_kl: expected a finite number",
             ),
             (format!("{BASE}[ppo]\nent_coef = inf\n"), "[ppo] ent_coef"),
-            (format!("{BASE}[ppo]\ntarget_kl = -1.0\n"), "target_kl must be"),
+            (
+                format!("{BASE}[ppo]\ntarget_kl = -1.0\n"),
+                "target_kl must be",
+            ),
             (
                 format!("{BASE}eval_split = \"meta-train\"\n"),
                 "never trained on",

@@ -179,7 +179,9 @@ pub fn run_schedule_with(
                 record.rolled_back = true;
                 obs = next;
             }
-            Observed::Kept { obs: next, good, .. } => {
+            Observed::Kept {
+                obs: next, good, ..
+            } => {
                 if good {
                     env.keep_good();
                 }

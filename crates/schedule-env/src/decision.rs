@@ -163,7 +163,9 @@ impl DecisionLoop {
             current,
         });
         let mut hp = match decision {
-            Decision::Action(action) => apply_action(self.hp, &action_space().clip(&action), &self.env),
+            Decision::Action(action) => {
+                apply_action(self.hp, &action_space().clip(&action), &self.env)
+            }
             Decision::Set(hp) => Hyperparams {
                 lr: hp.lr * self.lr_scale,
                 momentum: hp.momentum,

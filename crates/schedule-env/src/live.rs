@@ -228,8 +228,16 @@ impl LiveSession {
         let mut warnings = Vec::new();
         if self.controller.reads_observation() {
             let missing = [
-                ("grad_norms", report.grad_norms.is_empty(), "features grad_norm_rel and grad_noise"),
-                ("update_ratio", report.update_ratio.is_none(), "feature log10_update_ratio"),
+                (
+                    "grad_norms",
+                    report.grad_norms.is_empty(),
+                    "features grad_norm_rel and grad_noise",
+                ),
+                (
+                    "update_ratio",
+                    report.update_ratio.is_none(),
+                    "feature log10_update_ratio",
+                ),
             ];
             for (field, absent, features) in missing {
                 if absent && !self.warned.contains(&field) {
@@ -256,9 +264,7 @@ impl LiveSession {
                 diverged,
                 good,
             } => (obs, None, diverged, good),
-            Observed::RolledBack { obs, restore_epoch } => {
-                (obs, Some(restore_epoch), false, false)
-            }
+            Observed::RolledBack { obs, restore_epoch } => (obs, Some(restore_epoch), false, false),
         };
         let done = self.decisions.ended();
         // Like run_schedule, no decision after the run is over: the reply repeats the last one.

@@ -116,13 +116,25 @@ fn reports_become_the_trainers_statistics_and_bad_ones_are_refused() {
     };
     let err = mismatched.to_stats(1, hp).unwrap_err();
     assert_eq!(err.field, "grad_norms");
-    assert!(err.reason.contains("1 gradient norms for 3 minibatch losses"), "{err}");
+    assert!(
+        err.reason
+            .contains("1 gradient norms for 3 minibatch losses"),
+        "{err}"
+    );
     let bad_ratio = EpochReport {
         update_ratio: Some(-0.1),
         ..report
     };
     assert_eq!(bad_ratio.to_stats(1, hp).unwrap_err().field, "update_ratio");
-    let bad = LiveSession::open(Box::new(Reader), EnvConfig::defaults(), 0, hp, None, 1, None);
+    let bad = LiveSession::open(
+        Box::new(Reader),
+        EnvConfig::defaults(),
+        0,
+        hp,
+        None,
+        1,
+        None,
+    );
     assert_eq!(bad.err().unwrap().field, "epochs");
     let bad = LiveSession::open(
         Box::new(Reader),
@@ -424,7 +436,12 @@ fn assert_live_matches_guarded_run(
                 .collect::<Vec<_>>()
         );
         let d = live.observe_stats(r.stats.clone()).unwrap();
-        assert_eq!(d.restore_epoch.is_some(), r.rolled_back, "interval {}", i + 1);
+        assert_eq!(
+            d.restore_epoch.is_some(),
+            r.rolled_back,
+            "interval {}",
+            i + 1
+        );
         if let Some(k) = d.restore_epoch {
             assert_eq!(k, kept, "the state to restore is the last one marked keep");
         }
@@ -435,7 +452,10 @@ fn assert_live_matches_guarded_run(
         next = d.hp;
     }
     assert_eq!(live.rollbacks(), run.rollbacks);
-    assert!(live.observe_stats(run.intervals[0].stats.clone()).is_err(), "the run is over");
+    assert!(
+        live.observe_stats(run.intervals[0].stats.clone()).is_err(),
+        "the run is over"
+    );
     run
 }
 
@@ -447,11 +467,7 @@ fn a_guarded_live_session_decides_what_train_rollback_decides_before_and_after_r
         lr: 0.05,
         momentum: 0.9,
     };
-    let run = assert_live_matches_guarded_run(
-        task,
-        &|| Box::new(AlwaysUp),
-        Rollback::DEPLOYED,
-    );
+    let run = assert_live_matches_guarded_run(task, &|| Box::new(AlwaysUp), Rollback::DEPLOYED);
     assert!(run.rollbacks >= 1);
     // A schedule that blows up mid-run (validation ×4.6 without tripping the divergence test).
     let run = assert_live_matches_guarded_run(
@@ -470,7 +486,11 @@ fn a_guarded_live_session_decides_what_train_rollback_decides_before_and_after_r
             blowup_factor: 4.0,
         },
     );
-    assert!(run.diverged && run.rollbacks == 2, "{:?}", run.intervals.len());
+    assert!(
+        run.diverged && run.rollbacks == 2,
+        "{:?}",
+        run.intervals.len()
+    );
 }
 
 /// Plateau-like: keeps the lr it is told it runs at (what the reactive baselines do).
@@ -521,5 +541,9 @@ fn after_a_rollback_a_reactive_controller_runs_at_the_reduced_lr_not_reduced_aga
         .collect();
     assert!(after.len() >= 2, "{lrs:?}");
     assert!(after.windows(2).all(|w| w[0] == w[1]), "{lrs:?}");
-    assert_eq!(after[0], r.intervals[last_rollback].stats.lr * 0.01, "{lrs:?}");
+    assert_eq!(
+        after[0],
+        r.intervals[last_rollback].stats.lr * 0.01,
+        "{lrs:?}"
+    );
 }

@@ -317,9 +317,7 @@ pub(crate) fn count_classes(name: &str, ys: &[f32]) -> Result<usize> {
     if max < 1 {
         return Err(Error::InvalidData {
             name: name.into(),
-            reason: format!(
-                "classification needs at least 2 classes; every target is {max}"
-            ),
+            reason: format!("classification needs at least 2 classes; every target is {max}"),
         });
     }
     // A class index with no example (a stray label 200 among 0..9) would silently grow the

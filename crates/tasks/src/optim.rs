@@ -185,7 +185,10 @@ pub fn param_norms(before: &[f32], after: &[f32]) -> (f64, f64) {
                     b + (before as f64).powi(2),
                 )
             });
-    (weight_sq.sqrt(), delta_sq.sqrt() / before_sq.sqrt().max(1e-12))
+    (
+        weight_sq.sqrt(),
+        delta_sq.sqrt() / before_sq.sqrt().max(1e-12),
+    )
 }
 
 #[cfg(test)]

@@ -100,17 +100,17 @@ impl DatasetSource {
 
     /// Loads (or generates) the dataset. `task_type` must agree with the source's implied type.
     pub fn load(&self, task_type: TaskType) -> Result<Dataset> {
-        if let Some(implied) = self.implied_task_type() {
-            if implied != task_type {
-                return Err(Error::InvalidSource {
-                    source_spec: self.to_string(),
-                    reason: format!(
-                        "this source is a {} dataset, not {}",
-                        implied.name(),
-                        task_type.name()
-                    ),
-                });
-            }
+        if let Some(implied) = self.implied_task_type()
+            && implied != task_type
+        {
+            return Err(Error::InvalidSource {
+                source_spec: self.to_string(),
+                reason: format!(
+                    "this source is a {} dataset, not {}",
+                    implied.name(),
+                    task_type.name()
+                ),
+            });
         }
         match self {
             DatasetSource::Csv(path) => csv_data::load_csv(path, task_type),

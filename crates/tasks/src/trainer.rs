@@ -270,7 +270,7 @@ impl Trainer {
                 reason: "must be at least 1".into(),
             });
         }
-        if !(config.explode_factor > 1.0) {
+        if config.explode_factor.is_nan() || config.explode_factor <= 1.0 {
             return Err(Error::InvalidConfig {
                 field: "explode_factor",
                 reason: "must be greater than 1".into(),
@@ -606,6 +606,8 @@ impl Trainer {
         }
     }
 
+    // burn slices a tensor's first dimension with a one-element array of ranges.
+    #[allow(clippy::single_range_in_vec_init)]
     fn evaluate(&self, table: &DeviceTable) -> EvalStats {
         const CHUNK: usize = 4096;
         let model = self.model().valid();
