@@ -292,7 +292,7 @@ pub fn run(args: TrainArgs, backend: &str) -> anyhow::Result<()> {
             args.rollback_factor
         );
     }
-    if args.rollback && !(args.blowup_factor > 1.0) {
+    if args.rollback && (args.blowup_factor.is_nan() || args.blowup_factor <= 1.0) {
         anyhow::bail!(
             "--blowup-factor must be > 1 (or inf), got {}",
             args.blowup_factor

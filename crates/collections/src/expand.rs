@@ -270,10 +270,9 @@ pub(crate) fn expand(
                 .get("dataset")
                 .and_then(|d| d.get("generated"))
                 .and_then(|f| f.as_str())
+                && let Some((_, params)) = FAMILIES.iter().find(|(n, _)| *n == family)
             {
-                if let Some((_, params)) = FAMILIES.iter().find(|(n, _)| *n == family) {
-                    allowed.extend(params.iter().map(|(p, _)| *p));
-                }
+                allowed.extend(params.iter().map(|(p, _)| *p));
             }
             ctx.check_keys(ds_det, &allowed, &format!("{context}.dataset"));
         }

@@ -112,16 +112,16 @@ pub fn validate(collection: &Collection, load_data: bool) -> Vec<Problem> {
             };
             checked.insert(key.clone(), info);
         }
-        if let Some(info) = checked[&key] {
-            if model_params(&t.task.model, &info) == 0 {
-                problems.push(problem(
-                    t,
-                    format!(
-                        "task `{}`: model `{}` does not fit this data",
-                        t.task.id, t.task.model
-                    ),
-                ));
-            }
+        if let Some(info) = checked[&key]
+            && model_params(&t.task.model, &info) == 0
+        {
+            problems.push(problem(
+                t,
+                format!(
+                    "task `{}`: model `{}` does not fit this data",
+                    t.task.id, t.task.model
+                ),
+            ));
         }
     }
     problems

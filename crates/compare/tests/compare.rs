@@ -130,7 +130,7 @@ fn a_small_comparison_is_summarized_reproducible_and_resumable() {
         .iter()
         .map(|c| c.mean_rank.mean)
         .fold(f64::INFINITY, f64::min);
-    assert!(best_rank >= 1.0 && best_rank <= 2.0);
+    assert!((1.0..=2.0).contains(&best_rank));
     let meta = ReportMeta {
         collection: "generated".into(),
         split: Some("meta-val".into()),

@@ -7,7 +7,7 @@
 //!
 //! - [`features`]: the scale-free observation (a table of every feature is in its docs).
 //! - [`action`]: the ONE action → (lr, momentum) mapping and the bounds every controller obeys.
-//! - [`env`]: [`ScheduleEnv`] (Gymnasium-shaped), its reward and divergence handling.
+//! - [`env`](mod@env): [`ScheduleEnv`] (Gymnasium-shaped), its reward and divergence handling.
 //! - [`cycle`]: [`TaskCycleEnv`], one env that draws the next task of a list at every reset.
 //! - [`controller`]: the [`Controller`] trait and [`run_schedule`].
 //! - [`config`]: [`EnvConfig`], mirrored in `envs/schedule_env.toml`.

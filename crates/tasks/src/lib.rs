@@ -1,7 +1,7 @@
 //! Training tasks for hyperctl: datasets, small models, and a [`Trainer`] that runs one epoch
 //! (or one decision interval) at a time under hyperparameters chosen from outside.
 //!
-//! - [`data`]: the in-memory [`Dataset`](data::Dataset), its deterministic stratified
+//! - [`data`]: the in-memory [`Dataset`], its deterministic stratified
 //!   train/validation/test [`split`](data::split) and standardization with train statistics only.
 //! - [`source`]: dataset sources `csv:PATH`, `idx:DIR` and `gen:FAMILY[:k=v,...]`, and their loaders
 //!   ([`csv_data`], [`idx`], [`generated`]).
