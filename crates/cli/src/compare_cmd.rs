@@ -171,7 +171,7 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
     let mut tasks: Vec<_> = collection.split(args.split.as_deref()).cloned().collect();
     if let Some(n) = args.max_tasks {
         if args.spread {
-            tasks = hyperctl_meta::config::evenly_spaced(tasks.len(), Some(n))
+            tasks = hyperctl_collections::evenly_spaced(tasks.len(), Some(n))
                 .into_iter()
                 .map(|i| tasks[i].clone())
                 .collect();
@@ -229,7 +229,7 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
         Some(tune_split) => {
             let mut tune_tasks: Vec<_> = collection.split(Some(tune_split)).cloned().collect();
             if let Some(n) = args.tune_max_tasks {
-                tune_tasks = hyperctl_meta::config::evenly_spaced(tune_tasks.len(), Some(n))
+                tune_tasks = hyperctl_collections::evenly_spaced(tune_tasks.len(), Some(n))
                     .into_iter()
                     .map(|i| tune_tasks[i].clone())
                     .collect();

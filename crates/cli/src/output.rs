@@ -47,7 +47,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    Ok(hyperctl_compare::write_atomic(path, bytes)?)
+    Ok(hyperctl_files::write_atomic(path, bytes)?)
 }
 
 /// An exclusive lock on an output folder, held while a command writes into it (released when

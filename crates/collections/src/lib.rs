@@ -206,6 +206,14 @@ pub fn load(spec: &str, data_dir: Option<&Path>) -> Result<Collection, Problems>
     expand::expand(&file, &text, &root, data_dir, 0)
 }
 
+/// `n` indices evenly spaced over `0..len` (all of them when `n >= len`).
+pub fn evenly_spaced(len: usize, n: Option<usize>) -> Vec<usize> {
+    match n {
+        Some(n) if n < len => (0..n).map(|i| i * len / n).collect(),
+        _ => (0..len).collect(),
+    }
+}
+
 /// Parses `COLLECTION#TASK_ID`.
 pub fn split_task_ref(s: &str) -> Option<(&str, &str)> {
     s.rsplit_once('#')
@@ -241,6 +249,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evenly_spaced_covers_the_whole_split() {
+        assert_eq!(evenly_spaced(10, Some(3)), vec![0, 3, 6]);
+        assert_eq!(evenly_spaced(3, Some(5)), vec![0, 1, 2]);
+        assert_eq!(evenly_spaced(4, None), vec![0, 1, 2, 3]);
+    }
 
     #[test]
     fn did_you_mean_suggests_close_words_only() {

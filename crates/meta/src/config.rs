@@ -254,14 +254,6 @@ impl MetaTrainConfig {
     }
 }
 
-/// `n` indices evenly spaced over `0..len` (all of them when `n >= len`).
-pub fn evenly_spaced(len: usize, n: Option<usize>) -> Vec<usize> {
-    match n {
-        Some(n) if n < len => (0..n).map(|i| i * len / n).collect(),
-        _ => (0..len).collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,12 +355,5 @@ mod tests {
             let err = parse(&text).unwrap_err();
             assert!(err.contains(expected), "expected `{expected}` in: {err}");
         }
-    }
-
-    #[test]
-    fn evenly_spaced_covers_the_whole_split() {
-        assert_eq!(evenly_spaced(10, Some(3)), vec![0, 3, 6]);
-        assert_eq!(evenly_spaced(3, Some(5)), vec![0, 1, 2]);
-        assert_eq!(evenly_spaced(4, None), vec![0, 1, 2, 3]);
     }
 }

@@ -67,7 +67,7 @@ pub enum Error {
     Output(String),
     /// Writing a file failed.
     #[error(transparent)]
-    Io(#[from] hyperctl_compare::Error),
+    Io(#[from] hyperctl_files::Error),
 }
 
 /// Where a result came from: recorded in the card and the policy's config.
@@ -217,7 +217,7 @@ fn pick(
             ),
         });
     }
-    Ok(config::evenly_spaced(tasks.len(), n)
+    Ok(hyperctl_collections::evenly_spaced(tasks.len(), n)
         .into_iter()
         .map(|i| tasks[i].clone())
         .collect())
@@ -418,7 +418,7 @@ pub fn run(
             "meta.json".into(),
             serde_json::to_vec(state).expect("the meta state serializes"),
         ));
-        hyperctl_compare::write_atomic(&ckpt_path, &encode(&sections))?;
+        hyperctl_files::write_atomic(&ckpt_path, &encode(&sections))?;
         report::write_outputs(out, resolved, state, num_iterations)
     };
     std::fs::create_dir_all(out)

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use hyperctl_compare::write_atomic;
+use hyperctl_files::write_atomic;
 use plotters::prelude::*;
 use serde_json::json;
 
