@@ -31,12 +31,18 @@ pub struct MetaTrainArgs {
 /// Runs `hyperctl meta-train`.
 pub fn run(args: MetaTrainArgs, backend: &str) -> anyhow::Result<()> {
     let backend: Backend = backend.parse()?;
-    let resolved = MetaTrainConfig::load(&args.config)?;
+    let mut resolved = MetaTrainConfig::load(&args.config)?;
+    // The config's `data_dir`, else the environment's HYPERCTL_DATA (the library reads none).
+    if resolved.data_dir.is_none() {
+        resolved.data_dir = crate::tasks_cmd::data_dir(None);
+    }
     let meta = RunMeta::new(backend.name(), resolved.config.seed);
     let options = RunOptions {
         resume: args.resume,
         stop_after: args.stop_after,
         backend,
+        // The policy network is tiny: its PPO updates run on the CPU whatever trains the tasks.
+        ppo_backend: Backend::Flex,
         eval_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         provenance: Provenance {
             version: meta.version.into(),

@@ -47,9 +47,20 @@ pub struct ValidateArgs {
     no_load: bool,
 }
 
-/// Loads a collection, turning its problems into one error listing them all.
+/// The data root the user asked for: `--data-dir`, else the environment's `HYPERCTL_DATA`.
+pub fn data_dir(flag: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    flag.map(std::path::Path::to_path_buf).or_else(|| {
+        std::env::var_os("HYPERCTL_DATA")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    })
+}
+
+/// Loads a collection, turning its problems into one error listing them all. `data_dir` is
+/// `--data-dir` (else `HYPERCTL_DATA` is used).
 pub fn load(collection: &str, data_dir: Option<&std::path::Path>) -> anyhow::Result<Collection> {
-    hyperctl_collections::load(collection, data_dir).map_err(|problems| {
+    let data_dir = self::data_dir(data_dir);
+    hyperctl_collections::load(collection, data_dir.as_deref()).map_err(|problems| {
         anyhow::anyhow!(
             "collection `{collection}` has {} problem(s):\n{problems}",
             problems.0.len()

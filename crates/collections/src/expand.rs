@@ -14,7 +14,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::info::DatasetInfo;
 use crate::sample::{Sampled, as_f64, as_text, as_usize};
-use crate::{Collection, CollectionTask, Problem, Problems, did_you_mean};
+use crate::{Collection, CollectionTask, Problem, Problems, did_you_mean, fnv1a as fnv};
 
 const TOP_KEYS: &[&str] = &["name", "description", "seed", "task", "template", "include"];
 /// Fields that make a task, shared by explicit tasks and templates.
@@ -514,13 +514,6 @@ fn build_task(fields: &toml::Table, id: String, root: &Path) -> Result<(TaskSpec
         Some(v) => v.as_bool().ok_or("`nesterov` must be true or false")?,
     };
     Ok((task, group))
-}
-
-/// A stable 64-bit hash of a name (FNV-1a), so template streams do not depend on order.
-fn fnv(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// One dataset a template can draw: its source string, group, and known facts.

@@ -41,7 +41,8 @@
 //! variants each). Sampled fields take a value or `{ choice = [...] }`, `{ uniform = [lo, hi] }`,
 //! `{ log_uniform = [lo, hi] }`, `{ int = [lo, hi] }`.
 //!
-//! Paths resolve against the data root: `--data-dir`, else `HYPERCTL_DATA`, else the collection
+//! Paths resolve against the data root: the caller's `data_dir` (the binary's `--data-dir`, else
+//! its `HYPERCTL_DATA`; this crate reads no environment), else the collection
 //! file's folder. Every task has an id, a split label and a group; datasets that share base data
 //! share a group, and [`validate`] reports a group found in two splits.
 //!
@@ -184,13 +185,11 @@ fn read_collection(spec: &str) -> Result<(PathBuf, String), Problems> {
     }]))
 }
 
-/// The data root: `data_dir` if given, else `HYPERCTL_DATA`, else the collection's folder.
+/// The data root: `data_dir` if given (the binary passes `--data-dir`, else `HYPERCTL_DATA`),
+/// else the collection's folder.
 pub fn data_root(file: &Path, data_dir: Option<&Path>) -> PathBuf {
     if let Some(dir) = data_dir {
         return dir.to_path_buf();
-    }
-    if let Some(env) = std::env::var_os("HYPERCTL_DATA").filter(|v| !v.is_empty()) {
-        return PathBuf::from(env);
     }
     match file.parent() {
         Some(p) if !p.as_os_str().is_empty() && file.exists() => p.to_path_buf(),
@@ -212,6 +211,14 @@ pub fn evenly_spaced(len: usize, n: Option<usize>) -> Vec<usize> {
         Some(n) if n < len => (0..n).map(|i| i * len / n).collect(),
         _ => (0..len).collect(),
     }
+}
+
+/// A stable 64-bit hash of a name (FNV-1a): the same on every build and platform, so seeds
+/// derived from names (template streams, untuned starts) never change.
+pub fn fnv1a(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Parses `COLLECTION#TASK_ID`.

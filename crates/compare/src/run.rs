@@ -200,10 +200,7 @@ impl StartDistribution {
     /// The start of `task_id` at run seed `seed`.
     pub fn draw(&self, task_id: &str, seed: u64) -> hyperctl_tasks::Hyperparams {
         use rand::{RngExt, SeedableRng};
-        // FNV-1a: a hash that never changes between builds or platforms.
-        let h = task_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-        });
+        let h = hyperctl_collections::fnv1a(task_id);
         let mut rng =
             rand_chacha::ChaCha8Rng::seed_from_u64(h ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let u: f64 = rng.random();

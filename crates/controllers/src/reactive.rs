@@ -122,6 +122,10 @@ impl Controller for Reactive {
         self.spec.clone()
     }
 
+    fn reads_grad_cosine(&self) -> bool {
+        matches!(self.rule, Rule::Hypergradient { .. })
+    }
+
     fn reset(&mut self, context: &EpisodeContext) {
         self.current = Some(Hyperparams {
             lr: self.lr.unwrap_or(context.init.lr),

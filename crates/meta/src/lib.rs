@@ -30,7 +30,6 @@ pub mod report;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use burn::tensor::Device;
 use hyperctl_collections::CollectionTask;
 use hyperctl_ppo::{CheckpointError, IterationMetrics, Policy, Ppo, decode, encode};
 use hyperctl_schedule_env::{TaskCycleEnv, TaskPool};
@@ -176,8 +175,11 @@ pub struct RunOptions {
     pub resume: bool,
     /// Stop after this many iterations of this invocation (resume later).
     pub stop_after: Option<usize>,
-    /// Compute backend.
+    /// Compute backend of the inner training runs.
     pub backend: Backend,
+    /// Compute backend of the policy's PPO updates (the caller picks it; the binary uses flex:
+    /// the policy network is tiny).
+    pub ppo_backend: Backend,
     /// Threads for evaluation episodes (results do not depend on it).
     pub eval_threads: usize,
     /// This invocation's provenance.
@@ -371,7 +373,10 @@ pub fn run(
     let mut envs: Vec<TaskCycleEnv> = (0..c.num_envs)
         .map(|_| TaskCycleEnv::from_pool(pool.clone()))
         .collect();
-    let device = Device::flex();
+    let device = options
+        .ppo_backend
+        .device()
+        .map_err(|e| Error::Tasks(e.to_string()))?;
 
     let (mut ppo, mut state) = match (sections, previous.take()) {
         (Some(sections), Some(mut state)) => {

@@ -22,6 +22,7 @@ fn options(resume: bool, stop_after: Option<usize>, threads: usize) -> RunOption
         resume,
         stop_after,
         backend: Backend::Flex,
+        ppo_backend: Backend::Flex,
         eval_threads: threads,
         provenance: Provenance {
             version: "test".into(),

@@ -55,6 +55,11 @@ pub trait Controller {
     fn reads_observation(&self) -> bool {
         false
     }
+    /// Whether decisions read [`EpochStats::grad_cos_mean`] (the trainer measures it only
+    /// then: it costs a gradient copy and a dot product per step).
+    fn reads_grad_cosine(&self) -> bool {
+        false
+    }
 }
 
 /// One interval of an episode, as recorded.
@@ -145,6 +150,7 @@ pub fn run_schedule_with(
     if rollback.is_some() {
         env.enable_rollback();
     }
+    env.measure_grad_cosines(controller.reads_grad_cosine());
     env.reset(Some(seed));
     let initial_val = env.trainer().initial_val();
     let mut decisions = DecisionLoop::new(

@@ -153,11 +153,6 @@ impl TaskCycleEnv {
         std::mem::take(&mut self.timing)
     }
 
-    /// The task of the current episode.
-    pub fn current_task(&self) -> Option<&TaskSpec> {
-        self.current.as_ref().map(|e| e.task())
-    }
-
     /// `reset` without its timing: a seed restarts the cycle, then the next episode starts.
     fn reset_untimed(&mut self, seed: Option<u64>) -> (Obs, Info) {
         if let Some(seed) = seed {

@@ -16,7 +16,9 @@
 use std::sync::Arc;
 
 use hyperctl_env_core::{BoxSpace, Env, Info, Obs, Step};
-use hyperctl_tasks::{Backend, Dataset, EpochStats, EvalStats, Hyperparams, TaskSpec, Trainer};
+use hyperctl_tasks::{
+    Backend, Dataset, EpochStats, EvalStats, Hyperparams, TaskSpec, Trainer, TrainerConfig,
+};
 
 use crate::Error;
 use crate::action::{apply_action, clamp_hparams};
@@ -39,6 +41,7 @@ pub struct ScheduleEnv {
     next_seed: u64,
     episode: Option<Episode>,
     keep_snapshots: bool,
+    grad_cosines: bool,
 }
 
 /// The last state of an episode that had not diverged (kept when rollback is enabled).
@@ -103,6 +106,7 @@ impl ScheduleEnv {
             action_space: action_space(),
             episode: None,
             keep_snapshots: false,
+            grad_cosines: false,
         }
     }
 
@@ -160,6 +164,12 @@ impl ScheduleEnv {
     /// Whether the current episode has ended.
     pub fn episode_done(&self) -> bool {
         self.episode.as_ref().is_none_or(|e| e.done)
+    }
+
+    /// From the next reset on, the trainer measures the cosine between consecutive minibatch
+    /// gradients (`grad_cos_mean`, read by the hypergradient controller; NaN otherwise).
+    pub fn measure_grad_cosines(&mut self, on: bool) {
+        self.grad_cosines = on;
     }
 
     /// Keeps a good state of each episode from the next reset on (the initial state at every
@@ -285,9 +295,14 @@ impl Env for ScheduleEnv {
         self.next_seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
+        let config = TrainerConfig {
+            grad_cosines: self.grad_cosines,
+            ..self.task.trainer_config(seed, self.backend)
+        };
         let trainer = self
             .task
-            .build(&self.data, seed, self.backend)
+            .split(&self.data, seed)
+            .and_then(|split| Trainer::new(&split, &config))
             .expect("the task was built once in ScheduleEnv::new, so it should build for any seed");
         let initial_val = trainer.initial_val();
         let featurizer = Featurizer::new(initial_val.loss, self.task.epochs);

@@ -128,14 +128,6 @@ impl Backend {
         }
     }
 
-    /// Whether this build can run the backend.
-    pub fn is_available(self) -> bool {
-        match self {
-            Backend::Flex => true,
-            Backend::Wgpu => cfg!(feature = "gpu"),
-        }
-    }
-
     /// The plain (non-autodiff) burn device of this backend, picked explicitly
     /// (`Device::default()` would prefer wgpu whenever it is compiled in).
     pub fn device(self) -> Result<burn::tensor::Device> {

@@ -10,7 +10,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -208,7 +208,10 @@ fn uniform(n: usize, bound: f32, rng: &mut ChaCha8Rng) -> Vec<f32> {
 
 fn linear(d_in: usize, d_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> Linear {
     let bound = 1.0 / (d_in as f32).sqrt();
-    let mut layer = LinearConfig::new(d_in, d_out).init(device);
+    // Zeros: the parameters are replaced at once, so burn's own initializer would be wasted work.
+    let mut layer = LinearConfig::new(d_in, d_out)
+        .with_initializer(Initializer::Zeros)
+        .init(device);
     layer.weight = Param::from_data(
         TensorData::new(uniform(d_in * d_out, bound, rng), [d_in, d_out]),
         device,
@@ -222,7 +225,9 @@ fn linear(d_in: usize, d_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> L
 
 fn init_conv3x3(c_in: usize, c_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> Conv2d {
     let bound = 1.0 / ((c_in * 9) as f32).sqrt();
-    let mut layer = Conv2dConfig::new([c_in, c_out], [3, 3]).init(device);
+    let mut layer = Conv2dConfig::new([c_in, c_out], [3, 3])
+        .with_initializer(Initializer::Zeros)
+        .init(device);
     layer.weight = Param::from_data(
         TensorData::new(uniform(c_out * c_in * 9, bound, rng), [c_out, c_in, 3, 3]),
         device,

@@ -151,12 +151,6 @@ impl TaskSpec {
         )
     }
 
-    /// Resolves relative file paths of the source against `root`.
-    pub fn with_data_root(mut self, root: &std::path::Path) -> Self {
-        self.source = self.source.resolved(root);
-        self
-    }
-
     /// The data file or directory this task reads, if any.
     pub fn data_path(&self) -> Option<PathBuf> {
         match &self.source {

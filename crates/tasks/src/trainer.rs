@@ -81,6 +81,10 @@ pub struct TrainerConfig {
     pub explode_factor: f64,
     /// Backend to run on.
     pub backend: Backend,
+    /// Measure the cosine between consecutive minibatch gradients (`grad_cos_mean`; NaN when
+    /// off). It costs a copy of every gradient and a dot product per step, and only the
+    /// hypergradient controller reads it, so it is off unless asked for.
+    pub grad_cosines: bool,
 }
 
 fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(
@@ -102,6 +106,7 @@ impl TrainerConfig {
             steps_per_decision: None,
             explode_factor: 20.0,
             backend: Backend::Flex,
+            grad_cosines: false,
         }
     }
 }
@@ -230,6 +235,9 @@ pub struct Trainer {
     /// The previous step's gradients (flattened, model order) and their global norm.
     prev_grads: Option<(Vec<Tensor<1>>, f64)>,
     diverged: bool,
+    /// The layers' names and, for each parameter tensor in model order, its layer (read from
+    /// the module tree at the first step; the tree never changes).
+    layers: Option<(Vec<String>, Vec<usize>)>,
 }
 
 /// The trainer's learning state at one moment (weights, optimizer velocity, data order), to go
@@ -250,7 +258,6 @@ struct StepOut {
     loss: f64,
     global_norm: f64,
     layer_norms: Vec<f64>,
-    layer_names: Vec<String>,
     /// Cosine with the previous step's gradient, when there was one.
     grad_cos: Option<f64>,
 }
@@ -332,6 +339,7 @@ impl Trainer {
             params_before: Vec::new(),
             prev_grads: None,
             diverged: false,
+            layers: None,
         };
         trainer.initial_val = trainer.evaluate(&trainer.val);
         trainer.params_before = trainer.flat_params();
@@ -438,7 +446,6 @@ impl Trainer {
             .unwrap_or_else(|| self.steps_per_epoch());
         let mut losses = Vec::with_capacity(n_steps);
         let mut norms = Vec::with_capacity(n_steps);
-        let mut layer_names: Vec<String> = Vec::new();
         let mut layer_sums: Vec<f64> = Vec::new();
         let mut cosines = Vec::with_capacity(n_steps);
         let mut nonfinite = false;
@@ -448,12 +455,10 @@ impl Trainer {
                 loss,
                 global_norm,
                 layer_norms,
-                layer_names: names,
                 grad_cos,
             } = self.train_step(hp.lr, &indices);
-            if layer_names.is_empty() {
-                layer_names = names;
-                layer_sums = vec![0.0; layer_names.len()];
+            if layer_sums.is_empty() {
+                layer_sums = vec![0.0; layer_norms.len()];
             }
             losses.push(loss);
             norms.push(global_norm);
@@ -475,11 +480,12 @@ impl Trainer {
         (stats.grad_norm_mean, stats.grad_norm_std) = mean_std(&norms);
         stats.grad_norm_max = norms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         stats.grad_cos_mean = mean_std(&cosines).0;
+        let layer_names = self.layers.as_ref().map_or(&[][..], |l| &l.0[..]);
         stats.layer_grad_norms = layer_names
-            .into_iter()
+            .iter()
             .zip(&layer_sums)
             .map(|(layer, sum)| LayerGradNorm {
-                layer,
+                layer: layer.clone(),
                 mean: sum / losses.len() as f64,
             })
             .collect();
@@ -514,11 +520,6 @@ impl Trainer {
             };
         }
         self.evaluate(&self.test)
-    }
-
-    /// Loss and metric on the validation split.
-    pub fn evaluate_val(&self) -> EvalStats {
-        self.evaluate(&self.val)
     }
 
     fn next_batch(&mut self) -> Vec<i64> {
@@ -559,7 +560,12 @@ impl Trainer {
             squares,
             flat,
             ..
-        } = grad_squares(&model, &grads);
+        } = grad_squares(
+            &model,
+            &grads,
+            self.layers.is_none(),
+            self.config.grad_cosines,
+        );
         let n_params = squares.len();
         let mut parts = Vec::with_capacity(n_params + 2);
         parts.push(loss.inner().reshape([1]));
@@ -578,30 +584,39 @@ impl Trainer {
         };
         let host = to_host(Tensor::cat(parts, 0));
         let loss_value = host[0] as f64;
-        let mut layer_names: Vec<String> = Vec::new();
-        let mut layer_sq: Vec<f64> = Vec::new();
-        for (name, &sq) in names.iter().zip(&host[1..=n_params]) {
-            let layer = name
-                .rsplit_once('.')
-                .map_or(name.as_str(), |(layer, _)| layer);
-            if layer_names.last().map(String::as_str) != Some(layer) {
-                layer_names.push(layer.to_string());
-                layer_sq.push(0.0);
+        let (layer_names, layer_of) = self.layers.get_or_insert_with(|| {
+            // Parameters of one layer are consecutive: group them by their module path.
+            let mut layer_names: Vec<String> = Vec::new();
+            let mut layer_of = Vec::with_capacity(names.len());
+            for name in &names {
+                let layer = name
+                    .rsplit_once('.')
+                    .map_or(name.as_str(), |(layer, _)| layer);
+                if layer_names.last().map(String::as_str) != Some(layer) {
+                    layer_names.push(layer.to_string());
+                }
+                layer_of.push(layer_names.len() - 1);
             }
-            *layer_sq.last_mut().expect("pushed above") += sq as f64;
+            (layer_names, layer_of)
+        });
+        let mut layer_sq = vec![0f64; layer_names.len()];
+        for (&layer, &sq) in layer_of.iter().zip(&host[1..=n_params]) {
+            layer_sq[layer] += sq as f64;
         }
+
         let global_norm = layer_sq.iter().sum::<f64>().sqrt();
         let layer_norms = layer_sq.iter().map(|s| s.sqrt()).collect();
         let grad_cos =
             prev_norm.map(|prev| host[n_params + 1] as f64 / (global_norm * prev).max(1e-30));
-        self.prev_grads = Some((flat, global_norm));
+        if self.config.grad_cosines {
+            self.prev_grads = Some((flat, global_norm));
+        }
 
         self.model = Some(self.optim.step(lr, model, grads));
         StepOut {
             loss: loss_value,
             global_norm,
             layer_norms,
-            layer_names,
             grad_cos,
         }
     }
@@ -684,9 +699,16 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
 
 /// Σg² of every parameter tensor that has a gradient (on the device), with its module path and
 /// the flattened gradient.
-fn grad_squares<'a>(model: &Net, grads: &'a GradientsParams) -> GradSquares<'a> {
+fn grad_squares<'a>(
+    model: &Net,
+    grads: &'a GradientsParams,
+    with_names: bool,
+    with_flat: bool,
+) -> GradSquares<'a> {
     let mut visitor = GradSquares {
         grads,
+        with_names,
+        with_flat,
         path: Vec::new(),
         names: Vec::new(),
         squares: Vec::new(),
@@ -699,6 +721,10 @@ fn grad_squares<'a>(model: &Net, grads: &'a GradientsParams) -> GradSquares<'a> 
 /// Collects Σg² per parameter tensor, with the parameter's module path.
 struct GradSquares<'a> {
     grads: &'a GradientsParams,
+    /// Record each parameter's module path (needed once per trainer).
+    with_names: bool,
+    /// Keep each flattened gradient (for the next step's cosine).
+    with_flat: bool,
     path: Vec<String>,
     names: Vec<String>,
     squares: Vec<Tensor<1>>,
@@ -707,19 +733,27 @@ struct GradSquares<'a> {
 
 impl ModuleVisitor for GradSquares<'_> {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+        if self.with_names {
+            self.path.push(name.to_string());
+        }
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        if self.with_names {
+            self.path.pop();
+        }
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(grad) = self.grads.get::<D>(param.id) {
-            self.names.push(self.path.join("."));
-            let n = grad.shape().num_elements();
-            self.squares.push(grad.clone().square().sum());
-            self.flat.push(grad.reshape([n]));
+            if self.with_names {
+                self.names.push(self.path.join("."));
+            }
+            if self.with_flat {
+                let n = grad.shape().num_elements();
+                self.flat.push(grad.clone().reshape([n]));
+            }
+            self.squares.push(grad.square().sum());
         }
     }
 }
@@ -796,8 +830,11 @@ mod tests {
     #[test]
     fn same_seed_gives_bit_identical_stats() {
         let data = task("gen:spirals:n=300,d=4", TaskType::Classification, 3);
-        let run = || {
-            let config = TrainerConfig::new(ModelSpec::parse("mlp:16x2:tanh").unwrap(), 16, 3);
+        let run = |grad_cosines: bool| {
+            let config = TrainerConfig {
+                grad_cosines,
+                ..TrainerConfig::new(ModelSpec::parse("mlp:16x2:tanh").unwrap(), 16, 3)
+            };
             let mut trainer = Trainer::new(&data, &config).unwrap();
             let mut out = Vec::new();
             for (lr, mu) in [(0.1, 0.0), (0.3, 0.9), (0.05, 0.5)] {
@@ -807,7 +844,19 @@ mod tests {
             }
             out
         };
-        assert_eq!(run(), run());
+        let with = run(true);
+        assert_eq!(with, run(true));
+        assert!(with.iter().all(|s| s.grad_cos_mean.abs() <= 1.0));
+        // Without the cosines everything else is the same, bit for bit.
+        let without = run(false);
+        for (a, b) in with.iter().zip(&without) {
+            assert!(b.grad_cos_mean.is_nan());
+            let b = EpochStats {
+                grad_cos_mean: a.grad_cos_mean,
+                ..b.clone()
+            };
+            assert_eq!(*a, b);
+        }
     }
 
     #[test]
