@@ -1240,6 +1240,7 @@ fn demo_compares_a_policy_with_baselines_from_untuned_starts() {
     for expected in [
         "| `constant` |",
         "| `onecycle` |",
+        "| `warmup-cosine:lr=8.577e-2,momentum=0.9` |",
         "Untuned-start protocol",
         "win rate",
     ] {
@@ -1250,7 +1251,7 @@ fn demo_compares_a_policy_with_baselines_from_untuned_starts() {
     }
     assert!(out.join("summary.md").is_file() && out.join("profile.svg").is_file());
     let records = jsonl_file(&out.join("results.jsonl"));
-    assert_eq!(records.len(), 2 * 6);
+    assert_eq!(records.len(), 2 * 7);
     // Without --out: a fresh experiments/runs/demo-<timestamp>/ under the working directory.
     let cwd = dir.path().join("cwd");
     std::fs::create_dir_all(&cwd).unwrap();
