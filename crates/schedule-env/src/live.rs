@@ -231,19 +231,19 @@ impl LiveSession {
                 (
                     "grad_norms",
                     report.grad_norms.is_empty(),
-                    "features grad_norm_rel and grad_noise",
+                    "inputs grad_norm_rel and grad_noise sit",
                 ),
                 (
                     "update_ratio",
                     report.update_ratio.is_none(),
-                    "feature log10_update_ratio",
+                    "input log10_update_ratio sits",
                 ),
             ];
             for (field, absent, features) in missing {
                 if absent && !self.warned.contains(&field) {
                     self.warned.push(field);
                     warnings.push(format!(
-                        "`{field}` not sent: the policy's {features} stay at their neutral value, unlike in training; send it every epoch"
+                        "`{field}` not sent: the policy's {features} at a neutral value it never saw in training; send it every epoch"
                     ));
                 }
             }
