@@ -393,8 +393,12 @@ Time (recorded iterations): rollout {rollout:.1} s, PPO update {update:.1} s, ev
         "\nFiles: `metrics.csv` (per iteration), `eval.jsonl` (per evaluation and task), `learning_curve.svg`, `checkpoint.bin` (latest state, for `--resume`)."
     );
     let _ = writeln!(s, "\n## Commands\n");
+    // As a user runs it: `hyperctl`, not the path of the binary on the machine that made it.
     for p in &state.invocations {
-        let _ = writeln!(s, "    {}", p.command.join(" "));
+        let args: Vec<&str> = std::iter::once("hyperctl")
+            .chain(p.command.iter().skip(1).map(String::as_str))
+            .collect();
+        let _ = writeln!(s, "    {}", args.join(" "));
     }
     let _ = writeln!(s, "\n## Config\n\n```toml");
     let _ = write!(
