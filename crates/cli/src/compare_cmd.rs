@@ -260,12 +260,13 @@ pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
 
     // The out directory belongs to one comparison, made from the same inputs: refuse to mix two.
     let mut policies = serde_json::Map::new();
-    for c in inner.iter().filter(|c| c.starts_with("policy:")) {
-        let dir = std::path::Path::new(c.trim_start_matches("policy:"));
-        policies.insert(
-            c.clone(),
-            hyperctl_controllers::policy::fingerprint(dir)?.into(),
-        );
+    for c in &inner {
+        if let Some(dir) = hyperctl_controllers::Spec::parse(c)?.policy_dir() {
+            policies.insert(
+                c.clone(),
+                hyperctl_controllers::policy::fingerprint(dir)?.into(),
+            );
+        }
     }
     let task_defs = |ts: &[hyperctl_collections::CollectionTask]| -> serde_json::Map<String, serde_json::Value> {
         ts.iter()

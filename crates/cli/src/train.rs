@@ -105,7 +105,12 @@ pub fn env_config_for(path: Option<&PathBuf>, specs: &[String]) -> anyhow::Resul
     }
     let mut chosen: Option<(String, EnvConfig)> = None;
     for spec in specs {
-        if !spec.starts_with("policy:") {
+        if hyperctl_controllers::Spec::parse(spec)?
+            .unguarded()
+            .0
+            .policy_dir()
+            .is_none()
+        {
             continue;
         }
         let env = hyperctl_controllers::default_env(spec)?;
@@ -298,7 +303,12 @@ pub fn run(args: TrainArgs, backend: &str) -> anyhow::Result<()> {
             args.blowup_factor
         );
     }
-    let rollback = args.rollback.then_some(Rollback {
+    // `--controller rollback(SPEC)` means what it means in `compare`: SPEC under the guard.
+    let guarded = hyperctl_controllers::Spec::parse(&args.controller)?
+        .unguarded()
+        .1
+        .is_some();
+    let rollback = (args.rollback || guarded).then_some(Rollback {
         lr_factor: args.rollback_factor,
         max_rollbacks: args.max_rollbacks,
         blowup_factor: args.blowup_factor,

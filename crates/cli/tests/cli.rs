@@ -1324,7 +1324,10 @@ fn a_policy_runs_under_the_env_settings_it_was_trained_with_by_default() {
     let card = std::fs::read_to_string(policy.join("CARD.md")).unwrap();
     assert!(card.contains("by its median return"), "{card}");
     // The command as a user runs it, not the path of the binary that made it.
-    assert!(card.contains("\n    hyperctl meta-train --config"), "{card}");
+    assert!(
+        card.contains("\n    hyperctl meta-train --config"),
+        "{card}"
+    );
     assert!(!card.contains("target/debug"), "{card}");
     let spec = format!("policy:{}", policy.display());
     let compare = |out: &str, extra: &[&str]| {

@@ -22,8 +22,7 @@ pub fn log_grid(lo: f64, hi: f64, n: usize) -> Vec<f64> {
 
 /// Whether a controller SPEC has a learning rate to tune (learned policies do not).
 pub fn is_tunable(spec: &str) -> bool {
-    ControllerSpec::parse(spec)
-        .is_ok_and(|s| hyperctl_controllers::KNOWN.contains(&s.name.as_str()))
+    hyperctl_controllers::Spec::parse(spec).is_ok_and(|s| s.is_tunable())
 }
 
 /// The grid variants of a tunable SPEC: its other parameters kept, lr (max_lr) and momentum set.

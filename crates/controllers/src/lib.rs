@@ -6,7 +6,11 @@
 //! | `step`, `exponential`, `cosine`, `warmup-cosine`, `onecycle` | fixed schedules with PyTorch semantics ([`schedules`]) |
 //! | `plateau`, `simple-reactive`, `hypergradient` | reactive heuristics ([`reactive`]) |
 //! | `policy:DIR` | a learned policy loaded from its folder ([`policy`]), acting with its mean action |
+//! | `rollback(SPEC)` | SPEC under the deployment guard ([`hyperctl_schedule_env::Rollback::DEPLOYED`]) |
 //! | `replay(NAME)` | open-loop playback of another controller's mean trajectory ([`replay`]; built by `compare --replay`, not from a SPEC) |
+//!
+//! A SPEC string is parsed once into a [`Spec`]; the string itself stays the controller's name
+//! in every result.
 //!
 //! Every controller implements [`hyperctl_schedule_env::Controller`] and runs through
 //! [`hyperctl_schedule_env::run_schedule`], like the learned policy.
@@ -32,39 +36,123 @@ pub use replay::Replay;
 pub use schedules::Schedule;
 pub use spec::{ControllerSpec, SpecError};
 
-use hyperctl_schedule_env::Controller;
+use std::path::{Path, PathBuf};
 
-/// Builds the controller a SPEC string names.
+use hyperctl_schedule_env::{Controller, Rollback};
+
+/// A controller SPEC, parsed once: what every command and library takes apart from the string.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spec {
+    /// A fixed schedule (`constant`, `step`, `exponential`, `cosine`, `warmup-cosine`,
+    /// `onecycle`) with its parameters.
+    Schedule(ControllerSpec),
+    /// A reactive heuristic (`plateau`, `simple-reactive`, `hypergradient`).
+    Reactive(ControllerSpec),
+    /// `policy:DIR`: a learned policy's folder.
+    Policy(PathBuf),
+    /// `rollback(SPEC)`: SPEC under the deployment guard ([`Rollback::DEPLOYED`]).
+    Rollback(Box<Spec>),
+    /// `replay(SPEC)`: open-loop playback of SPEC's mean trajectory (its trajectories come from
+    /// a comparison, so it cannot be built from the SPEC alone).
+    Replay(Box<Spec>),
+}
+
+impl Spec {
+    /// Parses a SPEC string (see the crate docs); the error names the SPEC and what was expected.
+    pub fn parse(spec: &str) -> Result<Self, SpecError> {
+        let wrapped = |prefix: &str| {
+            spec.strip_prefix(prefix)
+                .and_then(|s| s.strip_prefix('('))
+                .and_then(|s| s.strip_suffix(')'))
+        };
+        if let Some(inner) = wrapped("rollback") {
+            return Ok(Spec::Rollback(Box::new(Spec::parse(inner)?)));
+        }
+        if let Some(inner) = wrapped("replay") {
+            return Ok(Spec::Replay(Box::new(Spec::parse(inner)?)));
+        }
+        if let Some(dir) = spec.strip_prefix("policy:") {
+            if dir.is_empty() {
+                return Err(SpecError::new(
+                    spec,
+                    "expected `policy:DIR`, a policy folder",
+                ));
+            }
+            return Ok(Spec::Policy(PathBuf::from(dir)));
+        }
+        let parsed = ControllerSpec::parse(spec)?;
+        match parsed.name.as_str() {
+            "constant" | "step" | "exponential" | "cosine" | "warmup-cosine" | "onecycle" => {
+                Ok(Spec::Schedule(parsed))
+            }
+            "plateau" | "simple-reactive" | "hypergradient" => Ok(Spec::Reactive(parsed)),
+            other => Err(SpecError::new(
+                spec,
+                format!(
+                    "unknown controller `{other}`; expected one of: {}, rollback(SPEC)",
+                    KNOWN.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The SPEC without its guard, and the guard (`rollback(SPEC)` → SPEC, the deployed guard).
+    pub fn unguarded(&self) -> (&Spec, Option<Rollback>) {
+        match self {
+            Spec::Rollback(inner) => (inner, Some(Rollback::DEPLOYED)),
+            other => (other, None),
+        }
+    }
+
+    /// The policy folder, for `policy:DIR`.
+    pub fn policy_dir(&self) -> Option<&Path> {
+        match self {
+            Spec::Policy(dir) => Some(dir),
+            _ => None,
+        }
+    }
+
+    /// Whether the SPEC has a learning rate to tune (fixed schedules and reactive heuristics).
+    pub fn is_tunable(&self) -> bool {
+        matches!(self, Spec::Schedule(_) | Spec::Reactive(_))
+    }
+
+    /// Builds the controller (the guard of `rollback(SPEC)` is the caller's: see
+    /// [`Spec::unguarded`]). `spec` is the string it was parsed from, which the controller
+    /// reports as its name.
+    pub fn build(&self, spec: &str) -> Result<Box<dyn Controller + Send>, SpecError> {
+        match self {
+            Spec::Schedule(p) if p.name == "constant" => Ok(Box::new(Constant::from_spec(p)?)),
+            Spec::Schedule(p) => Ok(Box::new(Schedule::from_spec(p)?)),
+            Spec::Reactive(p) => Ok(Box::new(Reactive::from_spec(p)?)),
+            Spec::Policy(dir) => PolicyController::load(spec, dir)
+                .map(|c| Box::new(c) as Box<dyn Controller + Send>)
+                .map_err(|e| SpecError::new(spec, e.to_string())),
+            Spec::Rollback(inner) => {
+                let inner_spec = spec
+                    .strip_prefix("rollback(")
+                    .and_then(|s| s.strip_suffix(')'))
+                    .unwrap_or(spec);
+                inner.build(inner_spec)
+            }
+            Spec::Replay(_) => Err(SpecError::new(
+                spec,
+                "replay(SPEC) plays back a comparison's trajectories: use `compare --replay SPEC`",
+            )),
+        }
+    }
+}
+
+/// Builds the controller a SPEC string names (its guard, for `rollback(SPEC)`, is the caller's).
 pub fn build(spec: &str) -> Result<Box<dyn Controller + Send>, SpecError> {
-    if let Some(dir) = spec.strip_prefix("policy:") {
-        return PolicyController::load(spec, std::path::Path::new(dir))
-            .map(|c| Box::new(c) as Box<dyn Controller + Send>)
-            .map_err(|e| SpecError::new(spec, e.to_string()));
-    }
-    let parsed = ControllerSpec::parse(spec)?;
-    match parsed.name.as_str() {
-        "constant" => Ok(Box::new(Constant::from_spec(&parsed)?)),
-        "step" | "exponential" | "cosine" | "warmup-cosine" | "onecycle" => {
-            Ok(Box::new(Schedule::from_spec(&parsed)?))
-        }
-        "plateau" | "simple-reactive" | "hypergradient" => {
-            Ok(Box::new(Reactive::from_spec(&parsed)?))
-        }
-        other => Err(SpecError::new(
-            spec,
-            format!(
-                "unknown controller `{other}`; expected one of: {}",
-                KNOWN.join(", ")
-            ),
-        )),
-    }
+    Spec::parse(spec)?.build(spec)
 }
 
 /// Checks that a SPEC fits the env settings it will run under: a `policy:DIR` must have been
 /// trained under the same action mapping and bounds (`env`), or its actions would mean something
 /// else. Other controllers fit any settings.
 pub fn check_env(spec: &str, env: &hyperctl_schedule_env::EnvConfig) -> Result<(), SpecError> {
-    if !spec.starts_with("policy:") {
+    if Spec::parse(spec)?.unguarded().0.policy_dir().is_none() {
         return Ok(());
     }
     let trained = default_env(spec)?;
@@ -83,11 +171,11 @@ pub fn check_env(spec: &str, env: &hyperctl_schedule_env::EnvConfig) -> Result<(
 /// The env settings a SPEC runs under by default: for a `policy:DIR`, the settings it was trained
 /// under (its actions only mean something under its own action mapping); otherwise the defaults.
 pub fn default_env(spec: &str) -> Result<hyperctl_schedule_env::EnvConfig, SpecError> {
-    let Some(dir) = spec.strip_prefix("policy:") else {
+    let parsed = Spec::parse(spec)?;
+    let Some(dir) = parsed.unguarded().0.policy_dir() else {
         return Ok(hyperctl_schedule_env::EnvConfig::defaults());
     };
-    let folder = PolicyFolder::load(std::path::Path::new(dir))
-        .map_err(|e| SpecError::new(spec, e.to_string()))?;
+    let folder = PolicyFolder::load(dir).map_err(|e| SpecError::new(spec, e.to_string()))?;
     Ok(folder.config.action_mapping.env)
 }
 
@@ -104,3 +192,39 @@ pub const KNOWN: &[&str] = &[
     "hypergradient",
     "policy:DIR",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_once_into_their_kind_with_the_guard_and_policy_folder_explicit() {
+        assert!(
+            matches!(Spec::parse("cosine:lr=0.1").unwrap(), Spec::Schedule(p) if p.name == "cosine")
+        );
+        assert!(matches!(Spec::parse("plateau").unwrap(), Spec::Reactive(_)));
+        let guarded = Spec::parse("rollback(policy:policies/default)").unwrap();
+        let (inner, guard) = guarded.unguarded();
+        assert_eq!(guard, Some(Rollback::DEPLOYED));
+        assert_eq!(inner.policy_dir(), Some(Path::new("policies/default")));
+        assert!(!inner.is_tunable() && Spec::parse("step").unwrap().is_tunable());
+        assert!(matches!(
+            Spec::parse("replay(constant)").unwrap(),
+            Spec::Replay(_)
+        ));
+        assert_eq!(
+            build("rollback(constant:lr=0.1)").unwrap().spec(),
+            "constant:lr=0.1",
+            "the guard is the caller's; the controller is the inner SPEC"
+        );
+        for (bad, expected) in [
+            ("rollback(warmup)", "unknown controller `warmup`"),
+            ("rollback(", "expected `name"),
+            ("policy:", "a policy folder"),
+            ("replay(constant)", "compare --replay"),
+        ] {
+            let err = build(bad).err().unwrap().to_string();
+            assert!(err.contains(expected), "{bad}: {err}");
+        }
+    }
+}
