@@ -126,8 +126,7 @@ fn phase(
 }
 
 /// Runs `hyperctl compare`.
-pub fn run(args: CompareArgs, backend: &str) -> anyhow::Result<()> {
-    let backend: Backend = backend.parse()?;
+pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
     // `rollback(SPEC)`: SPEC with the deployment guard (undo a divergence, halve the lr).
     let inner: Vec<String> = args
         .controllers
@@ -517,7 +516,7 @@ pub struct DemoArgs {
 
 /// Runs `hyperctl demo`: the policy against the main baselines from untuned starts on generated
 /// held-out tasks (no data files, no GPU).
-pub fn demo(args: DemoArgs, backend: &str) -> anyhow::Result<()> {
+pub fn demo(args: DemoArgs, backend: Backend) -> anyhow::Result<()> {
     if !args.policy.join("config.json").is_file() {
         bail!(
             "no policy at {} (run from the repository root, or pass --policy DIR with a folder `hyperctl meta-train` wrote)",

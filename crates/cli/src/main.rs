@@ -28,8 +28,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "hyperctl", version, about, long_about = None)]
 struct Cli {
     /// Compute backend: `flex` (CPU, default) or `wgpu` (GPU; needs a build with `--features gpu`).
-    #[arg(long, global = true, default_value = "flex")]
-    backend: String,
+    #[arg(long, global = true, default_value = "flex", value_parser = parse_backend)]
+    backend: hyperctl_tasks::Backend,
     /// Worker threads for the CPU backend's kernels (default: all cores). Results do not depend on it.
     #[arg(long, global = true)]
     threads: Option<usize>,
@@ -79,12 +79,12 @@ fn main() -> ExitCode {
     }
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Train(args) => train::run(args, &cli.backend),
+        Command::Train(args) => train::run(args, cli.backend),
         Command::Tasks(command) => tasks_cmd::run(command),
-        Command::Compare(args) => compare_cmd::run(args, &cli.backend),
-        Command::MetaTrain(args) => meta_train_cmd::run(args, &cli.backend),
+        Command::Compare(args) => compare_cmd::run(args, cli.backend),
+        Command::MetaTrain(args) => meta_train_cmd::run(args, cli.backend),
         Command::Serve(args) => serve::run(args),
-        Command::Demo(args) => compare_cmd::demo(args, &cli.backend),
+        Command::Demo(args) => compare_cmd::demo(args, cli.backend),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,6 +93,11 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--backend`: checked by clap, so a bad name is a usage error like any other flag's.
+fn parse_backend(s: &str) -> Result<hyperctl_tasks::Backend, hyperctl_tasks::Error> {
+    s.parse()
 }
 
 fn init_logging(verbose: u8) {

@@ -29,8 +29,7 @@ pub struct MetaTrainArgs {
 }
 
 /// Runs `hyperctl meta-train`.
-pub fn run(args: MetaTrainArgs, backend: &str) -> anyhow::Result<()> {
-    let backend: Backend = backend.parse()?;
+pub fn run(args: MetaTrainArgs, backend: Backend) -> anyhow::Result<()> {
     let mut resolved = MetaTrainConfig::load(&args.config)?;
     // The config's `data_dir`, else the environment's HYPERCTL_DATA (the library reads none).
     if resolved.data_dir.is_none() {

@@ -22,14 +22,14 @@ pub struct TrainArgs {
     data_dir: Option<PathBuf>,
     /// Dataset source: `csv:PATH` (.csv/.csv.gz, last column the target), `idx:DIR` (MNIST format)
     /// or `gen:FAMILY[:k=v,...]` (gauss-mix, teacher-cls, spirals, teacher-reg, shapes).
-    #[arg(long, required_unless_present = "task", conflicts_with = "task")]
-    dataset: Option<String>,
+    #[arg(long, required_unless_present = "task", conflicts_with = "task", value_parser = DatasetSource::parse)]
+    dataset: Option<DatasetSource>,
     /// `classification` or `regression` (generated and IDX sources imply it).
-    #[arg(long)]
-    task_type: Option<String>,
+    #[arg(long, value_parser = parse_task_type)]
+    task_type: Option<TaskType>,
     /// Model: `mlp:WIDTHxDEPTH[:relu|tanh|gelu]`, `linear` or `cnn:small` [default: mlp:64x2].
-    #[arg(long)]
-    model: Option<String>,
+    #[arg(long, value_parser = ModelSpec::parse)]
+    model: Option<ModelSpec>,
     /// Budget in epochs (decision intervals) [default: 20].
     #[arg(long)]
     epochs: Option<usize>,
@@ -141,6 +141,10 @@ pub fn load_env_config(path: Option<&PathBuf>) -> anyhow::Result<EnvConfig> {
     Ok(config)
 }
 
+fn parse_task_type(s: &str) -> Result<TaskType, hyperctl_tasks::Error> {
+    s.parse()
+}
+
 fn task_from_args(args: &TrainArgs) -> anyhow::Result<TaskSpec> {
     if let Some(reference) = &args.task {
         let Some((collection, id)) = hyperctl_collections::split_task_ref(reference) else {
@@ -179,19 +183,21 @@ fn task_from_args(args: &TrainArgs) -> anyhow::Result<TaskSpec> {
         task.seed = args.seed.unwrap_or(task.seed);
         return Ok(task);
     }
-    let dataset = args
+    let source = args
         .dataset
-        .as_deref()
+        .clone()
         .expect("clap requires --dataset without a TASK");
-    let source = DatasetSource::parse(dataset)?;
-    let task_type = match (&args.task_type, source.implied_task_type()) {
-        (Some(t), _) => t.parse::<TaskType>()?,
+    let task_type = match (args.task_type, source.implied_task_type()) {
+        (Some(t), _) => t,
         (None, Some(implied)) => implied,
         (None, None) => {
-            bail!("--task-type is required for `{dataset}` (classification or regression)")
+            bail!("--task-type is required for `{source}` (classification or regression)")
         }
     };
-    let model = ModelSpec::parse(args.model.as_deref().unwrap_or("mlp:64x2"))?;
+    let model = match args.model {
+        Some(m) => m,
+        None => ModelSpec::parse("mlp:64x2")?,
+    };
     let mut task = TaskSpec::new(
         source,
         task_type,
@@ -272,8 +278,7 @@ fn final_json(
 }
 
 /// Runs `hyperctl train`.
-pub fn run(args: TrainArgs, backend: &str) -> anyhow::Result<()> {
-    let backend: Backend = backend.parse()?;
+pub fn run(args: TrainArgs, backend: Backend) -> anyhow::Result<()> {
     let task = task_from_args(&args)?;
     let env_config = env_config_for(
         args.env_config.as_ref(),
