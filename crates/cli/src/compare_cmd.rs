@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use hyperctl_compare::{ReportMeta, RunConfig, run_all, summarize, write_reports};
+use hyperctl_compare::{ReportMeta, RunConfig, summarize, write_reports};
 use hyperctl_tasks::Backend;
 
 use crate::output::RunMeta;
@@ -94,35 +94,48 @@ pub struct CompareArgs {
     replay: Vec<String>,
 }
 
-/// Runs `controllers` on `tasks` into `dir` with a progress bar.
-fn phase(
-    label: &str,
-    tasks: &[hyperctl_collections::CollectionTask],
-    controllers: &[String],
-    config: &RunConfig,
-    dir: &std::path::Path,
-) -> anyhow::Result<Vec<hyperctl_compare::RunRecord>> {
-    let total = tasks.len() * controllers.len() * config.seeds;
-    let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {prefix} [{elapsed_precise}] {bar:40} {pos}/{len} runs (eta {eta}) {msg}",
-        )
-        .expect("a valid template"),
-    );
-    bar.set_prefix(label.to_string());
-    let config = RunConfig {
-        controllers: controllers.to_vec(),
-        ..config.clone()
-    };
-    let records = run_all(tasks, &config, dir, &|done, total, record| {
-        bar.set_position(done as u64);
-        bar.set_message(format!("{} / {}", record.task_id, record.controller));
+/// Shows a comparison's progress: a bar per phase, its notes printed as they come.
+struct Bars {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl hyperctl_compare::Progress for Bars {
+    fn phase_started(&self, label: &str, total: usize) {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {prefix} [{elapsed_precise}] {bar:40} {pos}/{len} runs (eta {eta}) {msg}",
+            )
+            .expect("a valid template"),
+        );
+        bar.set_prefix(label.to_string());
+        *self.bar.lock().expect("no poisoned lock") = Some(bar);
+    }
+
+    fn run_finished(
+        &self,
+        label: &str,
+        done: usize,
+        total: usize,
+        record: &hyperctl_compare::RunRecord,
+    ) {
+        if let Some(bar) = self.bar.lock().expect("no poisoned lock").as_ref() {
+            bar.set_position(done as u64);
+            bar.set_message(format!("{} / {}", record.task_id, record.controller));
+        }
         tracing::info!(phase = label, done, total, task = %record.task_id,
             controller = %record.controller, seed = record.seed, "run finished");
-    })?;
-    bar.finish_and_clear();
-    Ok(records)
+    }
+
+    fn phase_finished(&self, _label: &str) {
+        if let Some(bar) = self.bar.lock().expect("no poisoned lock").take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn note(&self, note: &str) {
+        println!("{note}");
+    }
 }
 
 /// Runs `hyperctl compare`.
@@ -143,24 +156,11 @@ pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
         .reference
         .clone()
         .unwrap_or_else(|| args.controllers[0].clone());
-    if !args.controllers.contains(&reference) {
-        bail!("--reference `{reference}` is not one of the --controller SPECs");
-    }
     if args.tune_on.is_some() && args.tune_on == args.split {
         bail!("--tune-on and --split name the same split: never tune on the tasks you report");
     }
-    if args.tune_lrs < 2 {
-        bail!("--tune-lrs must be at least 2");
-    }
     if args.tune_seeds == Some(0) || args.tune_max_tasks == Some(0) {
         bail!("--tune-seeds and --tune-max-tasks must be at least 1");
-    }
-    for spec in args.tune.iter().chain(&args.oracle_from) {
-        if !hyperctl_compare::tune::is_tunable(spec) {
-            bail!(
-                "`{spec}` has no learning rate to tune (--tune and --oracle-from take schedule SPECs)"
-            );
-        }
     }
     let env = crate::train::env_config_for(args.env_config.as_ref(), &inner)?;
     for c in &inner {
@@ -203,11 +203,6 @@ pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
             .untuned_starts
             .then(hyperctl_compare::StartDistribution::untuned),
     };
-    for r in &args.replay {
-        if !args.controllers.contains(r) {
-            bail!("--replay `{r}` is not one of the --controller SPECs");
-        }
-    }
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -245,8 +240,8 @@ pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
         }
         None => Vec::new(),
     };
-    // Everything that can fail is checked before anything is written: every task loads and
-    // builds, every controller builds.
+    // Everything that can fail is checked before anything is written: the plan's SPECs, every
+    // task loads and builds, every controller builds.
     hyperctl_compare::check_tasks(&tasks, &config)?;
     hyperctl_compare::check_tasks(
         &tune_tasks,
@@ -256,6 +251,25 @@ pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
         },
     )?;
     config.controllers.clear();
+    let plan = hyperctl_compare::Plan {
+        tasks: tasks.clone(),
+        controllers: args.controllers.clone(),
+        reference,
+        config,
+        tune: args
+            .tune_on
+            .clone()
+            .map(|split| hyperctl_compare::TunePlan {
+                split,
+                tasks: tune_tasks.clone(),
+                seeds: args.tune_seeds.unwrap_or(args.seeds),
+                add: args.tune.clone(),
+            }),
+        replay: args.replay.clone(),
+        n_lrs: args.tune_lrs,
+        oracle: args.oracle.then(|| args.oracle_from.clone()),
+    };
+    plan.check()?;
 
     // The out directory belongs to one comparison, made from the same inputs: refuse to mix two.
     let mut policies = serde_json::Map::new();
@@ -308,168 +322,19 @@ pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&config_json)?.as_bytes(),
     )?;
 
-    // The grids: of the SPECs to tune, and of the oracle.
-    let lrs = hyperctl_compare::tune::log_grid(1e-4, 1.0, args.tune_lrs);
-    let tunable: Vec<String> = args
-        .controllers
-        .iter()
-        .filter(|c| hyperctl_compare::tune::is_tunable(c))
-        .cloned()
-        .collect();
-    let grids_of = |specs: &[String]| -> anyhow::Result<Vec<(String, Vec<String>)>> {
-        let mut out: Vec<(String, Vec<String>)> = Vec::new();
-        for c in specs {
-            if out.iter().all(|(b, _)| b != c) {
-                out.push((
-                    c.clone(),
-                    hyperctl_compare::tune::grid_variants(c, &lrs, &[0.0, 0.9])?,
-                ));
-            }
-        }
-        Ok(out)
-    };
-    let variants = grids_of(if args.tune.is_empty() {
-        &tunable
-    } else {
-        &args.tune
-    })?;
-    let oracle_bases: Vec<String> = if args.oracle_from.is_empty() {
-        tunable.iter().chain(&args.tune).cloned().collect()
-    } else {
-        args.oracle_from.clone()
-    };
-    let grid: Vec<String> = grids_of(&oracle_bases)?
-        .into_iter()
-        .flat_map(|(_, v)| v)
-        .collect();
-
-    // Tune on another split, then evaluate the chosen settings.
-    let mut controllers = args.controllers.clone();
-    let mut reference = reference;
-    let mut notes: Vec<String> = Vec::new();
-    if let (Some(d), Some(lr)) = (&starts, args.start_lr) {
-        notes.push(format!(
-            "Every task × seed started from lr {lr} and momentum {}; SPECs without lr/momentum start there.",
-            d.momenta[0]
-        ));
-    } else if let Some(d) = &starts {
-        notes.push(format!(
-            "Untuned-start protocol: each task × seed started from an lr drawn log-uniformly over [{}, {}] and a momentum from {:?}, the same point for every controller (each record's `init_lr`, `init_momentum`); SPECs without lr/momentum start there.",
-            d.lr_min, d.lr_max, d.momenta
-        ));
-    }
-    if let Some(tune_split) = &args.tune_on {
-        let tune_grid: Vec<String> = variants
-            .iter()
-            .flat_map(|(_, v)| v.iter().cloned())
-            .collect();
-        let tune_seeds = args.tune_seeds.unwrap_or(args.seeds);
-        let tune_config = RunConfig {
-            seeds: tune_seeds,
-            ..config.clone()
-        };
-        let tune_records = phase(
-            "tune",
-            &tune_tasks,
-            &tune_grid,
-            &tune_config,
-            &args.out.join("tune"),
-        )?;
-        let chosen = hyperctl_compare::tune::choose(&tune_records, &variants);
-        let best_single = chosen
-            .iter()
-            .min_by(|a, b| a.2.total_cmp(&b.2))
-            .map(|c| c.1.clone());
-        for (base, pick, score) in &chosen {
-            let note = format!(
-                "`{base}` tuned on `{tune_split}` ({} tasks × {tune_seeds} seeds, grid of {} lrs × momentum {{0, 0.9}}): `{pick}` (mean ln(loss/best) there {score:.3})",
-                tune_tasks.len(),
-                args.tune_lrs
-            );
-            println!("{note}");
-            notes.push(note);
-            if args.tune.is_empty() {
-                for c in controllers.iter_mut().filter(|c| *c == base) {
-                    *c = pick.clone();
-                }
-                if reference == *base {
-                    reference = pick.clone();
-                }
-            } else if !controllers.contains(pick) {
-                controllers.push(pick.clone());
-            }
-        }
-        if let Some(best) = &best_single
-            && chosen.len() > 1
-        {
-            let note = format!(
-                "Best single fixed schedule on `{tune_split}` (of {} configurations): `{best}`",
-                tune_grid.len()
-            );
-            println!("{note}");
-            notes.push(note);
-        }
-        let chosen_json: Vec<_> = chosen
-            .iter()
-            .map(|(b, p, s)| {
-                serde_json::json!({"controller": b, "chosen": p, "tune_score": s,
-                    "best_single": Some(p) == best_single.as_ref()})
-            })
-            .collect();
-        let path = args.out.join("tune").join("chosen.json");
-        crate::output::write_atomic(
-            &path,
-            serde_json::to_string_pretty(&chosen_json)?.as_bytes(),
-        )?;
-    }
-    let mut records = phase("compare", &tasks, &controllers, &config, &args.out)?;
-    for (given, used) in args.controllers.iter().zip(controllers.clone()) {
-        if !args.replay.contains(given) {
-            continue;
-        }
-        let name = format!("replay({used})");
-        let mut per_task = std::collections::HashMap::new();
-        for t in &tasks {
-            let runs: Vec<(Vec<f64>, Vec<f64>)> = records
-                .iter()
-                .filter(|r| r.controller == used && r.task_id == t.task.id)
-                .map(|r| (r.lr.clone(), r.momentum.clone()))
-                .collect();
-            if let Some(replay) = hyperctl_controllers::Replay::mean_of(name.clone(), &runs) {
-                per_task.insert(t.task.id.clone(), replay);
-            }
-        }
-        config.replays.insert(name.clone(), per_task);
-        let dir = args.out.join(format!(
-            "replay-{}",
-            controllers.iter().position(|c| *c == used).unwrap_or(0)
-        ));
-        records.extend(phase(
-            "replay",
-            &tasks,
-            std::slice::from_ref(&name),
-            &config,
-            &dir,
-        )?);
-        notes.push(format!("`{name}`: open-loop playback, per task, of the mean lr/momentum trajectory `{used}` chose over the seeds"));
-        controllers.push(name);
-    }
-    if args.oracle {
-        if grid.is_empty() {
-            bail!("--oracle needs at least one tunable controller to take the grid from");
-        }
-        let grid_records = phase("oracle", &tasks, &grid, &config, &args.out.join("oracle"))?;
-        records.extend(hyperctl_compare::tune::oracle_records(&grid_records));
-        controllers.push("oracle".into());
-        let note = format!(
-            "`oracle`: per task and seed, the best of {} grid configurations on the evaluated tasks themselves ({}× the compute of one controller; its wall time is the grid's)",
-            grid.len(),
-            grid.len()
-        );
-        println!("{note}");
-        notes.push(note);
-    }
-
+    let outcome = hyperctl_compare::run_plan(
+        &plan,
+        &args.out,
+        &Bars {
+            bar: std::sync::Mutex::new(None),
+        },
+    )?;
+    let (records, controllers, reference, notes) = (
+        outcome.records,
+        outcome.controllers,
+        outcome.reference,
+        outcome.notes,
+    );
     let summary = summarize(&records, &controllers, &reference);
     let report_meta = ReportMeta {
         collection: args.tasks.clone(),

@@ -288,6 +288,15 @@ pub fn run(args: TrainArgs, backend: Backend) -> anyhow::Result<()> {
     let mut controller = hyperctl_controllers::build(&args.controller)?;
     let mut env = ScheduleEnv::new(task.clone(), env_config.clone(), backend)
         .with_context(|| format!("cannot set up task `{}`", task.id))?;
+    if let Some(batch) = args.batch_size
+        && batch > env.train_rows()
+    {
+        bail!(
+            "--batch-size {batch} is larger than the training split ({} rows): every step would see the whole split; use at most {}",
+            env.train_rows(),
+            env.train_rows()
+        );
+    }
     let meta = RunMeta::new(backend.name(), task.seed);
     tracing::info!(task = %task.id, controller = %args.controller, backend = backend.name(), "training");
 

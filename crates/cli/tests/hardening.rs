@@ -187,7 +187,7 @@ fn absurd_budgets_and_counts_are_refused_before_anything_is_allocated() {
             "--controller",
             "constant",
         ]),
-        &["batch_size", "larger than the training split"],
+        &["--batch-size 100000", "larger than the training split"],
     );
 }
 

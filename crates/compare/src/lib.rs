@@ -10,11 +10,13 @@
 
 #![warn(missing_docs)]
 
+pub mod protocol;
 pub mod report;
 pub mod run;
 pub mod summary;
 pub mod tune;
 
+pub use protocol::{Outcome, Plan, Progress, Quiet, TunePlan, run_plan};
 pub use report::{ReportMeta, write_reports};
 pub use run::{
     DatasetCache, RunConfig, RunRecord, StartDistribution, check_tasks, read_results, run_all,

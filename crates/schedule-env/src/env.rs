@@ -42,6 +42,7 @@ pub struct ScheduleEnv {
     episode: Option<Episode>,
     keep_snapshots: bool,
     grad_cosines: bool,
+    train_rows: usize,
 }
 
 /// The last state of an episode that had not diverged (kept when rollback is enabled).
@@ -84,8 +85,10 @@ impl ScheduleEnv {
         config.validate()?;
         task.validate()?;
         // Building once here turns every data/model mismatch into an error now, not a panic later.
-        task.build(&data, task.seed, backend)?;
-        Ok(Self::prevalidated(task, data, config, backend))
+        let trial = task.build(&data, task.seed, backend)?;
+        let mut env = Self::prevalidated(task, data, config, backend);
+        env.train_rows = trial.train_rows();
+        Ok(env)
     }
 
     /// An env for a task that [`ScheduleEnv::with_data`] already accepted with this data, config
@@ -107,12 +110,20 @@ impl ScheduleEnv {
             episode: None,
             keep_snapshots: false,
             grad_cosines: false,
+            train_rows: 0,
         }
     }
 
     /// The task.
     pub fn task(&self) -> &TaskSpec {
         &self.task
+    }
+
+    /// Rows of the training split (of the task's own seed; the split sizes do not depend on
+    /// the seed). 0 for an env made by [`TaskCycleEnv`](crate::TaskCycleEnv), which skips the
+    /// trial build.
+    pub fn train_rows(&self) -> usize {
+        self.train_rows
     }
 
     /// The environment config.

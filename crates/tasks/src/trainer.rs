@@ -67,7 +67,9 @@ pub struct TrainerConfig {
     /// The architecture.
     #[serde(serialize_with = "serialize_display")]
     pub model: ModelSpec,
-    /// Minibatch size.
+    /// Minibatch size. One larger than the training split takes the whole split at every step
+    /// (templates draw batch sizes without looking at each dataset's size); `hyperctl train`
+    /// refuses such a `--batch-size`.
     pub batch_size: usize,
     /// Seed for initialisation and shuffling.
     pub seed: u64,
@@ -289,17 +291,6 @@ impl Trainer {
                 reason: "must be a finite value ≥ 0".into(),
             });
         }
-        if config.batch_size > data.train.n_rows() {
-            return Err(Error::InvalidConfig {
-                field: "batch_size",
-                reason: format!(
-                    "{} is larger than the training split ({} rows): every step would see the whole split; use at most {}",
-                    config.batch_size,
-                    data.train.n_rows(),
-                    data.train.n_rows()
-                ),
-            });
-        }
         let device = config.backend.device()?;
         let n_outputs = match data.task_type {
             TaskType::Classification => data.n_classes,
@@ -349,6 +340,11 @@ impl Trainer {
     /// The validation loss and metric of the untrained model.
     pub fn initial_val(&self) -> EvalStats {
         self.initial_val
+    }
+
+    /// Rows of the training split.
+    pub fn train_rows(&self) -> usize {
+        self.train.n_rows
     }
 
     /// Minibatches in one full pass over the train split.
