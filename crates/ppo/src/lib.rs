@@ -452,10 +452,8 @@ impl Ppo {
     pub fn iterate<E: Env + Send>(&mut self, envs: &mut [E]) -> IterationMetrics {
         let start = std::time::Instant::now();
         let c = self.config.clone();
-        let (num_envs, num_steps, obs_dim, act_dim) =
-            (envs.len(), c.num_steps, self.obs_dim, self.act_dim);
-        let batch_size = num_envs * num_steps;
-        let minibatch_size = (batch_size / c.num_minibatches.max(1)).max(1);
+        let num_envs = envs.len();
+        let batch_size = num_envs * c.num_steps;
         let num_iterations = self.num_iterations(num_envs).max(1);
         self.iteration += 1;
 
@@ -468,6 +466,62 @@ impl Ppo {
         };
 
         // ALGO LOGIC: rollout (storage laid out [step][env]).
+        let policy = self.agent().valid();
+        let b = self.rollout(envs, &policy);
+        let rollout_secs = start.elapsed().as_secs_f64();
+
+        // Bootstrap value if not done, then GAE.
+        let (advantages, returns) = self.advantages(&policy, &b);
+
+        // Optimizing the policy and value network.
+        let u = self.update(&b, &advantages, &returns, lr_now);
+
+        // Log.
+        let var_y = variance(&returns);
+        let residual: Vec<f32> = returns.iter().zip(&b.values).map(|(r, v)| r - v).collect();
+        let explained_variance = if var_y == 0.0 {
+            f64::NAN
+        } else {
+            1.0 - variance(&residual) / var_y
+        };
+        let metrics = IterationMetrics {
+            iteration: self.iteration,
+            global_step: self.global_step,
+            learning_rate: lr_now,
+            episodic_returns: b.episodic_returns,
+            value_loss: u.v_loss,
+            policy_loss: u.pg_loss,
+            entropy: u.entropy,
+            approx_kl: u.approx_kl,
+            clipfrac: u.clipfrac,
+            explained_variance,
+            sps: batch_size as f64 / start.elapsed().as_secs_f64(),
+            rollout_secs,
+            update_secs: start.elapsed().as_secs_f64() - rollout_secs,
+        };
+        let n = metrics.episodic_returns.len();
+        tracing::info!(
+            global_step = metrics.global_step,
+            episodic_return =
+                (n > 0).then(|| metrics.episodic_returns.iter().sum::<f64>() / n as f64),
+            approx_kl = metrics.approx_kl,
+            clipfrac = metrics.clipfrac,
+            explained_variance = metrics.explained_variance,
+            sps = metrics.sps,
+            "ppo iteration {}",
+            metrics.iteration
+        );
+        metrics
+    }
+
+    /// Steps every env `num_steps` times under the current policy (sampling its Gaussian),
+    /// resetting envs whose episode ended, and keeps the batch.
+    fn rollout<E: Env + Send>(&mut self, envs: &mut [E], policy: &Agent) -> Rollout {
+        let c = self.config.clone();
+        let (num_envs, num_steps, obs_dim, act_dim) =
+            (envs.len(), c.num_steps, self.obs_dim, self.act_dim);
+        let batch_size = num_envs * num_steps;
+        let log2pi = (2.0 * std::f64::consts::PI).ln();
         let mut obs = vec![0f32; batch_size * obs_dim];
         let mut actions = vec![0f32; batch_size * act_dim];
         let mut logprobs = vec![0f32; batch_size];
@@ -475,8 +529,6 @@ impl Ppo {
         let mut dones = vec![0f32; batch_size];
         let mut values = vec![0f32; batch_size];
         let mut episodic_returns = Vec::new();
-        let policy = self.agent().valid();
-        let log2pi = (2.0 * std::f64::consts::PI).ln();
         for step in 0..num_steps {
             self.global_step += num_envs;
             let normed: Vec<f32> = self
@@ -587,9 +639,22 @@ impl Ppo {
             }
         }
 
-        let rollout_secs = start.elapsed().as_secs_f64();
+        Rollout {
+            obs,
+            actions,
+            logprobs,
+            rewards,
+            dones,
+            values,
+            episodic_returns,
+        }
+    }
 
-        // Bootstrap value if not done.
+    /// Bootstraps the value of the last observation if its episode is not done, and computes
+    /// GAE advantages and returns over the batch.
+    fn advantages(&self, policy: &Agent, b: &Rollout) -> (Vec<f32>, Vec<f32>) {
+        let c = &self.config;
+        let (num_envs, num_steps, obs_dim) = (self.next_obs.len(), c.num_steps, self.obs_dim);
         let normed: Vec<f32> = self
             .next_obs
             .iter()
@@ -604,19 +669,27 @@ impl Ppo {
             .convert::<f32>()
             .try_to_vec::<f32>()
             .expect("f32 data");
-        let (advantages, returns) = gae(
-            &rewards,
-            &values,
-            &dones,
+        gae(
+            &b.rewards,
+            &b.values,
+            &b.dones,
             &next_value,
             &self.next_done,
             num_steps,
             num_envs,
             c.gamma,
             c.gae_lambda,
-        );
+        )
+    }
 
-        // Optimizing the policy and value network.
+    /// `update_epochs` passes of minibatch updates of the clipped PPO objective over the batch
+    /// (early stop at `target_kl`); returns the last minibatch's losses and the mean clip fraction.
+    fn update(&mut self, b: &Rollout, advantages: &[f32], returns: &[f32], lr_now: f64) -> Update {
+        let c = self.config.clone();
+        let (obs_dim, act_dim) = (self.obs_dim, self.act_dim);
+        let batch_size = b.rewards.len();
+        let minibatch_size = (batch_size / c.num_minibatches.max(1)).max(1);
+        let log2pi = (2.0 * std::f64::consts::PI).ln();
         let ad = self.device.clone().autodiff();
         let mut b_inds: Vec<usize> = (0..batch_size).collect();
         let (mut v_loss_last, mut pg_loss_last, mut entropy_last, mut approx_kl_last) =
@@ -633,7 +706,7 @@ impl Ppo {
                         .flat_map(|&i| src[i * width..(i + 1) * width].iter().copied())
                         .collect()
                 };
-                let mut mb_adv = gather(&advantages, 1);
+                let mut mb_adv = gather(advantages, 1);
                 if c.norm_adv && m > 1 {
                     let mean = mb_adv.iter().map(|&a| a as f64).sum::<f64>() / m as f64;
                     let std = (mb_adv
@@ -648,17 +721,17 @@ impl Ppo {
                 }
                 let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), &ad);
                 let b_obs = Tensor::<2>::from_data(
-                    TensorData::new(gather(&obs, obs_dim), [m, obs_dim]),
+                    TensorData::new(gather(&b.obs, obs_dim), [m, obs_dim]),
                     &ad,
                 );
                 let b_actions = Tensor::<2>::from_data(
-                    TensorData::new(gather(&actions, act_dim), [m, act_dim]),
+                    TensorData::new(gather(&b.actions, act_dim), [m, act_dim]),
                     &ad,
                 );
                 let (mb_logp_old, mb_returns, mb_values) = (
-                    t1(gather(&logprobs, 1)),
-                    t1(gather(&returns, 1)),
-                    t1(gather(&values, 1)),
+                    t1(gather(&b.logprobs, 1)),
+                    t1(gather(returns, 1)),
+                    t1(gather(&b.values, 1)),
                 );
                 let mb_adv = t1(mb_adv);
 
@@ -736,43 +809,34 @@ impl Ppo {
             }
         }
 
-        // Log.
-        let var_y = variance(&returns);
-        let residual: Vec<f32> = returns.iter().zip(&values).map(|(r, v)| r - v).collect();
-        let explained_variance = if var_y == 0.0 {
-            f64::NAN
-        } else {
-            1.0 - variance(&residual) / var_y
-        };
-        let metrics = IterationMetrics {
-            iteration: self.iteration,
-            global_step: self.global_step,
-            learning_rate: lr_now,
-            episodic_returns,
-            value_loss: v_loss_last,
-            policy_loss: pg_loss_last,
+        Update {
+            v_loss: v_loss_last,
+            pg_loss: pg_loss_last,
             entropy: entropy_last,
             approx_kl: approx_kl_last,
             clipfrac: clipfracs.iter().sum::<f64>() / clipfracs.len().max(1) as f64,
-            explained_variance,
-            sps: batch_size as f64 / start.elapsed().as_secs_f64(),
-            rollout_secs,
-            update_secs: start.elapsed().as_secs_f64() - rollout_secs,
-        };
-        let n = metrics.episodic_returns.len();
-        tracing::info!(
-            global_step = metrics.global_step,
-            episodic_return =
-                (n > 0).then(|| metrics.episodic_returns.iter().sum::<f64>() / n as f64),
-            approx_kl = metrics.approx_kl,
-            clipfrac = metrics.clipfrac,
-            explained_variance = metrics.explained_variance,
-            sps = metrics.sps,
-            "ppo iteration {}",
-            metrics.iteration
-        );
-        metrics
+        }
     }
+}
+
+/// One iteration's rollout batch, laid out `[step][env]` (CleanRL's storage).
+struct Rollout {
+    obs: Vec<f32>,
+    actions: Vec<f32>,
+    logprobs: Vec<f32>,
+    rewards: Vec<f32>,
+    dones: Vec<f32>,
+    values: Vec<f32>,
+    episodic_returns: Vec<f64>,
+}
+
+/// What the update phase reports.
+struct Update {
+    v_loss: f64,
+    pg_loss: f64,
+    entropy: f64,
+    approx_kl: f64,
+    clipfrac: f64,
 }
 
 fn variance(v: &[f32]) -> f64 {
