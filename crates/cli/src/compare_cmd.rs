@@ -138,24 +138,65 @@ impl hyperctl_compare::Progress for Bars {
     }
 }
 
-/// Runs `hyperctl compare`.
+/// Runs `hyperctl compare`: check every input, claim the out folder, run the plan, report.
 pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
+    // Check every input before anything is written.
+    let plan = plan_of(&args, backend)?;
+    let identity = identity_of(&args, &plan, backend)?;
+
+    // Claim the out folder: one comparison, made from the same inputs.
+    let _lock = crate::output::lock_dir(&args.out)?;
+    let meta = RunMeta::new(backend.name(), 0);
+    claim(&args.out, &identity, &meta)?;
+
+    // Run: tune, compare, replay, oracle.
+    let outcome = hyperctl_compare::run_plan(
+        &plan,
+        &args.out,
+        &Bars {
+            bar: std::sync::Mutex::new(None),
+        },
+    )?;
+    let (records, controllers, reference, notes) = (
+        outcome.records,
+        outcome.controllers,
+        outcome.reference,
+        outcome.notes,
+    );
+
+    // Report.
+    let summary = summarize(&records, &controllers, &reference);
+    let report_meta = ReportMeta {
+        collection: args.tasks.clone(),
+        split: args.split.clone(),
+        version: meta.version.into(),
+        git_commit: meta.git_commit.into(),
+        backend: backend.name().into(),
+        command: meta.command.clone(),
+        notes,
+    };
+    write_reports(&args.out, &summary, &records, &report_meta)?;
+    let md = hyperctl_compare::report::markdown(&summary, &report_meta);
+    let head: Vec<&str> = md.lines().take_while(|l| !l.starts_with("## ")).collect();
+    println!("{}", head.join("\n").trim_end());
+    println!(
+        "\nwrote {}/{{results.jsonl, summary.md, summary.json, profile.svg, curves-*.svg}}",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Turns the arguments into a checked [`Plan`](hyperctl_compare::Plan): SPECs build and fit the
+/// env settings, the splits exist, every task loads and builds.
+fn plan_of(args: &CompareArgs, backend: Backend) -> anyhow::Result<hyperctl_compare::Plan> {
     // `rollback(SPEC)`: SPEC with the deployment guard (undo a divergence, halve the lr).
-    let inner: Vec<String> = args
-        .controllers
-        .iter()
-        .map(|c| hyperctl_compare::run::guarded(c).0.to_string())
-        .collect();
+    let inner = unguarded(&args.controllers);
     for c in &inner {
         hyperctl_controllers::build(c)?;
     }
     if args.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
-    let reference = args
-        .reference
-        .clone()
-        .unwrap_or_else(|| args.controllers[0].clone());
     if args.tune_on.is_some() && args.tune_on == args.split {
         bail!("--tune-on and --split name the same split: never tune on the tasks you report");
     }
@@ -166,6 +207,8 @@ pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
     for c in &inner {
         hyperctl_controllers::check_env(c, &env)?;
     }
+
+    // The tasks: the evaluated split, and the tuning split.
     let collection = crate::tasks_cmd::load(&args.tasks, args.data_dir.as_deref())?;
     let mut tasks: Vec<_> = collection.split(args.split.as_deref()).cloned().collect();
     if let Some(n) = args.max_tasks {
@@ -185,7 +228,29 @@ pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
             args.split.clone().unwrap_or_default()
         );
     }
+    let tune_tasks: Vec<_> = match &args.tune_on {
+        Some(tune_split) => {
+            let mut tune_tasks: Vec<_> = collection.split(Some(tune_split)).cloned().collect();
+            if let Some(n) = args.tune_max_tasks {
+                tune_tasks = hyperctl_collections::evenly_spaced(tune_tasks.len(), Some(n))
+                    .into_iter()
+                    .map(|i| tune_tasks[i].clone())
+                    .collect();
+            } else if let Some(n) = args.max_tasks {
+                tune_tasks.truncate(n);
+            }
+            if tune_tasks.is_empty() {
+                bail!(
+                    "collection `{}` has no tasks in split `{tune_split}` to tune on",
+                    args.tasks
+                );
+            }
+            tune_tasks
+        }
+        None => Vec::new(),
+    };
 
+    // Where training starts, and how the runs go.
     if let Some(lr) = args.start_lr
         && !(lr.is_finite() && lr > 0.0 && (0.0..1.0).contains(&args.start_momentum))
     {
@@ -209,39 +274,18 @@ pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
     if jobs == 0 {
         bail!("--jobs must be at least 1");
     }
-    let mut config = RunConfig {
-        controllers: inner.clone(),
+    let config = RunConfig {
+        controllers: inner,
         seeds: args.seeds,
         jobs,
         backend,
-        env: env.clone(),
+        env,
         replays: Default::default(),
-        starts: starts.clone(),
+        starts,
         datasets: Default::default(),
     };
-    let tune_tasks: Vec<_> = match &args.tune_on {
-        Some(tune_split) => {
-            let mut tune_tasks: Vec<_> = collection.split(Some(tune_split)).cloned().collect();
-            if let Some(n) = args.tune_max_tasks {
-                tune_tasks = hyperctl_collections::evenly_spaced(tune_tasks.len(), Some(n))
-                    .into_iter()
-                    .map(|i| tune_tasks[i].clone())
-                    .collect();
-            } else if let Some(n) = args.max_tasks {
-                tune_tasks.truncate(n);
-            }
-            if tune_tasks.is_empty() {
-                bail!(
-                    "collection `{}` has no tasks in split `{tune_split}` to tune on",
-                    args.tasks
-                );
-            }
-            tune_tasks
-        }
-        None => Vec::new(),
-    };
-    // Everything that can fail is checked before anything is written: the plan's SPECs, every
-    // task loads and builds, every controller builds.
+
+    // Every task loads and builds (on both splits), every controller builds.
     hyperctl_compare::check_tasks(&tasks, &config)?;
     hyperctl_compare::check_tasks(
         &tune_tasks,
@@ -250,18 +294,23 @@ pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
             ..config.clone()
         },
     )?;
-    config.controllers.clear();
     let plan = hyperctl_compare::Plan {
-        tasks: tasks.clone(),
+        tasks,
         controllers: args.controllers.clone(),
-        reference,
-        config,
+        reference: args
+            .reference
+            .clone()
+            .unwrap_or_else(|| args.controllers[0].clone()),
+        config: RunConfig {
+            controllers: Vec::new(),
+            ..config
+        },
         tune: args
             .tune_on
             .clone()
             .map(|split| hyperctl_compare::TunePlan {
                 split,
-                tasks: tune_tasks.clone(),
+                tasks: tune_tasks,
                 seeds: args.tune_seeds.unwrap_or(args.seeds),
                 add: args.tune.clone(),
             }),
@@ -270,10 +319,26 @@ pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
         oracle: args.oracle.then(|| args.oracle_from.clone()),
     };
     plan.check()?;
+    Ok(plan)
+}
 
-    // The out directory belongs to one comparison, made from the same inputs: refuse to mix two.
+/// The SPECs without their `rollback(..)` guard.
+fn unguarded(specs: &[String]) -> Vec<String> {
+    specs
+        .iter()
+        .map(|c| hyperctl_compare::run::guarded(c).0.to_string())
+        .collect()
+}
+
+/// What a comparison is made from: the arguments, every task's definition, every policy
+/// folder's fingerprint. Two runs into one folder must agree on all of it.
+fn identity_of(
+    args: &CompareArgs,
+    plan: &hyperctl_compare::Plan,
+    backend: Backend,
+) -> anyhow::Result<serde_json::Value> {
     let mut policies = serde_json::Map::new();
-    for c in &inner {
+    for c in &unguarded(&args.controllers) {
         if let Some(dir) = hyperctl_controllers::Spec::parse(c)?.policy_dir() {
             policies.insert(
                 c.clone(),
@@ -291,69 +356,44 @@ pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
             })
             .collect()
     };
-    let identity = serde_json::json!({
+    let tune_tasks = plan.tune.as_ref().map_or(&[][..], |t| &t.tasks[..]);
+    Ok(serde_json::json!({
         "collection": args.tasks, "split": args.split, "max_tasks": args.max_tasks, "spread": args.spread,
-        "controllers": args.controllers, "seeds": args.seeds, "env_config": env, "backend": backend.name(),
-        "task_ids": tasks.iter().map(|t| &t.task.id).collect::<Vec<_>>(),
-        "tasks": task_defs(&tasks), "tune_tasks": task_defs(&tune_tasks), "policies": policies,
+        "controllers": args.controllers, "seeds": args.seeds, "env_config": plan.config.env, "backend": backend.name(),
+        "task_ids": plan.tasks.iter().map(|t| &t.task.id).collect::<Vec<_>>(),
+        "tasks": task_defs(&plan.tasks), "tune_tasks": task_defs(tune_tasks), "policies": policies,
         "tune_on": args.tune_on, "tune_lrs": args.tune_lrs, "oracle": args.oracle, "replay": args.replay,
         "tune": args.tune, "tune_max_tasks": args.tune_max_tasks, "tune_seeds": args.tune_seeds,
         "oracle_from": args.oracle_from,
-        "starts": starts,
-    });
-    let _lock = crate::output::lock_dir(&args.out)?;
-    let config_path = args.out.join("config.json");
+        "starts": plan.config.starts,
+    }))
+}
+
+/// Writes `out/config.json`, or checks that the comparison already there was made from the same
+/// inputs (then its recorded runs are resumed), naming what changed otherwise.
+fn claim(
+    out: &std::path::Path,
+    identity: &serde_json::Value,
+    meta: &RunMeta,
+) -> anyhow::Result<()> {
+    let config_path = out.join("config.json");
     if let Ok(text) = std::fs::read_to_string(&config_path) {
         let previous: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{}: not JSON", config_path.display()))?;
         let previous = previous.get("comparison").cloned().unwrap_or_default();
-        if previous != identity {
+        if previous != *identity {
             bail!(
                 "{} holds a comparison made from other inputs, so its runs cannot be resumed here: {}; use another --out",
-                args.out.display(),
-                crate::output::describe_changes(&previous, &identity)
+                out.display(),
+                crate::output::describe_changes(&previous, identity)
             );
         }
     }
-    let meta = RunMeta::new(backend.name(), 0);
     let config_json = serde_json::json!({ "comparison": identity, "meta": meta });
     crate::output::write_atomic(
         &config_path,
         serde_json::to_string_pretty(&config_json)?.as_bytes(),
-    )?;
-
-    let outcome = hyperctl_compare::run_plan(
-        &plan,
-        &args.out,
-        &Bars {
-            bar: std::sync::Mutex::new(None),
-        },
-    )?;
-    let (records, controllers, reference, notes) = (
-        outcome.records,
-        outcome.controllers,
-        outcome.reference,
-        outcome.notes,
-    );
-    let summary = summarize(&records, &controllers, &reference);
-    let report_meta = ReportMeta {
-        collection: args.tasks.clone(),
-        split: args.split.clone(),
-        version: meta.version.into(),
-        git_commit: meta.git_commit.into(),
-        backend: backend.name().into(),
-        command: meta.command.clone(),
-        notes,
-    };
-    write_reports(&args.out, &summary, &records, &report_meta)?;
-    let md = hyperctl_compare::report::markdown(&summary, &report_meta);
-    let head: Vec<&str> = md.lines().take_while(|l| !l.starts_with("## ")).collect();
-    println!("{}", head.join("\n").trim_end());
-    println!(
-        "\nwrote {}/{{results.jsonl, summary.md, summary.json, profile.svg, curves-*.svg}}",
-        args.out.display()
-    );
-    Ok(())
+    )
 }
 
 /// The best single fixed schedule of the shipped headline (warmup-cosine tuned over 176
