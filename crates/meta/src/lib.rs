@@ -36,6 +36,9 @@ use hyperctl_schedule_env::{TaskCycleEnv, TaskPool};
 use hyperctl_tasks::Backend;
 use serde::{Deserialize, Serialize};
 
+/// A checkpoint's sections by name.
+type Sections = std::collections::BTreeMap<String, Vec<u8>>;
+
 pub use config::{MetaTrainConfig, Resolved, Select};
 pub use eval::EvalRecord;
 
@@ -307,52 +310,7 @@ pub fn run(
         error,
     };
     // Read the checkpoint before any expensive setup, so a bad one fails fast.
-    let sections = if options.resume {
-        let bytes = std::fs::read(&ckpt_path).map_err(|e| {
-            Error::Output(format!(
-                "--resume: cannot read {}: {e} (start without --resume to begin a new run)",
-                ckpt_path.display()
-            ))
-        })?;
-        Some(decode(&bytes).map_err(ckpt_err)?)
-    } else {
-        if ckpt_path.exists() {
-            return Err(Error::Output(format!(
-                "{} already holds a meta-training run ({CHECKPOINT_FILE}); pass --resume to continue it, or choose another --out",
-                out.display()
-            )));
-        }
-        None
-    };
-    let mut previous: Option<MetaState> = match &sections {
-        Some(s) => {
-            let state: MetaState = serde_json::from_slice(
-                s.get("meta.json")
-                    .ok_or_else(|| ckpt_err(CheckpointError::Missing("meta.json".into())))?,
-            )
-            .map_err(|e| {
-                ckpt_err(CheckpointError::Section {
-                    section: "meta.json".into(),
-                    reason: e.to_string(),
-                })
-            })?;
-            if &state.config != c {
-                return Err(ckpt_err(CheckpointError::Mismatch(format!(
-                    "{} differs from the config the run was started with; resume with that config, or start a new run in another folder",
-                    resolved.path.display()
-                ))));
-            }
-            if state.backend != options.backend.name() {
-                return Err(ckpt_err(CheckpointError::Mismatch(format!(
-                    "the run used backend {}, this invocation {}",
-                    state.backend,
-                    options.backend.name()
-                ))));
-            }
-            Some(state)
-        }
-        None => None,
-    };
+    let resumed = read_checkpoint(resolved, out, options)?;
 
     let (pool, eval_pool) = pools(resolved, options.backend)?;
     let task_ids = (
@@ -378,43 +336,13 @@ pub fn run(
         .device()
         .map_err(|e| Error::Tasks(e.to_string()))?;
 
-    let (mut ppo, mut state) = match (sections, previous.take()) {
-        (Some(sections), Some(mut state)) => {
-            if state.tasks != task_ids {
-                return Err(ckpt_err(CheckpointError::Mismatch(
-                    "the collection's tasks changed since the run started".into(),
-                )));
-            }
-            let ppo =
-                Ppo::resume(&resolved.ppo, &sections, &mut envs, &device).map_err(ckpt_err)?;
-            state.invocations.push(options.provenance.clone());
-            tracing::info!(
-                iteration = ppo.iteration,
-                "resumed from {}",
-                ckpt_path.display()
-            );
-            (ppo, state)
-        }
-        _ => {
-            let ppo = Ppo::new(resolved.ppo.clone(), &mut envs, &device);
-            // Iteration 0: the untrained policy (mean action ≈ 0: the task's start kept).
-            let policy = ppo.policy();
-            let eval = eval::evaluate(&policy, &eval_pool, c.eval_seeds, &threads, 0, 0);
-            let state = MetaState {
-                config: c.clone(),
-                rows: Vec::new(),
-                best: Some(Best {
-                    eval: eval.clone(),
-                    policy,
-                }),
-                evals: vec![eval],
-                tasks: task_ids,
-                invocations: vec![options.provenance.clone()],
-                backend: options.backend.name().into(),
-                finished: false,
-            };
-            (ppo, state)
-        }
+    let (mut ppo, mut state) = match resumed {
+        Some((sections, state)) => resume(
+            resolved, options, &ckpt_path, &sections, state, task_ids, &mut envs, &device,
+        )?,
+        None => start(
+            resolved, options, &eval_pool, &threads, task_ids, &mut envs, &device,
+        ),
     };
     let num_iterations = ppo.num_iterations(c.num_envs);
     let save = |ppo: &Ppo, envs: &[TaskCycleEnv], state: &MetaState| -> Result<(), Error> {
@@ -435,17 +363,7 @@ pub fn run(
     while ppo.iteration < num_iterations && options.stop_after.is_none_or(|k| done_here < k) {
         let start = std::time::Instant::now();
         let metrics = ppo.iterate(&mut envs);
-        let mut timing = IterationTiming {
-            rollout_secs: metrics.rollout_secs,
-            update_secs: metrics.update_secs,
-            ..IterationTiming::default()
-        };
-        for env in &mut envs {
-            let t = env.take_timing();
-            timing.env_secs += t.env_secs;
-            timing.train_secs += t.train_secs;
-            timing.reset_secs += t.reset_secs;
-        }
+        let mut timing = timing_of(&metrics, &mut envs);
         let iteration = ppo.iteration;
         let eval_start = std::time::Instant::now();
         if iteration % c.eval_interval == 0 || iteration == num_iterations {
@@ -493,4 +411,147 @@ pub fn run(
         });
     }
     Ok(state)
+}
+
+/// The checkpoint's sections and meta state with `--resume` (checked against this config and
+/// backend); `None` for a new run (refused when the folder already holds one).
+fn read_checkpoint(
+    resolved: &Resolved,
+    out: &Path,
+    options: &RunOptions,
+) -> Result<Option<(Sections, MetaState)>, Error> {
+    let c = &resolved.config;
+    let ckpt_path = out.join(CHECKPOINT_FILE);
+    let ckpt_err = |error: CheckpointError| Error::Checkpoint {
+        path: ckpt_path.clone(),
+        error,
+    };
+    let sections = if options.resume {
+        let bytes = std::fs::read(&ckpt_path).map_err(|e| {
+            Error::Output(format!(
+                "--resume: cannot read {}: {e} (start without --resume to begin a new run)",
+                ckpt_path.display()
+            ))
+        })?;
+        Some(decode(&bytes).map_err(ckpt_err)?)
+    } else {
+        if ckpt_path.exists() {
+            return Err(Error::Output(format!(
+                "{} already holds a meta-training run ({CHECKPOINT_FILE}); pass --resume to continue it, or choose another --out",
+                out.display()
+            )));
+        }
+        None
+    };
+    let previous: Option<MetaState> = match &sections {
+        Some(s) => {
+            let state: MetaState = serde_json::from_slice(
+                s.get("meta.json")
+                    .ok_or_else(|| ckpt_err(CheckpointError::Missing("meta.json".into())))?,
+            )
+            .map_err(|e| {
+                ckpt_err(CheckpointError::Section {
+                    section: "meta.json".into(),
+                    reason: e.to_string(),
+                })
+            })?;
+            if &state.config != c {
+                return Err(ckpt_err(CheckpointError::Mismatch(format!(
+                    "{} differs from the config the run was started with; resume with that config, or start a new run in another folder",
+                    resolved.path.display()
+                ))));
+            }
+            if state.backend != options.backend.name() {
+                return Err(ckpt_err(CheckpointError::Mismatch(format!(
+                    "the run used backend {}, this invocation {}",
+                    state.backend,
+                    options.backend.name()
+                ))));
+            }
+            Some(state)
+        }
+        None => None,
+    };
+
+    Ok(sections.zip(previous))
+}
+
+/// A new run: PPO from its seed, and iteration 0's evaluation of the untrained policy.
+fn start(
+    resolved: &Resolved,
+    options: &RunOptions,
+    eval_pool: &TaskPool,
+    threads: &rayon::ThreadPool,
+    task_ids: (Vec<String>, Vec<String>),
+    envs: &mut [TaskCycleEnv],
+    device: &burn::tensor::Device,
+) -> (Ppo, MetaState) {
+    let c = &resolved.config;
+    let ppo = Ppo::new(resolved.ppo.clone(), envs, device);
+    // Iteration 0: the untrained policy (mean action ≈ 0: the task's start kept).
+    let policy = ppo.policy();
+    let eval = eval::evaluate(&policy, eval_pool, c.eval_seeds, threads, 0, 0);
+    let state = MetaState {
+        config: c.clone(),
+        rows: Vec::new(),
+        best: Some(Best {
+            eval: eval.clone(),
+            policy,
+        }),
+        evals: vec![eval],
+        tasks: task_ids,
+        invocations: vec![options.provenance.clone()],
+        backend: options.backend.name().into(),
+        finished: false,
+    };
+    (ppo, state)
+}
+
+/// A resumed run: PPO, the envs' streams and the meta state exactly as checkpointed (the
+/// collection's tasks must not have changed).
+#[allow(clippy::too_many_arguments)]
+fn resume(
+    resolved: &Resolved,
+    options: &RunOptions,
+    ckpt_path: &Path,
+    sections: &Sections,
+    mut state: MetaState,
+    task_ids: (Vec<String>, Vec<String>),
+    envs: &mut [TaskCycleEnv],
+    device: &burn::tensor::Device,
+) -> Result<(Ppo, MetaState), Error> {
+    let ckpt_err = |error: CheckpointError| Error::Checkpoint {
+        path: ckpt_path.into(),
+        error,
+    };
+    if state.tasks != task_ids {
+        return Err(ckpt_err(CheckpointError::Mismatch(
+            "the collection's tasks changed since the run started".into(),
+        )));
+    }
+    let ppo = Ppo::resume(&resolved.ppo, sections, envs, device).map_err(ckpt_err)?;
+    state.invocations.push(options.provenance.clone());
+    tracing::info!(
+        iteration = ppo.iteration,
+        "resumed from {}",
+        ckpt_path.display()
+    );
+    Ok((ppo, state))
+}
+
+/// Where one iteration's time went: the PPO phases, and (summed over the envs) env steps, inner
+/// training and episode starts.
+fn timing_of(metrics: &IterationMetrics, envs: &mut [TaskCycleEnv]) -> IterationTiming {
+    let mut timing = IterationTiming {
+        rollout_secs: metrics.rollout_secs,
+        update_secs: metrics.update_secs,
+        ..IterationTiming::default()
+    };
+    for env in envs {
+        let t = env.take_timing();
+        timing.env_secs += t.env_secs;
+        timing.train_secs += t.train_secs;
+        timing.reset_secs += t.reset_secs;
+    }
+    timing
 }
