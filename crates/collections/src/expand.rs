@@ -194,6 +194,26 @@ pub(crate) fn expand(
             ctx.problem(line, format!("`{key}` must be written as [[{key}]] tables"));
         }
     }
+    explicit_tasks(&mut ctx, det, &doc, root, &mut collection);
+    template_tasks(&mut ctx, det, &doc, seed, root, &mut collection);
+    included_tasks(&mut ctx, det, &doc, data_dir, depth, &mut collection);
+    duplicate_ids(&mut ctx, &collection);
+    if ctx.problems.is_empty() {
+        Ok(collection)
+    } else {
+        Err(Problems(ctx.problems))
+    }
+}
+
+/// The explicit `[[task]]` entries.
+fn explicit_tasks(
+    ctx: &mut Ctx,
+    det: &DeTable,
+    doc: &toml::Table,
+    root: &Path,
+    collection: &mut Collection,
+) {
+    let file = ctx.file;
     let task_values = doc
         .get("task")
         .and_then(|v| v.as_array())
@@ -238,7 +258,18 @@ pub(crate) fn expand(
             Err(msg) => ctx.problem(Some(line), format!("{context}: {msg}")),
         }
     }
+}
 
+/// The `[[template]]` entries, each expanded from the collection's seed and its own name.
+fn template_tasks(
+    ctx: &mut Ctx,
+    det: &DeTable,
+    doc: &toml::Table,
+    seed: u64,
+    root: &Path,
+    collection: &mut Collection,
+) {
+    let file = ctx.file;
     let template_values = doc
         .get("template")
         .and_then(|v| v.as_array())
@@ -280,7 +311,7 @@ pub(crate) fn expand(
             ctx.problem(Some(line), "template: `name` (a string) is required".into());
             continue;
         }
-        match expand_template(table, &tname, seed, root, &mut collection) {
+        match expand_template(table, &tname, seed, root, collection) {
             Ok(tasks) => collection
                 .tasks
                 .extend(
@@ -298,7 +329,19 @@ pub(crate) fn expand(
             Err(msg) => ctx.problem(Some(line), format!("{context}: {msg}")),
         }
     }
+}
 
+/// The `[[include]]` entries: other collections' tasks, filtered by split and template,
+/// prefixed, optionally relabelled.
+fn included_tasks(
+    ctx: &mut Ctx,
+    det: &DeTable,
+    doc: &toml::Table,
+    data_dir: Option<&Path>,
+    depth: usize,
+    collection: &mut Collection,
+) {
+    let file = ctx.file;
     let include_values = doc
         .get("include")
         .and_then(|v| v.as_array())
@@ -408,8 +451,10 @@ pub(crate) fn expand(
             Err(Problems(mut inner)) => ctx.problems.append(&mut inner),
         }
     }
+}
 
-    // Duplicate ids.
+/// Every task id used more than once.
+fn duplicate_ids(ctx: &mut Ctx, collection: &Collection) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     let mut duplicates = Vec::new();
     for t in &collection.tasks {
@@ -420,11 +465,6 @@ pub(crate) fn expand(
     }
     for (line, id) in duplicates {
         ctx.problem(line, format!("task id `{id}` is used more than once"));
-    }
-    if ctx.problems.is_empty() {
-        Ok(collection)
-    } else {
-        Err(Problems(ctx.problems))
     }
 }
 
