@@ -705,3 +705,37 @@ fn serve_out_of_file_handles_backs_off_instead_of_spinning_and_limits_connection
     );
     drop(held);
 }
+
+#[test]
+fn a_damaged_checkpoint_is_reported_once_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let config = repo().join("experiments/smoke/meta_train.toml");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "meta-train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--stop-after",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        hyperctl(&args)
+    };
+    assert!(run(&[]).status.success());
+    let ckpt = out.join("checkpoint.bin");
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&ckpt, bytes).unwrap();
+    let failed = run(&["--resume"]);
+    assert_refused(&failed, &["checkpoint.bin", "checksum"]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(
+        stderr.matches("checksum").count(),
+        1,
+        "the reason prints once: {stderr}"
+    );
+}
