@@ -639,7 +639,35 @@ fn expand_template(
     }
     let models = model_sampler(table)?;
 
-    // Candidates and how many tasks each gets.
+    // Candidates and how many tasks each gets, then every task drawn.
+    let per_candidate = candidates(table, dataset, count, root, &mut rng)?;
+    let drawn = draw_tasks(
+        &per_candidate,
+        &sampled,
+        &models,
+        name,
+        root,
+        &mut rng,
+        collection,
+    )?;
+    let assigned = assign_splits(&drawn, &splits, &mut rng);
+    Ok(drawn
+        .into_iter()
+        .zip(assigned)
+        .map(|((task, group), split)| (task, split, group))
+        .collect())
+}
+
+/// A template's dataset candidates and how many tasks each gets: `count` generated datasets
+/// drawn from the family's ranges, `count` draws from a list of files, or every dataset of a
+/// manifest matching the filters, `count` tasks each.
+fn candidates(
+    table: &toml::Table,
+    dataset: &toml::Table,
+    count: usize,
+    root: &Path,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<(Candidate, usize)>, String> {
     let per_candidate: Vec<(Candidate, usize)> = if let Some(family) = dataset.get("generated") {
         let family = family
             .as_str()
@@ -663,12 +691,12 @@ fn expand_template(
                 let mut args = Vec::new();
                 let mut values: BTreeMap<&str, f64> = defaults.iter().copied().collect();
                 for (p, s) in &params {
-                    let v = s.draw(&mut rng);
+                    let v = s.draw(rng);
                     values.insert(p, as_f64(&v).unwrap_or(f64::NAN));
                     args.push(format!("{p}={}", as_text(&v)));
                 }
                 if !params.iter().any(|(p, _)| *p == "seed") {
-                    let data_seed = rand::RngExt::random_range(&mut rng, 0..1_000_000u32);
+                    let data_seed = rand::RngExt::random_range(rng, 0..1_000_000u32);
                     values.insert("seed", data_seed as f64);
                     args.push(format!("seed={data_seed}"));
                 }
@@ -708,7 +736,7 @@ fn expand_template(
             .map(str::to_string);
         (0..count)
             .map(|_| {
-                let f = files[rand::RngExt::random_range(&mut rng, 0..files.len())].clone();
+                let f = files[rand::RngExt::random_range(rng, 0..files.len())].clone();
                 let source = DatasetSource::parse(&f).map_err(|e| e.to_string())?;
                 let group = group.clone().unwrap_or_else(|| source.short_name());
                 Ok((
@@ -735,9 +763,22 @@ fn expand_template(
         return Err("`dataset` needs one of `generated`, `files` or `manifest`".into());
     };
 
-    // Draw every task.
+    Ok(per_candidate)
+}
+
+/// Draws each candidate's tasks: model and sampled fields from the template's stream, ids
+/// `{name}-{index}` (or `{name}-{label}-{variant}` for manifest datasets).
+fn draw_tasks(
+    per_candidate: &[(Candidate, usize)],
+    sampled: &[(&str, Sampled)],
+    models: &ModelSampler,
+    name: &str,
+    root: &Path,
+    rng: &mut ChaCha8Rng,
+    collection: &mut Collection,
+) -> Result<Vec<(TaskSpec, String)>, String> {
     let mut drawn = Vec::new();
-    for (candidate, variants) in &per_candidate {
+    for (candidate, variants) in per_candidate {
         for v in 0..*variants {
             let mut fields = toml::Table::new();
             fields.insert(
@@ -748,14 +789,14 @@ fn expand_template(
                 fields.insert("task_type".into(), toml::Value::String(t.clone()));
             }
             fields.insert("group".into(), toml::Value::String(candidate.group.clone()));
-            fields.insert("model".into(), toml::Value::String(models.draw(&mut rng)));
-            for (key, s) in &sampled {
-                fields.insert(key.to_string(), s.draw(&mut rng));
+            fields.insert("model".into(), toml::Value::String(models.draw(rng)));
+            for (key, s) in sampled {
+                fields.insert(key.to_string(), s.draw(rng));
             }
             if !fields.contains_key("seed") {
                 fields.insert(
                     "seed".into(),
-                    toml::Value::Integer(rand::RngExt::random_range(&mut rng, 0..1_000_000i64)),
+                    toml::Value::Integer(rand::RngExt::random_range(rng, 0..1_000_000i64)),
                 );
             }
             let id = if candidate.label.is_empty() {
@@ -774,12 +815,7 @@ fn expand_template(
             drawn.push((task, group));
         }
     }
-    let assigned = assign_splits(&drawn, &splits, &mut rng);
-    Ok(drawn
-        .into_iter()
-        .zip(assigned)
-        .map(|((task, group), split)| (task, split, group))
-        .collect())
+    Ok(drawn)
 }
 
 /// Partitions the distinct groups (sorted, then shuffled) among the splits by their fractions.
