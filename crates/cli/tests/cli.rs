@@ -5,6 +5,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+
 fn hyperctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hyperctl"))
         .args(args)
@@ -898,7 +900,6 @@ struct Served {
 
 impl Served {
     fn start(policy: &Path, extra: &[&str]) -> Self {
-        use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_hyperctl"))
             .args([
                 "serve",
@@ -912,16 +913,7 @@ impl Served {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"));
+        let port = common::listening_port(&mut child);
         Self { child, port }
     }
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 fn hyperctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hyperctl"))
         .args(args)
@@ -222,35 +224,27 @@ fn bad_values_are_refused_with_messages_a_person_can_read() {
         &["class 200", "never occur"],
     );
     // A binary file as CSV, and a one-class CSV.
-    let binary = dir.path().join("binary.csv");
-    std::fs::write(&binary, b"a,b\n\xff\xfe\x00\x01,2\n").unwrap();
-    let out = train(&[
-        "--dataset",
-        &format!("csv:{}", binary.display()),
-        "--task-type",
-        "classification",
-        "--epochs",
-        "1",
-        "--controller",
-        "constant",
-    ]);
+    let train_csv = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        train(&[
+            "--dataset",
+            &format!("csv:{}", path.display()),
+            "--task-type",
+            "classification",
+            "--epochs",
+            "1",
+            "--controller",
+            "constant",
+        ])
+    };
+    let out = train_csv("binary.csv", b"a,b\n\xff\xfe\x00\x01,2\n");
     assert_refused(&out, &["binary.csv", "not UTF-8"]);
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("Utf8"),
         "no debug dump"
     );
-    let one_class = dir.path().join("one.csv");
-    std::fs::write(&one_class, "a,y\n1,0\n2,0\n3,0\n").unwrap();
-    let out = train(&[
-        "--dataset",
-        &format!("csv:{}", one_class.display()),
-        "--task-type",
-        "classification",
-        "--epochs",
-        "1",
-        "--controller",
-        "constant",
-    ]);
+    let out = train_csv("one.csv", b"a,y\n1,0\n2,0\n3,0\n");
     assert_refused(&out, &["one.csv", "at least 2 classes"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("line 0"));
     // PPO settings: nan, and a type error that names its key.
@@ -496,16 +490,7 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"));
+        let port = common::listening_port(&mut child);
         Self { child, port, log }
     }
 

@@ -1,0 +1,16 @@
+//! Helpers shared by the binary's test files.
+
+use std::io::BufRead;
+
+/// Reads the `listening on ADDR` line a started `hyperctl serve` prints and returns its port.
+pub fn listening_port(child: &mut std::process::Child) -> u16 {
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().expect("stdout is piped"))
+        .read_line(&mut line)
+        .expect("the server prints its address");
+    line.trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"))
+}
