@@ -248,15 +248,9 @@ pub fn split(data: &Dataset, config: &SplitConfig) -> Result<SplitData> {
     })
 }
 
+/// Standardization statistics of a column: mean and std (a constant column, std 1).
 fn mean_std(values: impl Iterator<Item = f32> + Clone) -> (f32, f32) {
-    let (mut n, mut sum) = (0usize, 0f64);
-    for v in values.clone() {
-        n += 1;
-        sum += v as f64;
-    }
-    let mean = sum / n.max(1) as f64;
-    let var = values.map(|v| (v as f64 - mean).powi(2)).sum::<f64>() / n.max(1) as f64;
-    let std = var.sqrt();
+    let (mean, std) = crate::trainer::mean_std_of(values.map(f64::from));
     (mean as f32, if std > 1e-8 { std as f32 } else { 1.0 })
 }
 

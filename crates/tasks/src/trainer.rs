@@ -685,11 +685,22 @@ fn to_host(tensor: Tensor<1>) -> Vec<f32> {
 /// Mean and population standard deviation (NaN, NaN when empty): how every per-interval
 /// statistic is summarized.
 pub fn mean_std(values: &[f64]) -> (f64, f64) {
-    if values.is_empty() {
+    mean_std_of(values.iter().copied())
+}
+
+/// [`mean_std`] of any re-iterable sequence (two passes: the mean, then the squared deviations),
+/// without collecting it: the one home of the mean/std that statistics and standardization use.
+pub fn mean_std_of(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let (mut n, mut sum) = (0usize, 0f64);
+    for v in values.clone() {
+        n += 1;
+        sum += v;
+    }
+    if n == 0 {
         return (f64::NAN, f64::NAN);
     }
-    let mean = values.iter().sum::<f64>() / values.len() as f64;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
+    let mean = sum / n as f64;
+    let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
     (mean, var.sqrt())
 }
 
