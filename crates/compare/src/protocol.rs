@@ -3,7 +3,7 @@
 //! folder of `out`. The binary only turns argv into a [`Plan`] and shows [`Progress`].
 //!
 //! 1. **Tune** (with [`TunePlan`]): every tunable SPEC's grid (lr × momentum, see
-//!    [`tune`](crate::tune)) runs on the tuning split; the best setting of each is chosen there
+//!    [`tune`]) runs on the tuning split; the best setting of each is chosen there
 //!    and either replaces the SPEC (`add` empty) or joins the compared controllers beside it.
 //! 2. **Compare**: every controller on every task and seed.
 //! 3. **Replay** (for each SPEC in `replay`): `replay(SPEC)` plays back, open loop, the mean
