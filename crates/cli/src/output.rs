@@ -162,3 +162,43 @@ pub fn describe_changes(before: &serde_json::Value, after: &serde_json::Value) -
         out.join("; ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_are_named_by_their_path_with_both_values() {
+        let before =
+            serde_json::json!({"seeds": 3, "tasks": {"a": {"epochs": 2}, "b": {"epochs": 5}}});
+        let after = serde_json::json!({"seeds": 3, "tasks": {"a": {"epochs": 3}, "b": {"epochs": 5}}, "policies": {}});
+        let text = describe_changes(&before, &after);
+        assert!(text.contains("`tasks.a.epochs` was 2, now 3"), "{text}");
+        assert!(text.contains("`policies` was (absent), now {}"), "{text}");
+        assert!(
+            !text.contains("seeds") && !text.contains("tasks.b"),
+            "{text}"
+        );
+        assert_eq!(describe_changes(&before, &before), "nothing differs");
+        let many: serde_json::Value = (0..9)
+            .map(|i| (format!("k{i}"), serde_json::json!(i)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        assert!(describe_changes(&serde_json::json!({}), &many).ends_with("and 4 more"));
+    }
+
+    #[test]
+    fn a_locked_folder_refuses_a_second_lock_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_dir(dir.path()).unwrap();
+        // A second open file description of the same lock file (as another process would have).
+        let err = lock_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("in use by another hyperctl")
+                && err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        assert!(lock_dir(dir.path()).is_ok(), "released when dropped");
+    }
+}

@@ -395,3 +395,49 @@ fn include_as_split_moves_the_chosen_splits_into_one() {
         "templates keeps only that template's tasks, in their own split"
     );
 }
+
+#[test]
+fn an_include_filtered_by_template_keeps_a_manifest_templates_tasks() {
+    // Manifest templates name tasks `{template}-{dataset}-{variant}`: the `templates` filter
+    // used to match only `{template}-{digits}` and silently kept none of them.
+    let Some(data) = shared_data() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(
+        dir.path(),
+        "tab-only.toml",
+        &format!(
+            "name = \"tab-only\"\n[[include]]\ncollection = {:?}\ntemplates = [\"tab\"]\n",
+            envs().join("tabular.toml").to_string_lossy()
+        ),
+    );
+    let only = load(&spec, Some(&data)).unwrap();
+    let full = load(&envs().join("tabular.toml").to_string_lossy(), Some(&data)).unwrap();
+    let from_tab = full
+        .tasks
+        .iter()
+        .filter(|t| t.template.as_deref() == Some("tab"))
+        .count();
+    assert!(from_tab > 0);
+    assert_eq!(only.tasks.len(), from_tab);
+    assert!(
+        only.tasks
+            .iter()
+            .all(|t| t.task.id.starts_with("tabular/tab-"))
+    );
+    // A template name that made no task is a problem, not an empty selection.
+    let typo = write(
+        dir.path(),
+        "typo.toml",
+        &format!(
+            "name = \"typo\"\n[[include]]\ncollection = {:?}\ntemplates = [\"tabb\"]\n",
+            envs().join("tabular.toml").to_string_lossy()
+        ),
+    );
+    let problems = problems_of(&typo, Some(&data)).join("\n");
+    assert!(
+        problems.contains("typo.toml:") && problems.contains("no template `tabb`"),
+        "{problems}"
+    );
+}

@@ -124,6 +124,7 @@ impl DecisionLoop {
     /// (a live loop that did not know it uses its first minibatch loss instead).
     pub fn set_initial_val_loss(&mut self, initial_val_loss: f64) {
         assert_eq!(self.intervals, 0, "only before the first interval");
+        let requested_lr = self.requested_lr;
         *self = Self::new(
             self.env.clone(),
             self.budget,
@@ -131,6 +132,8 @@ impl DecisionLoop {
             initial_val_loss,
             self.guard,
         );
+        // The first decision stands, as it was asked for.
+        self.requested_lr = requested_lr;
     }
 
     /// The context a controller is reset with at the start of this run.
