@@ -848,17 +848,6 @@ fn variance(v: &[f32]) -> f64 {
 /// Scales all gradients so their global L2 norm is at most `max_norm` (torch's `clip_grad_norm_`;
 /// burn's own clipping is per tensor).
 fn clip_global_norm(agent: &Agent, grads: &mut GradientsParams, max_norm: f64) {
-    struct Squares<'a> {
-        grads: &'a GradientsParams,
-        parts: Vec<Tensor<1>>,
-    }
-    impl burn::module::ModuleVisitor for Squares<'_> {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.get::<D>(p.id) {
-                self.parts.push(g.square().sum());
-            }
-        }
-    }
     struct Scale<'a> {
         grads: &'a mut GradientsParams,
         factor: f64,
@@ -870,16 +859,7 @@ fn clip_global_norm(agent: &Agent, grads: &mut GradientsParams, max_norm: f64) {
             }
         }
     }
-    let mut squares = Squares {
-        grads,
-        parts: Vec::new(),
-    };
-    agent.visit(&mut squares);
-    if squares.parts.is_empty() {
-        return;
-    }
-    let total: f32 = Tensor::cat(squares.parts, 0).sum().into_scalar::<f32>();
-    let norm = (total as f64).sqrt();
+    let norm = hyperctl_burn_util::global_grad_norm(agent, grads);
     if norm > max_norm {
         agent.visit(&mut Scale {
             grads,

@@ -119,31 +119,7 @@ impl Optimizer for ControlledSgd {
 /// The global L2 norm of all gradients of `module` (torch's `clip_grad_norm_` total norm), in one
 /// host sync: what a training loop reports per minibatch to a controller (`grad_norms` of
 /// `hyperctl_schedule_env::EpochReport`).
-pub fn global_grad_norm<M: burn::module::Module>(
-    module: &M,
-    grads: &burn::optim::GradientsParams,
-) -> f64 {
-    struct Squares<'a> {
-        grads: &'a burn::optim::GradientsParams,
-        parts: Vec<Tensor<1>>,
-    }
-    impl burn::module::ModuleVisitor for Squares<'_> {
-        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
-            if let Some(g) = self.grads.get::<D>(p.id) {
-                self.parts.push(g.square().sum());
-            }
-        }
-    }
-    let mut squares = Squares {
-        grads,
-        parts: Vec::new(),
-    };
-    module.visit(&mut squares);
-    if squares.parts.is_empty() {
-        return 0.0;
-    }
-    (Tensor::cat(squares.parts, 0).sum().into_scalar::<f32>() as f64).sqrt()
-}
+pub use hyperctl_burn_util::global_grad_norm;
 
 /// Every float parameter of `module`, flattened into one host vector (one host sync): take it
 /// before and after an epoch and pass both to [`param_norms`] for the epoch's update ratio.
