@@ -10,12 +10,7 @@ use serde_json::Value;
 
 mod common;
 
-fn hyperctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hyperctl"))
-        .args(args)
-        .output()
-        .expect("the binary should start")
-}
+use common::hyperctl;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

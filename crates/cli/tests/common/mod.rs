@@ -1,6 +1,15 @@
 //! Helpers shared by the binary's test files.
 
 use std::io::BufRead;
+use std::process::{Command, Output};
+
+/// Runs the `hyperctl` binary with `args` and collects its output.
+pub fn hyperctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hyperctl"))
+        .args(args)
+        .output()
+        .expect("the binary should start")
+}
 
 /// Reads the `listening on ADDR` line a started `hyperctl serve` prints and returns its port.
 pub fn listening_port(child: &mut std::process::Child) -> u16 {
