@@ -1,4 +1,5 @@
-//! Parsing a collection file and expanding its tasks, templates and includes.
+//! Expanding a collection file: its tasks, templates and includes. The file's schema (serde
+//! types) and the reader that reports every problem with its line are in `schema`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,55 +10,28 @@ use hyperctl_tasks::{DatasetSource, Hyperparams, ModelSpec, TaskSpec, TaskType};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::info::DatasetInfo;
-use crate::sample::{Sampled, as_f64, as_text, as_usize};
+use crate::sample::{Sampled, as_f64, as_text};
+use crate::schema::{
+    DatasetDraw, ENTRY_KEYS, Header, IncludeEntry, Invalid, KeyPath, ModelDraw, ModelGrid, Read,
+    TaskFields, TemplateEntry, fields_of, lookup, raw_str, read,
+};
 use crate::{Collection, CollectionTask, Problem, Problems, did_you_mean, fnv1a as fnv};
 
-const TOP_KEYS: &[&str] = &["name", "description", "seed", "task", "template", "include"];
-/// Fields that make a task, shared by explicit tasks and templates.
-const TASK_FIELDS: &[&str] = &[
-    "dataset",
-    "task_type",
-    "model",
-    "epochs",
-    "batch_size",
-    "group",
-    "init_lr",
-    "init_momentum",
-    "seed",
-    "val_fraction",
-    "test_fraction",
-    "train_fraction",
-    "max_train_rows",
-    "weight_decay",
-    "nesterov",
-    "steps_per_decision",
-];
-const TASK_ONLY_KEYS: &[&str] = &["id", "split"];
 /// The most tasks one template may make.
 pub const MAX_TEMPLATE_COUNT: usize = 100_000;
 
 /// The most tasks a collection may hold, includes counted (a task takes a few hundred bytes).
 pub const MAX_COLLECTION_TASKS: usize = 1_000_000;
 
-const TEMPLATE_ONLY_KEYS: &[&str] = &["name", "split", "splits", "count", "models"];
-const DATASET_KEYS: &[&str] = &[
-    "generated",
-    "files",
-    "manifest",
-    "task",
-    "min_rows",
-    "max_rows",
-    "min_features",
-    "max_features",
-    "exclude",
-];
-const MODEL_KEYS: &[&str] = &["widths", "depths", "activations"];
-const INCLUDE_KEYS: &[&str] = &["collection", "splits", "prefix", "as_split", "templates"];
 const MAX_INCLUDE_DEPTH: usize = 4;
+
+/// A file's subtree: the whole document, or one entry of it.
+type Tree<'de> = Spanned<DeValue<'de>>;
 
 struct Ctx<'a> {
     file: &'a Path,
@@ -82,47 +56,85 @@ impl Ctx<'_> {
         });
     }
 
-    /// Reports keys of `table` that are not in `allowed`, with a suggestion.
-    fn check_keys(&mut self, table: &DeTable, allowed: &[&str], context: &str) {
-        for (key, _) in table.iter() {
-            if !allowed.contains(&key.get_ref().as_ref()) {
-                let line = self.line(key.span().start);
-                let msg = format!(
-                    "{context}: unknown field `{}`{}",
-                    key.get_ref(),
-                    did_you_mean(key.get_ref(), allowed)
-                );
-                self.problem(Some(line), msg);
-            }
+    /// Reads `T` from `tree`, reporting its first invalid value; also returns the keys no field
+    /// took (the caller reports them, see [`Ctx::unknown`]).
+    fn read<'de, T: Deserialize<'de>>(
+        &mut self,
+        tree: &Tree<'de>,
+        context: &str,
+    ) -> (Option<T>, Vec<KeyPath>) {
+        let Read { value, unknown } = read::<T>(tree);
+        let value = value.map_err(|bad| self.invalid(tree, &bad, context)).ok();
+        (value, unknown)
+    }
+
+    /// Reports an invalid value at its own line (else its key's, else the entry's).
+    fn invalid(&mut self, tree: &Tree, bad: &Invalid, context: &str) {
+        let offset = bad
+            .span
+            .as_ref()
+            .map(|s| s.start)
+            .or_else(|| lookup(tree, &bad.segments).map(|(_, offset)| offset))
+            .unwrap_or(tree.span().start);
+        let message = if bad.path.is_empty() {
+            format!("{context}: {}", bad.message)
+        } else {
+            format!("{context}: `{}`: {}", bad.path, bad.message)
+        };
+        self.problem(Some(self.line(offset)), message);
+    }
+
+    /// Reports unknown keys in file order, each at its line, suggesting a name among those
+    /// `known` gives for the table that holds the key.
+    fn unknown(
+        &mut self,
+        tree: &Tree,
+        paths: &[KeyPath],
+        context: &str,
+        known: impl Fn(&[String]) -> Vec<&'static str>,
+    ) {
+        let mut located: Vec<(Option<usize>, &KeyPath)> = paths
+            .iter()
+            .map(|path| (lookup(tree, path).map(|(_, offset)| offset), path))
+            .collect();
+        located.sort_by_key(|(offset, _)| *offset);
+        for (offset, path) in located {
+            let Some((key, parent)) = path.split_last() else {
+                continue;
+            };
+            let within: String = parent.iter().map(|p| format!(".{p}")).collect();
+            let line = offset.map(|offset| self.line(offset));
+            let message = format!(
+                "{context}{within}: unknown field `{key}`{}",
+                did_you_mean(key, &known(parent))
+            );
+            self.problem(line, message);
         }
     }
 }
 
-/// The entries of an array of tables with their lines (empty when the key is absent).
-fn entries<'t>(doc: &'t DeTable, key: &str) -> Vec<(&'t DeTable<'t>, usize)> {
-    let Some(value) = doc.iter().find(|(k, _)| k.get_ref() == key).map(|(_, v)| v) else {
+/// The entries of `[[key]]`, each its own subtree (empty when the key is absent).
+fn entries<'t, 'de>(ctx: &mut Ctx, doc: &'t Tree<'de>, key: &str) -> Vec<&'t Tree<'de>> {
+    let Some((value, offset)) = lookup(doc, &[key.to_string()]) else {
         return Vec::new();
     };
     match value.get_ref() {
-        DeValue::Array(items) => items
-            .iter()
-            .filter_map(|item: &Spanned<DeValue>| match item.get_ref() {
-                DeValue::Table(t) => Some((t, item.span().start)),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
+        DeValue::Array(items)
+            if items
+                .iter()
+                .all(|item| matches!(item.get_ref(), DeValue::Table(_))) =>
+        {
+            items.iter().collect()
+        }
+        _ => {
+            let line = ctx.line(offset);
+            ctx.problem(
+                Some(line),
+                format!("`{key}` must be written as [[{key}]] tables"),
+            );
+            Vec::new()
+        }
     }
-}
-
-fn subtable<'t>(table: &'t DeTable, key: &str) -> Option<(&'t DeTable<'t>, usize)> {
-    table
-        .iter()
-        .find(|(k, _)| k.get_ref() == key)
-        .and_then(|(k, v)| match v.get_ref() {
-            DeValue::Table(t) => Some((t, k.span().start)),
-            _ => None,
-        })
 }
 
 pub(crate) fn expand(
@@ -137,40 +149,24 @@ pub(crate) fn expand(
         text,
         problems: Vec::new(),
     };
-    let spanned = match DeTable::parse(text) {
-        Ok(t) => t,
+    let doc = match DeTable::parse(text) {
+        Ok(doc) => {
+            let span = doc.span();
+            Spanned::new(span, DeValue::Table(doc.into_inner()))
+        }
         Err(e) => {
             let line = e.span().map(|s| ctx.line(s.start));
             ctx.problem(line, format!("not valid TOML: {}", e.message()));
             return Err(Problems(ctx.problems));
         }
     };
-    let doc: toml::Table = match toml::from_str(text) {
-        Ok(d) => d,
-        Err(e) => {
-            let line = e.span().map(|s| ctx.line(s.start));
-            ctx.problem(line, format!("not valid TOML: {}", e.message()));
-            return Err(Problems(ctx.problems));
-        }
-    };
-    let det = spanned.get_ref();
-    ctx.check_keys(det, TOP_KEYS, "collection");
-    let name = doc
-        .get("name")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            file.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
-    let seed = match doc.get("seed") {
-        None => 0,
-        Some(v) => as_usize(v).map(|s| s as u64).unwrap_or_else(|| {
-            ctx.problem(None, "`seed` must be a whole number ≥ 0".into());
-            0
-        }),
-    };
+    let header = header(&mut ctx, &doc);
+    let name = header.name.unwrap_or_else(|| {
+        file.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let seed = header.seed.unwrap_or(0);
     let mut collection = Collection {
         name,
         file: file.to_path_buf(),
@@ -180,23 +176,9 @@ pub(crate) fn expand(
         declared_splits: Vec::new(),
         known_info: BTreeMap::new(),
     };
-
-    for key in ["task", "template", "include"] {
-        let is_array_of_tables = |v: &toml::Value| {
-            v.as_array()
-                .is_some_and(|a| a.iter().all(toml::Value::is_table))
-        };
-        if doc.get(key).is_some_and(|v| !is_array_of_tables(v)) {
-            let line = det
-                .iter()
-                .find(|(k, _)| k.get_ref() == key)
-                .map(|(k, _)| ctx.line(k.span().start));
-            ctx.problem(line, format!("`{key}` must be written as [[{key}]] tables"));
-        }
-    }
-    explicit_tasks(&mut ctx, det, &doc, root, &mut collection);
-    template_tasks(&mut ctx, det, &doc, seed, root, &mut collection);
-    included_tasks(&mut ctx, det, &doc, data_dir, depth, &mut collection);
+    explicit_tasks(&mut ctx, &doc, root, &mut collection);
+    template_tasks(&mut ctx, &doc, seed, root, &mut collection);
+    included_tasks(&mut ctx, &doc, data_dir, depth, &mut collection);
     duplicate_ids(&mut ctx, &collection);
     if ctx.problems.is_empty() {
         Ok(collection)
@@ -205,50 +187,55 @@ pub(crate) fn expand(
     }
 }
 
+/// The top-level keys. What the entries hold is theirs to report (see [`entries`]).
+fn header(ctx: &mut Ctx, doc: &Tree) -> Header {
+    let in_entries = |path: &[String]| {
+        path.first()
+            .is_some_and(|k| ENTRY_KEYS.contains(&k.as_str()))
+    };
+    let Read { value, unknown } = read::<Header>(doc);
+    let unknown: Vec<KeyPath> = unknown.into_iter().filter(|p| !in_entries(p)).collect();
+    ctx.unknown(doc, &unknown, "collection", |_| fields_of::<Header>());
+    match value {
+        Ok(header) => header,
+        Err(bad) => {
+            if !in_entries(&bad.segments) {
+                ctx.invalid(doc, &bad, "collection");
+            }
+            Header::default()
+        }
+    }
+}
+
 /// The explicit `[[task]]` entries.
-fn explicit_tasks(
-    ctx: &mut Ctx,
-    det: &DeTable,
-    doc: &toml::Table,
-    root: &Path,
-    collection: &mut Collection,
-) {
+fn explicit_tasks(ctx: &mut Ctx, doc: &Tree, root: &Path, collection: &mut Collection) {
     let file = ctx.file;
-    let task_values = doc
-        .get("task")
-        .and_then(|v| v.as_array())
-        .cloned()
-        .unwrap_or_default();
-    for ((entry_det, offset), value) in entries(det, "task").into_iter().zip(task_values) {
-        let line = ctx.line(offset);
-        let allowed: Vec<&str> = TASK_FIELDS.iter().chain(TASK_ONLY_KEYS).copied().collect();
-        ctx.check_keys(entry_det, &allowed, "task");
-        let Some(table) = value.as_table() else {
+    for entry in entries(ctx, doc, "task") {
+        let line = ctx.line(entry.span().start);
+        let id = raw_str(entry, &["id"]).unwrap_or("").to_string();
+        let context = format!("task `{id}`");
+        let (fields, unknown) = ctx.read::<TaskFields>(entry, &context);
+        ctx.unknown(entry, &unknown, "task", |_| fields_of::<TaskFields>());
+        let Some(fields) = fields else {
             continue;
         };
-        let id = table
-            .get("id")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
-        let context = format!("task `{id}`");
-        if id.is_empty() {
+        let Some(id) = fields.id.clone().filter(|id| !id.is_empty()) else {
             ctx.problem(Some(line), "task: `id` (a string) is required".into());
             continue;
-        }
-        let Some(split) = table.get("split").and_then(|v| v.as_str()) else {
+        };
+        let Some(split) = fields.split.clone() else {
             ctx.problem(
                 Some(line),
                 format!("{context}: `split` (a string) is required"),
             );
             continue;
         };
-        match build_task(table, id.clone(), root) {
+        match build_task(&fields, id, root) {
             Ok((task, group)) => {
-                push_declared(&mut collection.declared_splits, split);
+                push_declared(&mut collection.declared_splits, &split);
                 collection.tasks.push(CollectionTask {
                     task,
-                    split: split.to_string(),
+                    split,
                     group,
                     line: Some(line),
                     file: file.to_path_buf(),
@@ -261,57 +248,40 @@ fn explicit_tasks(
 }
 
 /// The `[[template]]` entries, each expanded from the collection's seed and its own name.
-fn template_tasks(
-    ctx: &mut Ctx,
-    det: &DeTable,
-    doc: &toml::Table,
-    seed: u64,
-    root: &Path,
-    collection: &mut Collection,
-) {
+fn template_tasks(ctx: &mut Ctx, doc: &Tree, seed: u64, root: &Path, collection: &mut Collection) {
     let file = ctx.file;
-    let template_values = doc
-        .get("template")
-        .and_then(|v| v.as_array())
-        .cloned()
-        .unwrap_or_default();
-    for ((entry_det, offset), value) in entries(det, "template").into_iter().zip(template_values) {
-        let line = ctx.line(offset);
-        let Some(table) = value.as_table() else {
+    for entry in entries(ctx, doc, "template") {
+        let line = ctx.line(entry.span().start);
+        let tname = raw_str(entry, &["name"]).unwrap_or("").to_string();
+        let context = format!("template `{tname}`");
+        let (template, unknown) = ctx.read::<TemplateEntry>(entry, &context);
+        // A generated family's parameters are the dataset keys its fields did not take.
+        let family: Vec<&str> = raw_str(entry, &["dataset", "generated"])
+            .and_then(|f| FAMILIES.iter().find(|(n, _)| *n == f))
+            .map(|(_, params)| params.iter().map(|(p, _)| *p).collect())
+            .unwrap_or_default();
+        let (param_paths, unknown): (Vec<KeyPath>, Vec<KeyPath>) = unknown
+            .into_iter()
+            .partition(|p| p.len() == 2 && p[0] == "dataset" && family.contains(&p[1].as_str()));
+        ctx.unknown(entry, &unknown, &context, |parent| match parent {
+            [] => fields_of::<TemplateEntry>(),
+            [t] if t == "dataset" => {
+                let mut known = fields_of::<DatasetDraw>();
+                known.extend(&family);
+                known
+            }
+            [t] if t == "model" => fields_of::<ModelGrid>(),
+            _ => Vec::new(),
+        });
+        let params = family_params(ctx, entry, &param_paths, &context);
+        let (Some(template), Some(params)) = (template, params) else {
             continue;
         };
-        let tname = table
-            .get("name")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
-        let context = format!("template `{tname}`");
-        let allowed: Vec<&str> = TASK_FIELDS
-            .iter()
-            .chain(TEMPLATE_ONLY_KEYS)
-            .copied()
-            .collect();
-        ctx.check_keys(entry_det, &allowed, &context);
-        if let Some((model_det, _)) = subtable(entry_det, "model") {
-            ctx.check_keys(model_det, MODEL_KEYS, &format!("{context}.model"));
-        }
-        if let Some((ds_det, _)) = subtable(entry_det, "dataset") {
-            let mut allowed: Vec<&str> = DATASET_KEYS.to_vec();
-            if let Some(family) = table
-                .get("dataset")
-                .and_then(|d| d.get("generated"))
-                .and_then(|f| f.as_str())
-                && let Some((_, params)) = FAMILIES.iter().find(|(n, _)| *n == family)
-            {
-                allowed.extend(params.iter().map(|(p, _)| *p));
-            }
-            ctx.check_keys(ds_det, &allowed, &format!("{context}.dataset"));
-        }
-        if tname.is_empty() {
+        let Some(tname) = template.name.clone().filter(|n| !n.is_empty()) else {
             ctx.problem(Some(line), "template: `name` (a string) is required".into());
             continue;
-        }
-        match expand_template(table, &tname, seed, root, collection) {
+        };
+        match expand_template(&template, &params, &tname, seed, root, collection) {
             Ok(tasks) => collection
                 .tasks
                 .extend(
@@ -331,29 +301,56 @@ fn template_tasks(
     }
 }
 
+/// A template's generated-family parameters (`dataset.n`, ...), each a value or a distribution;
+/// `None` when one is invalid (reported).
+fn family_params(
+    ctx: &mut Ctx,
+    entry: &Tree,
+    paths: &[KeyPath],
+    context: &str,
+) -> Option<BTreeMap<String, Sampled>> {
+    let mut params = BTreeMap::new();
+    let mut valid = true;
+    for path in paths {
+        let Some((value, _)) = lookup(entry, path) else {
+            continue;
+        };
+        match read::<Sampled>(value).value {
+            Ok(s) => {
+                params.insert(path[1].clone(), s);
+            }
+            Err(bad) => {
+                let bad = Invalid {
+                    path: path.join("."),
+                    segments: path.clone(),
+                    ..bad
+                };
+                ctx.invalid(entry, &bad, context);
+                valid = false;
+            }
+        }
+    }
+    valid.then_some(params)
+}
+
 /// The `[[include]]` entries: other collections' tasks, filtered by split and template,
 /// prefixed, optionally relabelled.
 fn included_tasks(
     ctx: &mut Ctx,
-    det: &DeTable,
-    doc: &toml::Table,
+    doc: &Tree,
     data_dir: Option<&Path>,
     depth: usize,
     collection: &mut Collection,
 ) {
     let file = ctx.file;
-    let include_values = doc
-        .get("include")
-        .and_then(|v| v.as_array())
-        .cloned()
-        .unwrap_or_default();
-    for ((entry_det, offset), value) in entries(det, "include").into_iter().zip(include_values) {
-        let line = ctx.line(offset);
-        ctx.check_keys(entry_det, INCLUDE_KEYS, "include");
-        let Some(table) = value.as_table() else {
+    for entry in entries(ctx, doc, "include") {
+        let line = ctx.line(entry.span().start);
+        let (include, unknown) = ctx.read::<IncludeEntry>(entry, "include");
+        ctx.unknown(entry, &unknown, "include", |_| fields_of::<IncludeEntry>());
+        let Some(include) = include else {
             continue;
         };
-        let Some(target) = table.get("collection").and_then(|v| v.as_str()) else {
+        let Some(target) = include.collection.as_deref() else {
             ctx.problem(
                 Some(line),
                 "include: `collection` (a path or embedded name) is required".into(),
@@ -367,21 +364,9 @@ fn included_tasks(
             );
             continue;
         }
-        let splits: Option<Vec<String>> = table.get("splits").and_then(|v| v.as_array()).map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        });
-        let as_split = table
-            .get("as_split")
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        let templates: Option<Vec<String>> =
-            table.get("templates").and_then(|v| v.as_array()).map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            });
+        let splits = &include.splits;
+        let as_split = &include.as_split;
+        let templates = &include.templates;
         // Each task knows the template that made it (whatever the template's id scheme).
         let from_templates = |t: &CollectionTask| {
             templates.as_ref().is_none_or(|ts| {
@@ -412,11 +397,7 @@ fn included_tasks(
         };
         match included {
             Ok(inc) => {
-                let prefix = table
-                    .get("prefix")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-                    .unwrap_or(inc.name.clone());
+                let prefix = include.prefix.clone().unwrap_or(inc.name.clone());
                 for split in &inc.declared_splits {
                     if splits.as_ref().is_none_or(|s| s.contains(split)) {
                         let split = as_split.as_ref().unwrap_or(split);
@@ -424,7 +405,7 @@ fn included_tasks(
                     }
                 }
                 collection.known_info.extend(inc.known_info);
-                if let Some(ts) = &templates {
+                if let Some(ts) = templates {
                     for wanted in ts {
                         if !inc
                             .tasks
@@ -441,7 +422,7 @@ fn included_tasks(
                 for mut t in inc.tasks {
                     if splits.as_ref().is_none_or(|s| s.contains(&t.split)) && from_templates(&t) {
                         t.task.id = format!("{prefix}/{}", t.task.id);
-                        if let Some(split) = &as_split {
+                        if let Some(split) = as_split {
                             t.split = split.clone();
                         }
                         collection.tasks.push(t);
@@ -474,33 +455,20 @@ fn push_declared(declared: &mut Vec<String>, split: &str) {
     }
 }
 
-/// Builds a task from concrete field values (an explicit `[[task]]` or a template's draw).
+/// Builds a task from its fields (an explicit `[[task]]` or a template's draw).
 /// Returns the task and its group.
-fn build_task(fields: &toml::Table, id: String, root: &Path) -> Result<(TaskSpec, String), String> {
-    let text = |key: &str| fields.get(key).map(as_text);
-    let number = |key: &str| -> Result<Option<f64>, String> {
-        fields
-            .get(key)
-            .map(|v| as_f64(v).ok_or_else(|| format!("`{key}` must be a number")))
-            .transpose()
-    };
-    let whole = |key: &str| -> Result<Option<usize>, String> {
-        fields
-            .get(key)
-            .map(|v| as_usize(v).ok_or_else(|| format!("`{key}` must be a whole number ≥ 0")))
-            .transpose()
-    };
-    let dataset = text("dataset").ok_or("`dataset` is required")?;
-    let source = DatasetSource::parse(&dataset).map_err(|e| e.to_string())?;
-    let task_type = match (text("task_type"), source.implied_task_type()) {
+fn build_task(fields: &TaskFields, id: String, root: &Path) -> Result<(TaskSpec, String), String> {
+    let dataset = fields.dataset.as_deref().ok_or("`dataset` is required")?;
+    let source = DatasetSource::parse(dataset).map_err(|e| e.to_string())?;
+    let task_type = match (&fields.task_type, source.implied_task_type()) {
         (Some(t), _) => t.parse::<TaskType>().map_err(|e| e.to_string())?,
         (None, Some(implied)) => implied,
         (None, None) => return Err(format!("`task_type` is required for `{dataset}`")),
     };
-    let model = ModelSpec::parse(&text("model").ok_or("`model` is required")?)
+    let model = ModelSpec::parse(fields.model.as_deref().ok_or("`model` is required")?)
         .map_err(|e| e.to_string())?;
-    let epochs = whole("epochs")?.ok_or("`epochs` is required")?;
-    let batch_size = whole("batch_size")?.ok_or("`batch_size` is required")?;
+    let epochs = fields.epochs.ok_or("`epochs` is required")?;
+    let batch_size = fields.batch_size.ok_or("`batch_size` is required")?;
     if !(1..=MAX_EPOCHS).contains(&epochs) {
         return Err(format!("`epochs` = {epochs} is outside 1..={MAX_EPOCHS}"));
     }
@@ -509,19 +477,19 @@ fn build_task(fields: &toml::Table, id: String, root: &Path) -> Result<(TaskSpec
             "`batch_size` = {batch_size} is outside 1..={MAX_BATCH_SIZE}"
         ));
     }
-    let group = text("group").unwrap_or_else(|| source.short_name());
+    let group = fields.group.clone().unwrap_or_else(|| source.short_name());
     let mut task = TaskSpec::new(
         source.resolved(root),
         task_type,
         model,
         epochs,
         batch_size,
-        whole("seed")?.unwrap_or(0) as u64,
+        fields.seed.unwrap_or(0),
     );
     task.id = id;
     task.init = Hyperparams {
-        lr: number("init_lr")?.unwrap_or(task.init.lr),
-        momentum: number("init_momentum")?.unwrap_or(task.init.momentum),
+        lr: fields.init_lr.unwrap_or(task.init.lr),
+        momentum: fields.init_momentum.unwrap_or(task.init.momentum),
     };
     if !(task.init.lr > 0.0 && task.init.lr <= 10.0) {
         return Err(format!("`init_lr` = {} is outside (0, 10]", task.init.lr));
@@ -532,27 +500,36 @@ fn build_task(fields: &toml::Table, id: String, root: &Path) -> Result<(TaskSpec
             task.init.momentum
         ));
     }
-    let fraction = |key: &str, default: f64, lo: f64, hi: f64| -> Result<f64, String> {
-        let v = number(key)?.unwrap_or(default);
+    let fraction = |key: &str, value: Option<f64>, default: f64, lo: f64, hi: f64| {
+        let v = value.unwrap_or(default);
         if v >= lo && v <= hi {
             Ok(v)
         } else {
             Err(format!("`{key}` = {v} is outside [{lo}, {hi}]"))
         }
     };
-    task.val_fraction = fraction("val_fraction", task.val_fraction, 0.01, 0.5)?;
-    task.test_fraction = fraction("test_fraction", task.test_fraction, 0.0, 0.49)?;
-    task.train_fraction = fraction("train_fraction", 1.0, 0.001, 1.0)?;
-    task.weight_decay = fraction("weight_decay", 0.0, 0.0, 1.0)?;
-    task.max_train_rows = whole("max_train_rows")?;
-    task.steps_per_decision = whole("steps_per_decision")?;
+    task.val_fraction = fraction(
+        "val_fraction",
+        fields.val_fraction,
+        task.val_fraction,
+        0.01,
+        0.5,
+    )?;
+    task.test_fraction = fraction(
+        "test_fraction",
+        fields.test_fraction,
+        task.test_fraction,
+        0.0,
+        0.49,
+    )?;
+    task.train_fraction = fraction("train_fraction", fields.train_fraction, 1.0, 0.001, 1.0)?;
+    task.weight_decay = fraction("weight_decay", fields.weight_decay, 0.0, 0.0, 1.0)?;
+    task.max_train_rows = fields.max_train_rows;
+    task.steps_per_decision = fields.steps_per_decision;
     if task.max_train_rows == Some(0) || task.steps_per_decision == Some(0) {
         return Err("`max_train_rows` and `steps_per_decision` must be at least 1".into());
     }
-    task.nesterov = match fields.get("nesterov") {
-        None => false,
-        Some(v) => v.as_bool().ok_or("`nesterov` must be true or false")?,
-    };
+    task.nesterov = fields.nesterov.unwrap_or(false);
     Ok((task, group))
 }
 
@@ -566,16 +543,16 @@ struct Candidate {
 }
 
 fn expand_template(
-    table: &toml::Table,
+    template: &TemplateEntry,
+    params: &BTreeMap<String, Sampled>,
     name: &str,
     seed: u64,
     root: &Path,
     collection: &mut Collection,
 ) -> Result<Vec<(TaskSpec, String, String)>, String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv(name));
-    let count = table
-        .get("count")
-        .and_then(as_usize)
+    let count = template
+        .count
         .ok_or("`count` (a whole number ≥ 1) is required")?;
     if !(1..=MAX_TEMPLATE_COUNT).contains(&count) {
         return Err(format!(
@@ -587,18 +564,16 @@ fn expand_template(
             "`count` = {count} would take the collection past {MAX_COLLECTION_TASKS} tasks"
         ));
     }
-    let splits: Vec<(String, f64)> = match (table.get("split"), table.get("splits")) {
-        (Some(s), None) => vec![(
-            s.as_str().ok_or("`split` must be a string")?.to_string(),
-            1.0,
-        )],
-        (None, Some(toml::Value::Table(t))) => t
+    let splits: Vec<(String, f64)> = match (&template.split, &template.splits) {
+        (Some(s), None) => vec![(s.clone(), 1.0)],
+        (None, Some(fractions)) if !fractions.is_empty() => fractions
             .iter()
-            .map(|(k, v)| {
-                as_f64(v)
-                    .filter(|f| *f > 0.0)
-                    .map(|f| (k.clone(), f))
-                    .ok_or(format!("`splits.{k}` must be a fraction > 0"))
+            .map(|(k, f)| {
+                if *f > 0.0 && f.is_finite() {
+                    Ok((k.clone(), *f))
+                } else {
+                    Err(format!("`splits.{k}` must be a fraction > 0"))
+                }
             })
             .collect::<Result<_, _>>()?,
         _ => {
@@ -611,36 +586,33 @@ fn expand_template(
     for (s, _) in &splits {
         push_declared(&mut collection.declared_splits, s);
     }
-    let dataset = table
-        .get("dataset")
-        .and_then(|d| d.as_table())
+    let dataset = template
+        .dataset
+        .as_ref()
         .ok_or("`dataset` (a table) is required")?;
 
-    // Sampled task fields (everything but dataset/model).
+    // Sampled task fields (everything but dataset/model/group/task_type).
     let mut sampled: Vec<(&str, Sampled)> = Vec::new();
-    for key in TASK_FIELDS
-        .iter()
-        .filter(|k| !matches!(**k, "dataset" | "model" | "group" | "task_type"))
-    {
-        if let Some(v) = table.get(*key) {
-            let s = Sampled::parse(v).map_err(|e| format!("`{key}`: {e}"))?;
-            let range = match *key {
-                "init_lr" => Some((1e-8, 10.0)),
-                "init_momentum" => Some((0.0, 0.999)),
-                "epochs" | "batch_size" => Some((1.0, 1e6)),
-                "train_fraction" => Some((0.001, 1.0)),
-                _ => None,
-            };
-            if let Some((lo, hi)) = range {
-                s.check_range(lo, hi).map_err(|e| format!("`{key}`: {e}"))?;
-            }
-            sampled.push((key, s));
+    for (key, s) in template.sampled() {
+        let Some(s) = s else {
+            continue;
+        };
+        let range = match key {
+            "init_lr" => Some((1e-8, 10.0)),
+            "init_momentum" => Some((0.0, 0.999)),
+            "epochs" | "batch_size" => Some((1.0, 1e6)),
+            "train_fraction" => Some((0.001, 1.0)),
+            _ => None,
+        };
+        if let Some((lo, hi)) = range {
+            s.check_range(lo, hi).map_err(|e| format!("`{key}`: {e}"))?;
         }
+        sampled.push((key, s.clone()));
     }
-    let models = model_sampler(table)?;
+    let models = model_sampler(template)?;
 
     // Candidates and how many tasks each gets, then every task drawn.
-    let per_candidate = candidates(table, dataset, count, root, &mut rng)?;
+    let per_candidate = candidates(template, dataset, params, count, root, &mut rng)?;
     let drawn = draw_tasks(
         &per_candidate,
         &sampled,
@@ -662,30 +634,23 @@ fn expand_template(
 /// drawn from the family's ranges, `count` draws from a list of files, or every dataset of a
 /// manifest matching the filters, `count` tasks each.
 fn candidates(
-    table: &toml::Table,
-    dataset: &toml::Table,
+    template: &TemplateEntry,
+    dataset: &DatasetDraw,
+    params: &BTreeMap<String, Sampled>,
     count: usize,
     root: &Path,
     rng: &mut ChaCha8Rng,
 ) -> Result<Vec<(Candidate, usize)>, String> {
-    let per_candidate: Vec<(Candidate, usize)> = if let Some(family) = dataset.get("generated") {
-        let family = family
-            .as_str()
-            .ok_or("`dataset.generated` must be a family name")?;
+    let per_candidate: Vec<(Candidate, usize)> = if let Some(family) = &dataset.generated {
         let (_, defaults) = FAMILIES.iter().find(|(n, _)| *n == family).ok_or_else(|| {
             let names: Vec<&str> = FAMILIES.iter().map(|(n, _)| *n).collect();
             format!("unknown family `{family}`{}", did_you_mean(family, &names))
         })?;
-        let params: Vec<(&str, Sampled)> = defaults
+        // In the family's order of parameters, whatever the file's order.
+        let params: Vec<(&str, &Sampled)> = defaults
             .iter()
-            .filter_map(|(p, _)| {
-                dataset.get(*p).map(|v| {
-                    Sampled::parse(v)
-                        .map(|s| (*p, s))
-                        .map_err(|e| format!("`dataset.{p}`: {e}"))
-                })
-            })
-            .collect::<Result<_, _>>()?;
+            .filter_map(|(p, _)| params.get(*p).map(|s| (*p, s)))
+            .collect();
         (0..count)
             .map(|_| {
                 let mut args = Vec::new();
@@ -714,35 +679,22 @@ fn candidates(
                 )
             })
             .collect()
-    } else if let Some(files) = dataset.get("files") {
-        let files: Vec<String> = files
-            .as_array()
-            .filter(|a| !a.is_empty())
-            .ok_or("`dataset.files` must be a non-empty list of sources")?
-            .iter()
-            .map(|f| {
-                f.as_str()
-                    .map(str::to_string)
-                    .ok_or("`dataset.files` entries must be strings")
-            })
-            .collect::<Result<_, _>>()?;
-        let group = table
-            .get("group")
-            .and_then(|g| g.as_str())
-            .map(str::to_string);
-        let task_type = table
-            .get("task_type")
-            .and_then(|t| t.as_str())
-            .map(str::to_string);
+    } else if let Some(files) = &dataset.files {
+        if files.is_empty() {
+            return Err("`dataset.files` must be a non-empty list of sources".into());
+        }
         (0..count)
             .map(|_| {
                 let f = files[rand::RngExt::random_range(rng, 0..files.len())].clone();
                 let source = DatasetSource::parse(&f).map_err(|e| e.to_string())?;
-                let group = group.clone().unwrap_or_else(|| source.short_name());
+                let group = template
+                    .group
+                    .clone()
+                    .unwrap_or_else(|| source.short_name());
                 Ok((
                     Candidate {
                         dataset: f,
-                        task_type: task_type.clone(),
+                        task_type: template.task_type.clone(),
                         group,
                         info: None,
                         label: String::new(),
@@ -751,10 +703,7 @@ fn candidates(
                 ))
             })
             .collect::<Result<_, String>>()?
-    } else if let Some(manifest) = dataset.get("manifest") {
-        let manifest = manifest
-            .as_str()
-            .ok_or("`dataset.manifest` must be a path")?;
+    } else if let Some(manifest) = &dataset.manifest {
         manifest_candidates(root, Path::new(manifest), dataset)?
             .into_iter()
             .map(|c| (c, count))
@@ -804,6 +753,10 @@ fn draw_tasks(
             } else {
                 format!("{name}-{}-{v}", candidate.label)
             };
+            // The drawn values become a task exactly as an explicit `[[task]]`'s do.
+            let fields: TaskFields =
+                serde_path_to_error::deserialize(toml::Value::Table(fields))
+                    .map_err(|e| format!("task `{id}`: `{}`: {}", e.path(), e.inner().message()))?;
             let (task, group) =
                 build_task(&fields, id.clone(), root).map_err(|e| format!("task `{id}`: {e}"))?;
             if let Some(info) = candidate.info {
@@ -878,17 +831,21 @@ impl ModelSampler {
     }
 }
 
-fn model_sampler(table: &toml::Table) -> Result<ModelSampler, String> {
-    match (table.get("model"), table.get("models")) {
-        (Some(toml::Value::Table(m)), None) => {
-            let list = |key: &str| -> Result<Vec<toml::Value>, String> {
-                m.get(key).and_then(|v| v.as_array()).filter(|a| !a.is_empty()).cloned().ok_or(format!("`model.{key}` must be a non-empty list"))
+/// `model = "SPEC"`, `model = { widths, depths, activations }` or `models = [...]`.
+fn model_sampler(template: &TemplateEntry) -> Result<ModelSampler, String> {
+    match (&template.model, &template.models) {
+        (Some(ModelDraw::Grid(grid)), None) => {
+            let list = |key: &str, v: &Option<Vec<usize>>| {
+                v.clone()
+                    .filter(|l| !l.is_empty())
+                    .ok_or(format!("`model.{key}` must be a non-empty list"))
             };
-            let widths: Vec<usize> = list("widths")?.iter().map(as_usize).collect::<Option<_>>().ok_or("`model.widths` must be whole numbers")?;
-            let depths: Vec<usize> = list("depths")?.iter().map(as_usize).collect::<Option<_>>().ok_or("`model.depths` must be whole numbers")?;
-            let acts: Vec<String> = match m.get("activations") {
-                None => vec!["relu".into()],
-                Some(_) => list("activations")?.iter().map(|a| a.as_str().map(str::to_string)).collect::<Option<_>>().ok_or("`model.activations` must be strings")?,
+            let widths = list("widths", &grid.widths)?;
+            let depths = list("depths", &grid.depths)?;
+            let acts = match &grid.activations {
+                None => vec!["relu".to_string()],
+                Some(a) if !a.is_empty() => a.clone(),
+                Some(_) => return Err("`model.activations` must be a non-empty list".into()),
             };
             for w in &widths {
                 for d in depths.iter().filter(|d| **d > 0) {
@@ -899,13 +856,15 @@ fn model_sampler(table: &toml::Table) -> Result<ModelSampler, String> {
             }
             Ok(ModelSampler::Structured(widths, depths, acts))
         }
-        (Some(toml::Value::String(s)), None) => Ok(ModelSampler::Choice(vec![s.clone()])),
-        (None, Some(toml::Value::Array(a))) if !a.is_empty() => {
-            let specs: Vec<String> = a.iter().map(|s| s.as_str().map(str::to_string)).collect::<Option<_>>().ok_or("`models` must be a list of model specs")?;
-            for s in &specs {
+        (Some(ModelDraw::Spec(s)), None) => {
+            ModelSpec::parse(s).map_err(|e| e.to_string())?;
+            Ok(ModelSampler::Choice(vec![s.clone()]))
+        }
+        (None, Some(specs)) if !specs.is_empty() => {
+            for s in specs {
                 ModelSpec::parse(s).map_err(|e| e.to_string())?;
             }
-            Ok(ModelSampler::Choice(specs))
+            Ok(ModelSampler::Choice(specs.clone()))
         }
         _ => Err("give exactly one of `model = \"SPEC\"`, `model = { widths, depths, activations }` or `models = [SPEC, ...]`".into()),
     }
@@ -940,7 +899,7 @@ fn generated_info(family: &str, v: &BTreeMap<&str, f64>) -> DatasetInfo {
 fn manifest_candidates(
     root: &Path,
     manifest: &Path,
-    filters: &toml::Table,
+    filters: &DatasetDraw,
 ) -> Result<Vec<Candidate>, String> {
     let path = &root.join(manifest);
     let text = std::fs::read_to_string(path)
@@ -952,13 +911,7 @@ fn manifest_candidates(
         .and_then(|d| d.as_array())
         .ok_or_else(|| format!("manifest {}: expected a `datasets` list", path.display()))?;
     let base: PathBuf = manifest.parent().unwrap_or(Path::new("")).to_path_buf();
-    let want_task = filters.get("task").and_then(|v| v.as_str());
-    let bound = |key: &str| filters.get(key).and_then(as_usize);
-    let exclude: Vec<&str> = filters
-        .get("exclude")
-        .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
-        .unwrap_or_default();
+    let exclude = filters.exclude.as_deref().unwrap_or_default();
     let mut out = Vec::new();
     for (i, d) in datasets.iter().enumerate() {
         let field = |k: &str| {
@@ -970,12 +923,12 @@ fn manifest_candidates(
         let rows = field("n_rows")?.as_u64().unwrap_or(0) as usize;
         let features = field("n_features")?.as_u64().unwrap_or(0) as usize;
         let classes = d.get("n_classes").and_then(|c| c.as_u64()).unwrap_or(1) as usize;
-        let keep = want_task.is_none_or(|t| t == task)
-            && bound("min_rows").is_none_or(|m| rows >= m)
-            && bound("max_rows").is_none_or(|m| rows <= m)
-            && bound("min_features").is_none_or(|m| features >= m)
-            && bound("max_features").is_none_or(|m| features <= m)
-            && !exclude.contains(&name.as_str());
+        let keep = filters.task.as_ref().is_none_or(|t| *t == task)
+            && filters.min_rows.is_none_or(|m| rows >= m)
+            && filters.max_rows.is_none_or(|m| rows <= m)
+            && filters.min_features.is_none_or(|m| features >= m)
+            && filters.max_features.is_none_or(|m| features <= m)
+            && !exclude.contains(&name);
         if !keep {
             continue;
         }

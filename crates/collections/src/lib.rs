@@ -56,6 +56,7 @@
 mod expand;
 mod info;
 pub mod sample;
+mod schema;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -108,18 +108,17 @@ impl Sampled {
     }
 }
 
+/// A template field as written: its value, read as [`Sampled::parse`] reads it.
+impl<'de> serde::Deserialize<'de> for Sampled {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = toml::Value::deserialize(deserializer)?;
+        Sampled::parse(&value).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A drawn value as f64.
 pub fn as_f64(v: &toml::Value) -> Option<f64> {
     number(v)
-}
-
-/// A drawn value as a whole number ≥ 0.
-pub fn as_usize(v: &toml::Value) -> Option<usize> {
-    match v {
-        toml::Value::Integer(i) if *i >= 0 => Some(*i as usize),
-        toml::Value::Float(f) if *f >= 0.0 && f.fract() == 0.0 => Some(*f as usize),
-        _ => None,
-    }
 }
 
 /// A drawn value as text (numbers printed as written).

@@ -153,6 +153,77 @@ init_lr = { log_uniform = [1e-4, 1.0] }
 }
 
 #[test]
+fn every_entry_reports_its_first_invalid_value_with_field_and_line() {
+    // Each entry is read on its own: a broken one does not hide the others' problems.
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"name = "bad2"
+seed = -3
+
+[[task]]
+id = "a"
+dataset = "gen:spirals"
+model = "linear"
+epochs = "ten"
+batch_size = 4
+split = "x"
+
+[[task]]
+id = "b"
+dataset = "gen:spirals"
+model = "linear"
+epochs = 2
+batch_size = 4.5
+split = "x"
+nesterov = "yes"
+
+[[template]]
+name = "t"
+splits = {}
+count = 2
+dataset = { generated = "spirals", turns = { uniform = [3, 1] } }
+model = "linear"
+epochs = 2
+batch_size = 8
+
+[[template]]
+name = "u"
+splits = {}
+count = 2
+dataset = { generated = "spirals" }
+model = { widths = [8, "x"], depths = [1] }
+epochs = 2
+batch_size = 8
+
+[[template]]
+name = "v"
+splits = {}
+count = 2
+dataset = { generated = "spirals" }
+model = "linear"
+epochs = 2
+batch_size = 8
+
+[[include]]
+collection = 5
+"#;
+    let problems = problems_of(&write(dir.path(), "bad2.toml", text), None);
+    let expected = [
+        "bad2.toml:2: collection: `seed`: invalid value: integer `-3`, expected u64",
+        "bad2.toml:8: task `a`: `epochs`: invalid type: string \"ten\", expected usize",
+        "bad2.toml:17: task `b`: `batch_size`: invalid type: floating point `4.5`, expected usize",
+        "bad2.toml:25: template `t`: `dataset.turns`: `uniform` expects two numbers lo <= hi",
+        "bad2.toml:35: template `u`: `model.widths[1]`: invalid type: string \"x\", expected usize",
+        // An empty `splits` table used to panic while assigning groups.
+        "bad2.toml:39: template `v`: give exactly one of `split",
+        "bad2.toml:49: include: `collection`: invalid type: integer `5`, expected a string",
+    ];
+    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    for (got, want) in problems.iter().zip(expected) {
+        assert!(got.contains(want), "expected `{want}`, got `{got}`");
+    }
+}
+
+#[test]
 fn every_problem_is_reported_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let text = r#"name = "broken"
