@@ -279,7 +279,6 @@ pub fn run_all(
     }
     let total = tasks.len() * config.controllers.len() * config.seeds;
     let finished = AtomicUsize::new(done.len());
-    let next = AtomicUsize::new(0);
     let file = Mutex::new(
         std::fs::OpenOptions::new()
             .create(true)
@@ -290,52 +289,24 @@ pub fn run_all(
                 error: e,
             })?,
     );
-    let first_error: Mutex<Option<Error>> = Mutex::new(None);
-
-    std::thread::scope(|scope| {
-        for _ in 0..config.jobs.max(1).min(jobs.len().max(1)) {
-            scope.spawn(|| {
-                loop {
-                    if first_error.lock().expect("no poisoned lock").is_some() {
-                        return;
-                    }
-                    let j = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(ti, ci, seed)) = jobs.get(j) else {
-                        return;
-                    };
-                    let result = run_one(&tasks[ti], &config.controllers[ci], seed, config)
-                        .and_then(|record| {
-                            let mut line =
-                                serde_json::to_string(&record).expect("a record serializes");
-                            line.push('\n');
-                            let mut f = file.lock().expect("no poisoned lock");
-                            f.write_all(line.as_bytes())
-                                .and_then(|_| f.flush())
-                                .map_err(|e| Error::Io {
-                                    path: results_path.clone(),
-                                    error: e,
-                                })?;
-                            Ok(record)
-                        });
-                    match result {
-                        Ok(record) => {
-                            on_run(finished.fetch_add(1, Ordering::Relaxed) + 1, total, &record)
-                        }
-                        Err(e) => {
-                            first_error
-                                .lock()
-                                .expect("no poisoned lock")
-                                .get_or_insert(e);
-                            return;
-                        }
-                    }
-                }
-            });
+    // Each run is appended as soon as it ends, so a kill loses only the runs in flight.
+    hyperctl_pool::try_for_each(jobs.len(), config.jobs, |j| {
+        let (ti, ci, seed) = jobs[j];
+        let record = run_one(&tasks[ti], &config.controllers[ci], seed, config)?;
+        let mut line = serde_json::to_string(&record).expect("a record serializes");
+        line.push('\n');
+        {
+            let mut f = file.lock().expect("no poisoned lock");
+            f.write_all(line.as_bytes())
+                .and_then(|_| f.flush())
+                .map_err(|e| Error::Io {
+                    path: results_path.clone(),
+                    error: e,
+                })?;
         }
-    });
-    if let Some(e) = first_error.into_inner().expect("no poisoned lock") {
-        return Err(e);
-    }
+        on_run(finished.fetch_add(1, Ordering::Relaxed) + 1, total, &record);
+        Ok(())
+    })?;
 
     // Every run is recorded: rewrite in the fixed order.
     let mut by_key: BTreeMap<(usize, usize, u64), RunRecord> = BTreeMap::new();

@@ -6,7 +6,6 @@
 use hyperctl_controllers::PolicyController;
 use hyperctl_ppo::Policy;
 use hyperctl_schedule_env::{TaskPool, run_schedule};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// One evaluation of the policy of one iteration.
@@ -35,24 +34,19 @@ pub fn evaluate(
     policy: &Policy,
     pool: &TaskPool,
     seeds: usize,
-    threads: &rayon::ThreadPool,
+    threads: usize,
     iteration: usize,
     global_step: usize,
 ) -> EvalRecord {
     let start = std::time::Instant::now();
     let n = pool.tasks().len();
-    let episodes: Vec<(f64, bool)> = threads.install(|| {
-        (0..n * seeds)
-            .into_par_iter()
-            .map(|k| {
-                let (task, s) = (k / seeds, k % seeds);
-                let mut env = pool.env(task);
-                let mut controller = PolicyController::new("policy", policy.clone());
-                let seed = pool.tasks()[task].seed.wrapping_add(s as u64);
-                let result = run_schedule(&mut env, &mut controller, seed, |_| {});
-                (result.episode_return, result.diverged)
-            })
-            .collect()
+    let episodes: Vec<(f64, bool)> = hyperctl_pool::map(n * seeds, threads, |k| {
+        let (task, s) = (k / seeds, k % seeds);
+        let mut env = pool.env(task);
+        let mut controller = PolicyController::new("policy", policy.clone());
+        let seed = pool.tasks()[task].seed.wrapping_add(s as u64);
+        let result = run_schedule(&mut env, &mut controller, seed, |_| {});
+        (result.episode_return, result.diverged)
     });
     let per_task: Vec<f64> = episodes
         .chunks(seeds)

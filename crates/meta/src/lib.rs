@@ -324,10 +324,7 @@ pub fn run(
             .map(|t| t.id.clone())
             .collect::<Vec<_>>(),
     );
-    let threads = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.eval_threads.max(1))
-        .build()
-        .map_err(|e| Error::Output(format!("cannot start evaluation threads: {e}")))?;
+    let threads = options.eval_threads.max(1);
     let mut envs: Vec<TaskCycleEnv> = (0..c.num_envs)
         .map(|_| TaskCycleEnv::from_pool(pool.clone()))
         .collect();
@@ -341,7 +338,7 @@ pub fn run(
             resolved, options, &ckpt_path, &sections, state, task_ids, &mut envs, &device,
         )?,
         None => start(
-            resolved, options, &eval_pool, &threads, task_ids, &mut envs, &device,
+            resolved, options, &eval_pool, threads, task_ids, &mut envs, &device,
         ),
     };
     let num_iterations = ppo.num_iterations(c.num_envs);
@@ -373,7 +370,7 @@ pub fn run(
                 &policy,
                 &eval_pool,
                 c.eval_seeds,
-                &threads,
+                threads,
                 iteration,
                 ppo.global_step,
             );
@@ -481,7 +478,7 @@ fn start(
     resolved: &Resolved,
     options: &RunOptions,
     eval_pool: &TaskPool,
-    threads: &rayon::ThreadPool,
+    threads: usize,
     task_ids: (Vec<String>, Vec<String>),
     envs: &mut [TaskCycleEnv],
     device: &burn::tensor::Device,

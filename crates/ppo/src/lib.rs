@@ -581,25 +581,11 @@ impl Ppo {
                 let reset = st.done().then(|| env.reset(None).0);
                 (st, reset)
             };
+            let threads = if c.parallel_envs { num_envs } else { 1 };
             let steps: Vec<(hyperctl_env_core::Step, Option<Vec<f32>>)> =
-                if c.parallel_envs && num_envs > 1 {
-                    std::thread::scope(|s| {
-                        let handles: Vec<_> = envs
-                            .iter_mut()
-                            .zip(&step_actions)
-                            .map(|(env, a)| s.spawn(move || step_and_reset(env, a)))
-                            .collect();
-                        handles
-                            .into_iter()
-                            .map(|h| h.join().expect("an env step should not panic"))
-                            .collect()
-                    })
-                } else {
-                    envs.iter_mut()
-                        .zip(&step_actions)
-                        .map(|(env, a)| step_and_reset(env, a))
-                        .collect()
-                };
+                hyperctl_pool::map_mut(envs, threads, |i, env| {
+                    step_and_reset(env, &step_actions[i])
+                });
             if c.norm_reward {
                 for (e, (st, _)) in steps.iter().enumerate() {
                     self.discounted_returns[e] = self.discounted_returns[e] * c.gamma + st.reward;
