@@ -76,15 +76,7 @@ pub const GUARD: Rollback = Rollback::DEPLOYED;
 
 /// Splits `rollback(SPEC)` into SPEC and the guard; any other SPEC comes back unguarded.
 pub fn guarded(spec: &str) -> (&str, Option<Rollback>) {
-    match hyperctl_controllers::Spec::parse(spec) {
-        Ok(hyperctl_controllers::Spec::Rollback(_)) => (
-            spec.strip_prefix("rollback(")
-                .and_then(|s| s.strip_suffix(')'))
-                .unwrap_or(spec),
-            Some(GUARD),
-        ),
-        _ => (spec, None),
-    }
+    hyperctl_controllers::unguarded_text(spec)
 }
 
 impl RunRecord {

@@ -57,18 +57,30 @@ pub enum Spec {
     Replay(Box<Spec>),
 }
 
+/// The text inside `WRAPPER(...)` (`wrapped("rollback(cosine)", "rollback")` is `cosine`).
+fn wrapped<'s>(spec: &'s str, wrapper: &str) -> Option<&'s str> {
+    spec.strip_prefix(wrapper)
+        .and_then(|s| s.strip_prefix('('))
+        .and_then(|s| s.strip_suffix(')'))
+}
+
+/// A SPEC string without its guard, and the guard: `rollback(SPEC)` → (`SPEC`, the deployed
+/// guard); anything else comes back as it is, unguarded. The text counterpart of
+/// [`Spec::unguarded`], for callers that keep the string (a controller's name is its SPEC).
+pub fn unguarded_text(spec: &str) -> (&str, Option<Rollback>) {
+    match wrapped(spec, "rollback") {
+        Some(inner) if Spec::parse(inner).is_ok() => (inner, Some(Rollback::DEPLOYED)),
+        _ => (spec, None),
+    }
+}
+
 impl Spec {
     /// Parses a SPEC string (see the crate docs); the error names the SPEC and what was expected.
     pub fn parse(spec: &str) -> Result<Self, SpecError> {
-        let wrapped = |prefix: &str| {
-            spec.strip_prefix(prefix)
-                .and_then(|s| s.strip_prefix('('))
-                .and_then(|s| s.strip_suffix(')'))
-        };
-        if let Some(inner) = wrapped("rollback") {
+        if let Some(inner) = wrapped(spec, "rollback") {
             return Ok(Spec::Rollback(Box::new(Spec::parse(inner)?)));
         }
-        if let Some(inner) = wrapped("replay") {
+        if let Some(inner) = wrapped(spec, "replay") {
             return Ok(Spec::Replay(Box::new(Spec::parse(inner)?)));
         }
         if let Some(dir) = spec.strip_prefix("policy:") {
@@ -128,13 +140,7 @@ impl Spec {
             Spec::Policy(dir) => PolicyController::load(spec, dir)
                 .map(|c| Box::new(c) as Box<dyn Controller + Send>)
                 .map_err(|e| SpecError::new(spec, e.to_string())),
-            Spec::Rollback(inner) => {
-                let inner_spec = spec
-                    .strip_prefix("rollback(")
-                    .and_then(|s| s.strip_suffix(')'))
-                    .unwrap_or(spec);
-                inner.build(inner_spec)
-            }
+            Spec::Rollback(inner) => inner.build(unguarded_text(spec).0),
             Spec::Replay(_) => Err(SpecError::new(
                 spec,
                 "replay(SPEC) plays back a comparison's trajectories: use `compare --replay SPEC`",
