@@ -23,7 +23,8 @@
 #![warn(missing_docs)]
 
 pub mod constant;
-pub mod policy;
+/// `policy:DIR` (the folder and its controller live in `hyperctl-decide`, without burn).
+pub use hyperctl_decide::folder as policy;
 pub mod reactive;
 pub mod replay;
 pub mod schedules;
@@ -232,5 +233,24 @@ mod tests {
             let err = build(bad).err().unwrap().to_string();
             assert!(err.contains(expected), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn a_policy_runs_only_under_the_env_settings_it_was_trained_with() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/default");
+        let spec = format!("policy:{}", dir.display());
+        let trained = default_env(&spec).unwrap();
+        check_env(&spec, &trained).unwrap();
+        let other = hyperctl_schedule_env::EnvConfig {
+            lr_log2_step: trained.lr_log2_step + 0.5,
+            ..trained
+        };
+        let err = check_env(&spec, &other).unwrap_err().to_string();
+        assert!(err.contains("trained under env settings"), "{err}");
+        let err = build("policy:/no/such/folder").err().unwrap().to_string();
+        assert!(
+            err.contains("/no/such/folder") && err.contains("is not a folder"),
+            "{err}"
+        );
     }
 }

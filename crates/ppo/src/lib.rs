@@ -17,10 +17,9 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
-pub mod policy;
 
 pub use checkpoint::{CheckpointError, decode, encode};
-pub use policy::{Dense, Policy};
+pub use hyperctl_decide::{Dense, Policy, RunningMeanStd};
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
@@ -193,61 +192,6 @@ impl Agent {
     /// The Gaussian's mean and log-std. # Shapes: `[batch, obs] -> ([batch, act], [1, act])`.
     pub fn get_action_mean(&self, obs: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         (Self::mlp(&self.actor_mean, obs), self.actor_logstd.val())
-    }
-}
-
-/// Running mean and variance (parallel Welford), as Gymnasium's `RunningMeanStd`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RunningMeanStd {
-    /// Per-dimension mean.
-    pub mean: Vec<f64>,
-    /// Per-dimension variance.
-    pub var: Vec<f64>,
-    /// Observations seen (starts at 1e-4 as in Gymnasium).
-    pub count: f64,
-}
-
-impl RunningMeanStd {
-    /// Fresh statistics for `dim` dimensions.
-    pub fn new(dim: usize) -> Self {
-        Self {
-            mean: vec![0.0; dim],
-            var: vec![1.0; dim],
-            count: 1e-4,
-        }
-    }
-
-    /// Folds in a batch of observations.
-    pub fn update(&mut self, batch: &[Vec<f32>]) {
-        let n = batch.len() as f64;
-        if n == 0.0 {
-            return;
-        }
-        for d in 0..self.mean.len() {
-            let bm = batch.iter().map(|o| o[d] as f64).sum::<f64>() / n;
-            let bv = batch
-                .iter()
-                .map(|o| (o[d] as f64 - bm).powi(2))
-                .sum::<f64>()
-                / n;
-            let delta = bm - self.mean[d];
-            let total = self.count + n;
-            self.mean[d] += delta * n / total;
-            let m2 = self.var[d] * self.count + bv * n + delta * delta * self.count * n / total;
-            self.var[d] = m2 / total;
-        }
-        self.count += n;
-    }
-
-    /// (obs − mean) / √(var + 1e-8), clipped to ±10.
-    pub fn normalize(&self, obs: &[f32]) -> Vec<f32> {
-        obs.iter()
-            .enumerate()
-            .map(|(d, &o)| {
-                (((o as f64 - self.mean[d]) / (self.var[d] + 1e-8).sqrt()).clamp(-10.0, 10.0))
-                    as f32
-            })
-            .collect()
     }
 }
 

@@ -25,10 +25,7 @@ use crate::action::{apply_action, clamp_hparams};
 use crate::config::EnvConfig;
 use crate::features::{Featurizer, observation_space};
 
-/// The action space of every schedule env: [−1, 1]².
-pub fn action_space() -> BoxSpace {
-    BoxSpace::uniform(2, -1.0, 1.0).expect("[-1, 1]^2 is a valid box")
-}
+pub use hyperctl_decide::action::action_space;
 
 /// The schedule environment over one [`TaskSpec`].
 pub struct ScheduleEnv {

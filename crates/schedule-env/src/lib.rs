@@ -24,26 +24,21 @@
 
 #![warn(missing_docs)]
 
-pub mod action;
-pub mod config;
 pub mod controller;
 pub mod cycle;
-pub mod decision;
 pub mod env;
-pub mod features;
-pub mod live;
 
-pub use action::{apply_action, clamp_hparams};
-pub use config::EnvConfig;
-pub use controller::{
-    Controller, Decision, DecisionInput, EpisodeContext, EpisodeResult, IntervalRecord, Rollback,
-    run_schedule, run_schedule_with,
-};
+// The decision path lives in `hyperctl-decide` (no burn); its modules keep their paths here.
+pub use hyperctl_decide::{action, config, decision, features, live};
+
+pub use controller::{EpisodeResult, IntervalRecord, run_schedule, run_schedule_with};
 pub use cycle::{CycleSnapshot, EnvTiming, TaskCycleEnv, TaskPool};
-pub use decision::{DecisionLoop, Observed};
 pub use env::ScheduleEnv;
-pub use features::{FEATURES, FEATURIZER_VERSION, Featurizer, N_FEATURES};
-pub use live::{EpochReport, FEATURE_FIELDS, LiveDecision, LiveSession, ReportError};
+pub use hyperctl_decide::{
+    Controller, Decision, DecisionInput, DecisionLoop, EnvConfig, EpisodeContext, EpochReport,
+    FEATURE_FIELDS, FEATURES, FEATURIZER_VERSION, Featurizer, LiveDecision, LiveSession,
+    N_FEATURES, Observed, ReportError, Rollback, apply_action, clamp_hparams,
+};
 
 /// Errors of the schedule environment.
 #[derive(Debug, thiserror::Error)]
@@ -59,4 +54,13 @@ pub enum Error {
         /// What was expected.
         reason: String,
     },
+}
+
+impl From<hyperctl_decide::InvalidValue> for Error {
+    fn from(e: hyperctl_decide::InvalidValue) -> Self {
+        Error::InvalidConfig {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
 }

@@ -106,6 +106,15 @@ pub enum Error {
     BackendUnavailable(String),
 }
 
+impl From<hyperctl_decide::InvalidValue> for Error {
+    fn from(e: hyperctl_decide::InvalidValue) -> Self {
+        Error::InvalidConfig {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -13,9 +13,7 @@ pub const DEFAULT_INIT_LR: f64 = 0.01;
 /// Default momentum a task starts from when none is given.
 pub const DEFAULT_INIT_MOMENTUM: f64 = 0.0;
 
-/// The largest budget a task may have, in decision intervals (per-interval records are kept in
-/// memory, so a budget is also a memory bound).
-pub const MAX_EPOCHS: usize = 100_000;
+pub use hyperctl_decide::stats::MAX_EPOCHS;
 
 /// The largest minibatch a task may ask for.
 pub const MAX_BATCH_SIZE: usize = 1_000_000;
@@ -109,7 +107,7 @@ impl TaskSpec {
                 reason: format!("{} is outside 1..={MAX_BATCH_SIZE}", self.batch_size),
             });
         }
-        self.init.validate()
+        Ok(self.init.validate()?)
     }
 
     /// Loads (or generates) the dataset.

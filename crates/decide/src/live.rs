@@ -2,7 +2,7 @@
 //! burn loop, or any framework through `hyperctl serve`). The loop reports each epoch's
 //! per-minibatch losses and gradient norms, its update ratio and its validation loss
 //! ([`EpochReport`]); the session turns them into the same [`EpochStats`] our trainer produces
-//! and runs them through the same [`DecisionLoop`] as [`run_schedule`](crate::run_schedule):
+//! and runs them through the same [`DecisionLoop`] as `run_schedule` (hyperctl-schedule-env):
 //! the same featurizer, action mapping, bounds, divergence rule and deployment guard. Fed our
 //! trainer's statistics, it chooses exactly what `run_schedule` chooses, before and after a
 //! rollback (tested).
@@ -17,8 +17,8 @@
 //! the policy saw in training; the first such report gets a warning naming the field
 //! ([`LiveDecision::warnings`]).
 
-use hyperctl_tasks::trainer::mean_std;
-use hyperctl_tasks::{EpochStats, Hyperparams};
+use crate::stats::mean_std;
+use crate::stats::{EpochStats, Hyperparams};
 
 use crate::config::EnvConfig;
 use crate::controller::{Controller, Rollback};
@@ -172,13 +172,10 @@ impl LiveSession {
         steps_per_epoch: usize,
         guard: Option<Rollback>,
     ) -> Result<(Self, Hyperparams), ReportError> {
-        if !(1..=hyperctl_tasks::task::MAX_EPOCHS).contains(&epochs) {
+        if !(1..=crate::stats::MAX_EPOCHS).contains(&epochs) {
             return Err(ReportError {
                 field: "epochs",
-                reason: format!(
-                    "{epochs} is outside 1..={}",
-                    hyperctl_tasks::task::MAX_EPOCHS
-                ),
+                reason: format!("{epochs} is outside 1..={}", crate::stats::MAX_EPOCHS),
             });
         }
         if !(start.lr.is_finite() && start.lr > 0.0) {

@@ -23,8 +23,8 @@
 //! | 11 | `log10_one_minus_momentum` | log10(1 − μ) of the next interval | [−2, 0] | — |
 //! | 12 | `progress` | intervals done / budget | [0, 1] | — |
 
+use crate::stats::{EpochStats, Hyperparams};
 use hyperctl_env_core::{BoxSpace, Obs};
-use hyperctl_tasks::{EpochStats, Hyperparams};
 
 /// Name, lower bound, upper bound and neutral value of each feature, in order.
 pub const FEATURES: [(&str, f32, f32, f32); 13] = [

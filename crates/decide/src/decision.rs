@@ -1,8 +1,8 @@
 //! [`DecisionLoop`]: the one decision loop that every way of running a controller goes through —
-//! [`run_schedule`](crate::run_schedule) (train, compare, meta-val), the library's
+//! `run_schedule` (hyperctl-schedule-env) (train, compare, meta-val), the library's
 //! [`LiveSession`](crate::LiveSession) and, through it, `hyperctl serve`.
 //!
-//! The loop does not train: whoever trains (our trainer in [`ScheduleEnv`](crate::ScheduleEnv),
+//! The loop does not train: whoever trains (our trainer in `ScheduleEnv`,
 //! or a user's own loop) reports each interval's [`EpochStats`] to [`DecisionLoop::observe`] and
 //! asks [`DecisionLoop::decide`] for the next interval's hyperparameters. In between, the loop
 //! owns everything that decides:
@@ -21,12 +21,12 @@
 //! back the lr it runs at gets it divided by the guard's scale, so the scale is applied once,
 //! not again at every later interval.
 
-use hyperctl_tasks::{EpochStats, Hyperparams};
+use crate::stats::{EpochStats, Hyperparams};
 
+use crate::action::action_space;
 use crate::action::{apply_action, clamp_hparams};
 use crate::config::EnvConfig;
 use crate::controller::{Controller, Decision, DecisionInput, EpisodeContext, Rollback};
-use crate::env::action_space;
 use crate::features::Featurizer;
 use hyperctl_env_core::Obs;
 

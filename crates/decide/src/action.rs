@@ -10,9 +10,15 @@
 //! by half a decade of (1 − μ) (0 → 0.68 → 0.9 → 0.968 → 0.99). Actions are clipped to [−1, 1] first; a
 //! NaN component counts as 0 (no change).
 
-use hyperctl_tasks::Hyperparams;
+use crate::stats::Hyperparams;
 
 use crate::config::EnvConfig;
+use hyperctl_env_core::BoxSpace;
+
+/// The action space of every schedule env: [−1, 1]².
+pub fn action_space() -> BoxSpace {
+    BoxSpace::uniform(2, -1.0, 1.0).expect("[-1, 1]^2 is a valid box")
+}
 
 /// Applies `action` to `current` (see the module docs).
 pub fn apply_action(current: Hyperparams, action: &[f32], config: &EnvConfig) -> Hyperparams {

@@ -92,9 +92,9 @@ impl EnvConfig {
     }
 
     /// Checks the bounds; the error names the field.
-    pub fn validate(&self) -> Result<(), crate::Error> {
+    pub fn validate(&self) -> Result<(), crate::InvalidValue> {
         let bad = |field: &'static str, reason: &str| {
-            Err(crate::Error::InvalidConfig {
+            Err(crate::InvalidValue {
                 field,
                 reason: reason.into(),
             })

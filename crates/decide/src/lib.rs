@@ -1,0 +1,38 @@
+//! The decision path of hyperctl, without burn: what a training loop reports each interval
+//! ([`EpochStats`]), the scale-free observation ([`features`]), the ONE action mapping and bounds
+//! ([`action`]), the one decision loop with its divergence rule and deployment guard
+//! ([`decision`]), a session beside a loop that is not ours ([`LiveSession`]), the exported
+//! policy with its host forward pass ([`Policy`], on `ndarray`) and its folder ([`folder`]).
+//!
+//! Everything that decides lives here, so the trainer (`hyperctl-tasks`, burn), the server, the
+//! library and the Python package run the same code; this crate compiles in seconds, which is
+//! what lets the Python wheel build without burn.
+//!
+//! # Architecture invariants
+//! - No burn, no training, no I/O beyond reading a policy folder.
+//! - One function maps actions to hyperparameters ([`apply_action`]); every choice is clamped by
+//!   [`clamp_hparams`].
+
+#![warn(missing_docs)]
+
+pub mod action;
+pub mod config;
+pub mod controller;
+pub mod decision;
+pub mod features;
+pub mod folder;
+pub mod live;
+pub mod policy;
+pub mod stats;
+
+pub use action::{action_space, apply_action, clamp_hparams};
+pub use config::EnvConfig;
+pub use controller::{Controller, Decision, DecisionInput, EpisodeContext, Rollback};
+pub use decision::{DecisionLoop, Observed};
+pub use features::{FEATURES, FEATURIZER_VERSION, Featurizer, N_FEATURES};
+pub use folder::{PolicyController, PolicyError, PolicyFolder};
+pub use live::{EpochReport, FEATURE_FIELDS, LiveDecision, LiveSession, ReportError};
+pub use policy::{Dense, Policy, RunningMeanStd};
+pub use stats::{
+    EpochStats, EvalStats, Hyperparams, InvalidValue, LayerGradNorm, mean_std, mean_std_of,
+};
