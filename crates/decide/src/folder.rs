@@ -225,11 +225,26 @@ impl PolicyFolder {
         if !dir.is_dir() {
             return Err(err(dir.into(), "is not a folder".into()));
         }
-        let config_path = dir.join(CONFIG_FILE);
         let read = |path: &Path| {
             std::fs::read(path).map_err(|e| err(path.into(), format!("cannot read: {e}")))
         };
-        let config: PolicyConfig = serde_json::from_slice(&read(&config_path)?)
+        let config = Self::read_config(dir, &read(&dir.join(CONFIG_FILE))?)?;
+        let weight_bytes = read(&dir.join(&config.weights.file))?;
+        Self::assemble(dir, config, &weight_bytes)
+    }
+
+    /// A policy folder from its two files' bytes (an embedded policy); `dir` names it in errors.
+    /// The same checks as [`PolicyFolder::load`].
+    pub fn from_bytes(dir: &Path, config: &[u8], weights: &[u8]) -> Result<Self, PolicyError> {
+        let config = Self::read_config(dir, config)?;
+        Self::assemble(dir, config, weights)
+    }
+
+    /// Parses and checks `config.json`.
+    fn read_config(dir: &Path, bytes: &[u8]) -> Result<PolicyConfig, PolicyError> {
+        let config_path = dir.join(CONFIG_FILE);
+        let err = |path: PathBuf, reason: String| PolicyError { path, reason };
+        let config: PolicyConfig = serde_json::from_slice(bytes)
             .map_err(|e| err(config_path.clone(), format!("invalid config: {e}")))?;
         let bad = |reason: String| err(config_path.clone(), reason);
         if config.format != POLICY_FORMAT {
@@ -277,9 +292,19 @@ impl PolicyFolder {
                 config.weights.file
             )));
         }
+        Ok(config)
+    }
+
+    /// Checks the weights against the config and builds the policy.
+    fn assemble(
+        dir: &Path,
+        config: PolicyConfig,
+        weight_bytes: &[u8],
+    ) -> Result<Self, PolicyError> {
+        let err = |path: PathBuf, reason: String| PolicyError { path, reason };
+        let a = &config.architecture;
         let weights_path = dir.join(&config.weights.file);
-        let weight_bytes = read(&weights_path)?;
-        if crc32fast::hash(&weight_bytes) != config.weights.crc32 {
+        if crc32fast::hash(weight_bytes) != config.weights.crc32 {
             return Err(err(
                 weights_path,
                 format!(
@@ -287,7 +312,7 @@ impl PolicyFolder {
                 ),
             ));
         }
-        let weights: PolicyWeights = serde_json::from_slice(&weight_bytes)
+        let weights: PolicyWeights = serde_json::from_slice(weight_bytes)
             .map_err(|e| err(weights_path.clone(), format!("invalid weights: {e}")))?;
         let policy = Policy {
             obs_norm: config.normalization.as_ref().map(|n| RunningMeanStd {
