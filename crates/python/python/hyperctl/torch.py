@@ -13,8 +13,9 @@
 Every feature the policy reads is the one hyperctl's own trainer computes:
 
 - minibatch loss: ``record_batch(loss)`` (the loss the step was computed from);
-- global gradient L2 norm of each step: read from the parameters' ``.grad`` just before each
-  ``optimizer.step()`` (an optimizer step pre-hook), i.e. after any clipping you apply;
+- global gradient L2 norm of each step: read from the parameters' ``.grad`` as the step used it
+  (an optimizer step post-hook: after any clipping you apply; frameworks that compute gradients
+  inside ``step(closure)``, as Lightning does, have them only then);
 - update ratio ``‖w_after − w_before‖ / ‖w_before‖`` over the interval: ``w_before`` is copied at
   the interval's first ``optimizer.step()`` (this costs one copy of the parameters);
 - validation loss: the argument of ``step(val_loss)``; learning rate, momentum and progress: the
@@ -116,7 +117,10 @@ class HyperctlLR(LRScheduler):
         self._pending_norm: Optional[float] = None
         self._started = False
         self.last_decision: Decision = self.controller.current
-        self._hook = optimizer.register_step_pre_hook(self._before_step)
+        self._hooks = (
+            optimizer.register_step_pre_hook(self._before_step),
+            optimizer.register_step_post_hook(self._after_step),
+        )
         super().__init__(optimizer, last_epoch)
 
     # -- what the policy reads -------------------------------------------------------------
@@ -129,10 +133,14 @@ class HyperctlLR(LRScheduler):
         if self._keep_before_next_step:
             self._keep()
             self._keep_before_next_step = False
-        params = self._params()
         if self._w_before is None:
-            self._w_before = [p.detach().clone() for p in params]
-        squares = [p.grad.detach().double().pow(2).sum() for p in params if p.grad is not None]
+            self._w_before = [p.detach().clone() for p in self._params()]
+
+    @torch.no_grad()
+    def _after_step(self, optimizer, args, kwargs) -> None:
+        # After the step: frameworks that compute the gradients inside `step(closure)` (Lightning)
+        # have them only now, and optimizers leave `.grad` as it was used.
+        squares = [p.grad.detach().double().pow(2).sum() for p in self._params() if p.grad is not None]
         self._pending_norm = math.sqrt(float(sum(squares))) if squares else None
 
     def record_batch(self, loss) -> None:
