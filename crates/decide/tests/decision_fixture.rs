@@ -58,7 +58,11 @@ struct Script {
 fn report(epoch: usize, hp: Hyperparams, s: Script) -> EpochReport {
     let progress = (hp.lr.ln() + 8.0).clamp(0.0, 10.0) / 10.0;
     let base = 2.0 * (-(epoch as f64) * (0.05 + 0.2 * progress)).exp() + 0.1;
-    let base = if hp.lr > 0.5 { base * (1.0 + hp.lr) } else { base };
+    let base = if hp.lr > 0.5 {
+        base * (1.0 + hp.lr)
+    } else {
+        base
+    };
     let mut train: Vec<f64> = (0..8)
         .map(|k| base * (1.0 + 0.03 * ((k * 7 + epoch) % 5) as f64))
         .collect();
