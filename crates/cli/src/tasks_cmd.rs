@@ -1,5 +1,6 @@
 //! `hyperctl tasks list|validate COLLECTION`: expand a collection, show its tasks and cost, or
-//! report every problem in it.
+//! report every problem in it. `hyperctl tasks export COLLECTION#ID`: one run's data split, as
+//! the trainer sees it, for training the same task in another framework.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,26 @@ pub enum TasksCommand {
     /// Check a collection: files exist and parse, fields are known, no group spans two splits,
     /// no split is empty, budgets are sane. Reports every problem; exit 2 if any.
     Validate(ValidateArgs),
+    /// Write one run's standardized train/validation/test split (`.npy`, float32) and the task's
+    /// definition (`task.json`), exactly as hyperctl's trainer sees them for that seed: for
+    /// training the same task in another framework (experiments/pytorch-transfer).
+    Export(ExportArgs),
+}
+
+/// Arguments of `tasks export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The task, as COLLECTION#TASK_ID.
+    task: String,
+    /// The run seed (the split and the initialisation depend on it; default: the task's seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Data root for relative paths (default: $HYPERCTL_DATA, else the collection's folder).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Output folder (created; files in it are replaced).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 /// Arguments of `tasks list`.
@@ -72,6 +93,7 @@ pub fn load(collection: &str, data_dir: Option<&std::path::Path>) -> anyhow::Res
 pub fn run(command: TasksCommand) -> anyhow::Result<()> {
     match command {
         TasksCommand::List(args) => list(args),
+        TasksCommand::Export(args) => export(args),
         TasksCommand::Validate(args) => {
             let collection = load(&args.collection, args.data_dir.as_deref())?;
             let problems = validate(&collection, !args.no_load);
@@ -204,5 +226,92 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
     } else {
         println!("{summary}");
     }
+    Ok(())
+}
+
+/// `.npy` (format 1.0) bytes of a little-endian float32 array of `shape`.
+fn npy_f32(values: &[f32], shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    // Magic (6) + version (2) + header length (2) + header, padded with spaces to a multiple of
+    // 64 and ended by a newline.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + 4 * values.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let Some((collection, id)) = hyperctl_collections::split_task_ref(&args.task) else {
+        bail!("task `{}`: expected COLLECTION#TASK_ID", args.task);
+    };
+    let collection = load(collection, args.data_dir.as_deref())?;
+    let Some(found) = collection.get(id) else {
+        bail!(
+            "collection `{}` has no task `{id}` (see `hyperctl tasks list`)",
+            collection.name
+        );
+    };
+    let task = &found.task;
+    let seed = args.seed.unwrap_or(task.seed);
+    let data = task.load()?;
+    let split = task.split(&data, seed)?;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, table) in [
+        ("train", &split.train),
+        ("val", &split.val),
+        ("test", &split.test),
+    ] {
+        files.push((
+            format!("{name}_x.npy"),
+            npy_f32(&table.x, &[table.n_rows(), split.n_features]),
+        ));
+        files.push((
+            format!("{name}_y.npy"),
+            npy_f32(&table.y, &[table.n_rows()]),
+        ));
+    }
+    let meta = json!({
+        "task": task,
+        "split": found.split,
+        "seed": seed,
+        "task_type": split.task_type.name(),
+        "n_features": split.n_features,
+        "n_classes": split.n_classes,
+        "image_shape": split.image_shape,
+        "standardization": split.standardization,
+        "rows": {"train": split.train.n_rows(), "val": split.val.n_rows(), "test": split.test.n_rows()},
+        "provenance": crate::output::RunMeta::new("flex", seed),
+    });
+    files.push((
+        "task.json".into(),
+        serde_json::to_vec_pretty(&meta).expect("the export's metadata serializes"),
+    ));
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.out.display()))?;
+    for (name, bytes) in &files {
+        hyperctl_files::write_atomic(&args.out.join(name), bytes)?;
+    }
+    println!(
+        "exported `{}` seed {seed}: {} train, {} val, {} test rows to {}",
+        task.id,
+        split.train.n_rows(),
+        split.val.n_rows(),
+        split.test.n_rows(),
+        args.out.display()
+    );
     Ok(())
 }

@@ -1400,3 +1400,77 @@ fn compare_runs_rollback_guarded_controllers_beside_the_plain_ones() {
     ]);
     assert_clean_failure(&bad, &["nonsense"]);
 }
+
+#[test]
+fn tasks_export_writes_the_split_the_trainer_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export");
+    let run = hyperctl(&[
+        "tasks",
+        "export",
+        "generated#sp-test-000",
+        "--seed",
+        "7",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("task.json")).unwrap()).unwrap();
+    assert_eq!(meta["seed"], 7);
+    assert_eq!(meta["task"]["id"], "sp-test-000");
+    let (rows, features) = (
+        meta["rows"]["train"].as_u64().unwrap() as usize,
+        meta["n_features"].as_u64().unwrap() as usize,
+    );
+    let x = std::fs::read(out.join("train_x.npy")).unwrap();
+    assert_eq!(&x[..8], b"\x93NUMPY\x01\x00");
+    let header_len = u16::from_le_bytes([x[8], x[9]]) as usize;
+    let header = std::str::from_utf8(&x[10..10 + header_len]).unwrap();
+    assert!(
+        header.contains(&format!("'shape': ({rows}, {features})")) && header.ends_with('\n'),
+        "{header}"
+    );
+    assert_eq!((10 + header_len) % 64, 0, "the data starts 64-byte aligned");
+    assert_eq!(x.len(), 10 + header_len + 4 * rows * features);
+    let values: Vec<f32> = x[10 + header_len..]
+        .chunks(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64;
+    assert!(mean.abs() < 0.1, "train features are standardized: {mean}");
+    // Another seed, another split; the same seed, the same bytes.
+    let again = dir.path().join("again");
+    for (seed, dest) in [("7", &again), ("8", &dir.path().join("other"))] {
+        assert!(
+            hyperctl(&[
+                "tasks",
+                "export",
+                "generated#sp-test-000",
+                "--seed",
+                seed,
+                "--out",
+                dest.to_str().unwrap(),
+            ])
+            .status
+            .success()
+        );
+    }
+    assert_eq!(std::fs::read(again.join("train_x.npy")).unwrap(), x);
+    assert_ne!(
+        std::fs::read(dir.path().join("other/train_x.npy")).unwrap(),
+        x
+    );
+    let bad = hyperctl(&[
+        "tasks",
+        "export",
+        "generated",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&bad, &["expected COLLECTION#TASK_ID"]);
+}
