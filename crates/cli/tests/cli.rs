@@ -1404,21 +1404,24 @@ fn compare_runs_rollback_guarded_controllers_beside_the_plain_ones() {
 #[test]
 fn tasks_export_writes_the_split_the_trainer_sees() {
     let dir = tempfile::tempdir().unwrap();
+    let export = |seed: &str, dest: &Path| {
+        let run = hyperctl(&[
+            "tasks",
+            "export",
+            "generated#sp-test-000",
+            "--seed",
+            seed,
+            "--out",
+            dest.to_str().unwrap(),
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    };
     let out = dir.path().join("export");
-    let run = hyperctl(&[
-        "tasks",
-        "export",
-        "generated#sp-test-000",
-        "--seed",
-        "7",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    export("7", &out);
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("task.json")).unwrap()).unwrap();
     assert_eq!(meta["seed"], 7);
@@ -1445,21 +1448,8 @@ fn tasks_export_writes_the_split_the_trainer_sees() {
     assert!(mean.abs() < 0.1, "train features are standardized: {mean}");
     // Another seed, another split; the same seed, the same bytes.
     let again = dir.path().join("again");
-    for (seed, dest) in [("7", &again), ("8", &dir.path().join("other"))] {
-        assert!(
-            hyperctl(&[
-                "tasks",
-                "export",
-                "generated#sp-test-000",
-                "--seed",
-                seed,
-                "--out",
-                dest.to_str().unwrap(),
-            ])
-            .status
-            .success()
-        );
-    }
+    export("7", &again);
+    export("8", &dir.path().join("other"));
     assert_eq!(std::fs::read(again.join("train_x.npy")).unwrap(), x);
     assert_ne!(
         std::fs::read(dir.path().join("other/train_x.npy")).unwrap(),
