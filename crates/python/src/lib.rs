@@ -4,6 +4,9 @@
 //! `hyperctl serve` — it *is* `LiveSession`. The Python side (`hyperctl.torch`) measures what the
 //! session reads from the user's own training loop.
 
+#[cfg(feature = "gym")]
+mod gym;
+
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -147,6 +150,9 @@ fn policy_config(policy: &str) -> PyResult<String> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Session>()?;
+    #[cfg(feature = "gym")]
+    m.add_class::<gym::PyScheduleEnv>()?;
+    m.add("HAS_GYM", cfg!(feature = "gym"))?;
     m.add_function(wrap_pyfunction!(policy_config, m)?)?;
     m.add("FEATURIZER_VERSION", hyperctl_decide::FEATURIZER_VERSION)?;
     Ok(())
