@@ -41,6 +41,25 @@ def test_an_episode_is_a_training_run_and_repeats_from_its_seed():
     assert a == b and len(a) >= 1
 
 
+def test_a_collection_split_cycles_through_its_tasks():
+    from gymnasium.utils.env_checker import check_env
+
+    from hyperctl.gym import make
+
+    env = make("generated", split="meta-val")
+    assert env.task_id == "generated:meta-val"
+    check_env(env, skip_render_check=True)
+    budgets = set()
+    for seed in range(6):
+        env.reset(seed=seed)
+        steps, done = 0, False
+        while not done:
+            _, _, terminated, truncated, _ = env.step([0.0, 0.0])
+            steps, done = steps + 1, terminated or truncated
+        budgets.add(steps)
+    assert len(budgets) > 1, "different tasks (budgets) at different resets"
+
+
 def test_bad_input_is_a_clear_error():
     from hyperctl.gym import make
 
@@ -48,7 +67,11 @@ def test_bad_input_is_a_clear_error():
         make("generated")
     with pytest.raises(ValueError, match="no task"):
         make("generated#nope")
+    with pytest.raises(ValueError, match="no task in split"):
+        make("generated", split="nope")
     env = make(TASK)
+    with pytest.raises(ValueError, match="call reset"):
+        env._env.step([0.0, 0.0])
     env.reset(seed=0)
     with pytest.raises(ValueError, match="action"):
         env._env.step([float("nan"), 0.0])

@@ -138,6 +138,19 @@ def test_without_the_guard_a_diverged_interval_ends_the_run():
     assert d.diverged and d.done
 
 
+def test_for_a_policy_trained_on_adam_the_momentum_is_beta1_and_beta2_is_kept(monkeypatch):
+    import hyperctl.torch as ht
+
+    monkeypatch.setattr(ht, "_trained_optimizer", lambda policy: "adam")
+    x, y, model, _ = setup()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.8, 0.95))
+    sched = HyperctlLR(opt, epochs=4)
+    assert sched.controller._open["momentum"] == 0.8
+    d = epoch(x, y, model, opt, sched)
+    assert opt.param_groups[0]["betas"] == (d.momentum, 0.95)
+    assert opt.param_groups[0]["lr"] == d.lr
+
+
 def test_an_optimizer_the_policy_was_not_trained_with_is_refused():
     model = torch.nn.Linear(2, 1)
     with pytest.raises(ValueError, match="trained driving sgd, not adam"):

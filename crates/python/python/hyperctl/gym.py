@@ -4,7 +4,8 @@ values in [-1, 1] that the ONE action mapping turns into the next lr and momentu
 interval's progress ``ln V_{t-1} - ln V_t`` on validation loss; divergence terminates with the
 crash penalty).
 
-    env = hyperctl.gym.make("generated#gm-val-000")
+    env = hyperctl.gym.make("generated#gm-val-000")            # one task
+    env = hyperctl.gym.make("generated", split="meta-train")   # a new task at every reset
     obs, info = env.reset(seed=0)
 
 Needs the package built with the ``gym`` feature (it compiles hyperctl's trainer, on burn):
@@ -27,13 +28,20 @@ __all__ = ["HyperctlEnv", "make"]
 class HyperctlEnv(gymnasium.Env):
     metadata = {"render_modes": []}
 
-    def __init__(self, task: str, *, data_dir: Optional[str] = None, env_config: Optional[str] = None):
+    def __init__(
+        self,
+        task: str,
+        *,
+        split: Optional[str] = None,
+        data_dir: Optional[str] = None,
+        env_config: Optional[str] = None,
+    ):
         if not getattr(_native, "HAS_GYM", False):
             raise RuntimeError(
                 "hyperctl.gym needs the package built with the gym feature: "
                 'MATURIN_PEP517_ARGS="--features gym" pip install ./crates/python'
             )
-        self._env = _native.ScheduleEnv(task, data_dir=data_dir, env_config=env_config)
+        self._env = _native.ScheduleEnv(task, split=split, data_dir=data_dir, env_config=env_config)
         low, high = _native.ScheduleEnv.obs_bounds
         self.observation_space = gymnasium.spaces.Box(
             np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32), dtype=np.float32
@@ -61,5 +69,6 @@ def _info(pairs) -> dict:
 
 
 def make(task: str, **kwargs) -> HyperctlEnv:
-    """``make("COLLECTION#TASK_ID", data_dir=..., env_config=...)``."""
+    """``make("COLLECTION#TASK_ID")``, or ``make("COLLECTION", split="meta-train")`` to draw the
+    next of the split's tasks at every reset; ``data_dir=``, ``env_config=`` as for the CLI."""
     return HyperctlEnv(task, **kwargs)

@@ -98,10 +98,12 @@ class HyperctlLR(LRScheduler):
                 f"({type(optimizer).__name__}); its momentum actions would mean something else"
             )
         group = optimizer.param_groups[0]
+        # The policy's "momentum" is SGD's momentum, or Adam's beta1 for a policy trained on Adam.
+        start_momentum = group["momentum"] if kind == "sgd" else group["betas"][0]
         self.controller = Controller(
             epochs,
             group["lr"],
-            group.get("momentum", 0.0),
+            start_momentum,
             policy,
             guard=guard is not None,
             steps_per_epoch=steps_per_epoch,
@@ -196,6 +198,9 @@ class HyperctlLR(LRScheduler):
             group["lr"] = d.lr * ratio
             if "momentum" in group:
                 group["momentum"] = d.momentum
+            elif "betas" in group:
+                # beta1 only: beta2 (the second-moment average) stays what the user set.
+                group["betas"] = (d.momentum, group["betas"][1])
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     # -- the guard ------------------------------------------------------------------------
