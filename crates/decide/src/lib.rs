@@ -2,7 +2,8 @@
 //! ([`EpochStats`]), the scale-free observation ([`features`]), the ONE action mapping and bounds
 //! ([`action`]), the one decision loop with its divergence rule and deployment guard
 //! ([`decision`]), a session beside a loop that is not ours ([`LiveSession`]), the exported
-//! policy with its host forward pass ([`Policy`], on `ndarray`) and its folder ([`folder`]).
+//! policy ([`Policy`], crate `hyperctl-policy`, forward pass on `ndarray`) and its folder
+//! ([`folder`]); the statistics it reads come from crate `hyperctl-stats`.
 //!
 //! Everything that decides lives here, so the trainer (`hyperctl-tasks`, burn), the server, the
 //! library and the Python package run the same code; this crate compiles in seconds, which is
@@ -22,8 +23,11 @@ pub mod decision;
 pub mod features;
 pub mod folder;
 pub mod live;
-pub mod policy;
-pub mod stats;
+
+/// The exported policy (crate `hyperctl-policy`).
+pub use hyperctl_policy as policy;
+/// Interval statistics and hyperparameters (crate `hyperctl-stats`).
+pub use hyperctl_stats as stats;
 
 pub use action::{action_space, apply_action, clamp_hparams};
 pub use config::EnvConfig;

@@ -19,7 +19,7 @@
 pub mod checkpoint;
 
 pub use checkpoint::{CheckpointError, decode, encode};
-pub use hyperctl_decide::{Dense, Policy, RunningMeanStd};
+pub use hyperctl_policy::{Dense, Policy, RunningMeanStd};
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};

@@ -106,8 +106,8 @@ pub enum Error {
     BackendUnavailable(String),
 }
 
-impl From<hyperctl_decide::InvalidValue> for Error {
-    fn from(e: hyperctl_decide::InvalidValue) -> Self {
+impl From<hyperctl_stats::InvalidValue> for Error {
+    fn from(e: hyperctl_stats::InvalidValue) -> Self {
         Error::InvalidConfig {
             field: e.field,
             reason: e.reason,

@@ -13,7 +13,7 @@ pub const DEFAULT_INIT_LR: f64 = 0.01;
 /// Default momentum a task starts from when none is given.
 pub const DEFAULT_INIT_MOMENTUM: f64 = 0.0;
 
-pub use hyperctl_decide::stats::MAX_EPOCHS;
+pub use hyperctl_stats::MAX_EPOCHS;
 
 /// The largest minibatch a task may ask for.
 pub const MAX_BATCH_SIZE: usize = 1_000_000;

@@ -28,7 +28,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-pub use hyperctl_decide::stats::{
+pub use hyperctl_stats::{
     EpochStats, EvalStats, Hyperparams, LayerGradNorm, mean_std, mean_std_of,
 };
 

@@ -4,6 +4,13 @@
 //! pass accumulates `b + Σᵢ xᵢ·Wᵢ` input by input (`scaled_add`, no fused or blocked kernel), so
 //! its bits do not depend on the machine's SIMD width or a BLAS.
 
+//!
+//! # Architecture invariants
+//! - Knows observations and actions only: nothing of learning rates, training or burn. PPO exports
+//!   it (`hyperctl-ppo`), the decision path runs it (`hyperctl-decide`).
+
+#![warn(missing_docs)]
+
 use ndarray::{Array1, ArrayView1, ArrayView2};
 
 /// A dense layer `y = x W + b` with `W` stored row-major `[inputs][outputs]`.

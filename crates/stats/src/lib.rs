@@ -1,5 +1,11 @@
 //! What one decision interval of training reports, and the hyperparameters it ran with: the data
 //! every controller reads, whoever trained (hyperctl's trainer, a burn loop, PyTorch).
+//!
+//! # Architecture invariants
+//! - Plain data: no burn, no RL. The trainer (`hyperctl-tasks`) produces these; the decision path
+//!   (`hyperctl-decide`) reads them; neither knows the other.
+
+#![warn(missing_docs)]
 
 /// The largest budget a task (or a live session) may have, in decision intervals (per-interval
 /// records are kept in memory, so a budget is also a memory bound).
