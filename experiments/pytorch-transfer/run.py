@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,12 @@ def export(bin_, task, seed, cache, data_dir):
     return meta, arrays
 
 
+@lru_cache(maxsize=8)
+def cached_export(bin_, task, seed, cache, data_dir):
+    """A worker's copy of one run's split (several jobs train on it)."""
+    return export(bin_, task, seed, Path(cache), data_dir)
+
+
 def build_model(meta, seed):
     spec = meta["task"]["model"]
     kind, _, rest = spec.partition(":")
@@ -114,7 +121,7 @@ def torch_job(job):
     """A worker process's run: (bin, data_dir, cache, task, seed, controller, lr, momentum, extra)."""
     bin_, data_dir, cache, task, seed, controller, lr, momentum, extra = job
     torch.set_num_threads(1)
-    meta, arrays = export(bin_, task, seed, Path(cache), data_dir)
+    meta, arrays = cached_export(bin_, task, seed, cache, data_dir)
     out = torch_run(meta, arrays, seed, controller, lr, momentum)
     return dict(out, path="pytorch", task=task, seed=seed, controller=controller, init_lr=lr,
                 init_momentum=momentum, **extra)
@@ -147,7 +154,7 @@ def torch_run(meta, arrays, seed, controller, lr, momentum):
             value.backward()
             opt.step()
             losses.append(float(value.detach()))
-            if sched is not None and controller == "policy":
+            if controller == "policy":
                 sched.record_batch(value)
         val = evaluate(model, arrays["val_x"], arrays["val_y"], loss)
         vals.append(val)

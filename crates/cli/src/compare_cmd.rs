@@ -326,7 +326,7 @@ fn plan_of(args: &CompareArgs, backend: Backend) -> anyhow::Result<hyperctl_comp
 fn unguarded(specs: &[String]) -> Vec<String> {
     specs
         .iter()
-        .map(|c| hyperctl_compare::run::guarded(c).0.to_string())
+        .map(|c| hyperctl_controllers::unguarded_text(c).0.to_string())
         .collect()
 }
 

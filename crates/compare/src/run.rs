@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hyperctl_collections::CollectionTask;
-use hyperctl_schedule_env::{EnvConfig, Rollback, ScheduleEnv, run_schedule_with};
+use hyperctl_schedule_env::{EnvConfig, ScheduleEnv, run_schedule_with};
 use hyperctl_tasks::{Backend, Dataset};
 use serde::{Deserialize, Serialize};
 
@@ -67,16 +67,6 @@ pub struct RunRecord {
     /// Divergences undone by rollback (only `rollback(SPEC)` controllers roll back).
     #[serde(default)]
     pub rollbacks: usize,
-}
-
-/// The deployment guard of `rollback(SPEC)` controllers: on divergence, or a validation loss
-/// above 4× the run's best so far, go back to the last good epoch, halve that epoch's lr and go
-/// on, at most 5 times (as `hyperctl train --rollback`'s defaults).
-pub const GUARD: Rollback = Rollback::DEPLOYED;
-
-/// Splits `rollback(SPEC)` into SPEC and the guard; any other SPEC comes back unguarded.
-pub fn guarded(spec: &str) -> (&str, Option<Rollback>) {
-    hyperctl_controllers::unguarded_text(spec)
 }
 
 impl RunRecord {
@@ -139,7 +129,7 @@ impl DatasetCache {
 pub fn check_tasks(tasks: &[CollectionTask], config: &RunConfig) -> Result<(), Error> {
     for c in &config.controllers {
         if !config.replays.contains_key(c) {
-            hyperctl_controllers::build(guarded(c).0)
+            hyperctl_controllers::build(hyperctl_controllers::unguarded_text(c).0)
                 .map_err(|e| Error::Controller(e.to_string()))?;
         }
     }
@@ -342,7 +332,7 @@ fn run_one(
             task: task.task.id.clone(),
             reason: e.to_string(),
         })?;
-    let (inner, rollback) = guarded(controller);
+    let (inner, rollback) = hyperctl_controllers::unguarded_text(controller);
     let mut ctl: Box<dyn hyperctl_schedule_env::Controller + Send> = match config
         .replays
         .get(controller)

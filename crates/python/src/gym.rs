@@ -6,15 +6,12 @@ use std::path::Path;
 use hyperctl_env_core::Env;
 use hyperctl_schedule_env::{EnvConfig, N_FEATURES, ScheduleEnv, TaskCycleEnv};
 use hyperctl_tasks::Backend;
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+
+use crate::value_error;
 
 /// An env's diagnostics, as (key, value) pairs.
 type Info = Vec<(String, f64)>;
-
-fn value_error(e: impl std::fmt::Display) -> PyErr {
-    PyValueError::new_err(e.to_string())
-}
 
 /// A training run as an environment: `reset(seed)` builds a fresh model and split (of one task,
 /// or of the next task of a collection's split), `step(action)` trains one interval at the
