@@ -3,7 +3,8 @@
 # (`pip install ./crates/python`) and runs its tests. The torch, Lightning and Hugging Face tests
 # need those packages: HYPERCTL_TEST_TORCH=auto (the default) installs them from PyPI when the
 # disk has room (PyPI's torch wheel brings CUDA libraries: 5.4 GB, 130 s here), =1 always, =0
-# never; tests whose packages are missing skip, saying so.
+# never; tests whose packages are missing skip, saying so. Then the package is rebuilt with the
+# gym feature (compiles burn) and the Gymnasium env's tests run (HYPERCTL_TEST_GYM=0 skips that).
 # Usage, from the repository root: bash crates/python/run_tests.sh [VENV_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,3 +37,16 @@ start=$(date +%s)
 "$venv/bin/pip" install -q ./crates/python
 echo "built and installed the package in $(( $(date +%s) - start )) s"
 "$venv/bin/python" -m pytest -q -rs crates/python/tests
+# hyperctl.gym wraps the Rust trainer (burn), so it is a build feature, not in the default wheel:
+# rebuild with it, as its users install it, and run its tests (here a skip is a failure).
+# HYPERCTL_TEST_GYM=0 leaves this out (the burn build takes minutes).
+if [ "${HYPERCTL_TEST_GYM:-1}" = 1 ]; then
+    if ! "$venv/bin/pip" install -q gymnasium; then
+        echo "SKIPPED: the gym tests (cannot install gymnasium from PyPI)" >&2
+        exit 0
+    fi
+    start=$(date +%s)
+    MATURIN_PEP517_ARGS="--features gym" "$venv/bin/pip" install -q --force-reinstall --no-deps ./crates/python
+    echo "built and installed the package with the gym feature in $(( $(date +%s) - start )) s"
+    HYPERCTL_REQUIRE_GYM=1 "$venv/bin/python" -m pytest -q -rs crates/python/tests/test_gym.py
+fi
