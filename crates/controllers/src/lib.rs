@@ -6,6 +6,8 @@
 //! | `step`, `exponential`, `cosine`, `warmup-cosine`, `onecycle` | fixed schedules with PyTorch semantics ([`schedules`]) |
 //! | `plateau`, `simple-reactive`, `hypergradient` | reactive heuristics ([`reactive`]) |
 //! | `policy:DIR` | a learned policy loaded from its folder ([`policy`]), acting with its mean action |
+//! | `dog`, `ldog`, `schedule-free`, `prodigy`, `d-adapt` | parameter-free methods: the trainer's step rule in place of the inner optimizer ([`param_free`]) |
+//! | `average[:gamma=G\|:ema=D](SPEC)` | SPEC, evaluated at averaged weights ([`param_free::Averaged`]) |
 //! | `rollback(SPEC)` | SPEC under the deployment guard ([`hyperctl_schedule_env::Rollback::DEPLOYED`]) |
 //! | `replay(NAME)` | open-loop playback of another controller's mean trajectory ([`replay`]; built by `compare --replay`, not from a SPEC) |
 //!
@@ -23,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod constant;
+pub mod param_free;
 /// `policy:DIR` (the folder and its controller live in `hyperctl-decide`, without burn).
 pub use hyperctl_decide::folder as policy;
 pub mod reactive;
@@ -31,6 +34,7 @@ pub mod schedules;
 pub mod spec;
 
 pub use constant::Constant;
+pub use param_free::{Averaged, ParameterFree};
 pub use policy::{PolicyController, PolicyFolder};
 pub use reactive::Reactive;
 pub use replay::Replay;
@@ -51,6 +55,10 @@ pub enum Spec {
     Reactive(ControllerSpec),
     /// `policy:DIR`: a learned policy's folder.
     Policy(PathBuf),
+    /// A parameter-free method (`dog`, `ldog`, `schedule-free`, `prodigy`, `d-adapt`).
+    ParameterFree(ControllerSpec),
+    /// `average[:PARAMS](SPEC)`: SPEC with iterate averaging.
+    Average(hyperctl_tasks::Averaging, Box<Spec>),
     /// `rollback(SPEC)`: SPEC under the deployment guard ([`Rollback::DEPLOYED`]).
     Rollback(Box<Spec>),
     /// `replay(SPEC)`: open-loop playback of SPEC's mean trajectory (its trajectories come from
@@ -84,6 +92,32 @@ impl Spec {
         if let Some(inner) = wrapped(spec, "replay") {
             return Ok(Spec::Replay(Box::new(Spec::parse(inner)?)));
         }
+        if let Some(rest) = spec.strip_prefix("average")
+            && (rest.starts_with('(') || rest.starts_with(':'))
+        {
+            let (head, inner) = match (rest.find('('), rest.strip_suffix(')')) {
+                (Some(open), Some(body)) => (&rest[..open], &body[open + 1..]),
+                _ => {
+                    return Err(SpecError::new(
+                        spec,
+                        "expected `average(SPEC)` or `average:gamma=G(SPEC)` / `average:ema=D(SPEC)`",
+                    ));
+                }
+            };
+            let params = match head.strip_prefix(':') {
+                Some(_) => Some(ControllerSpec::parse(&format!("average{head}"))?),
+                None => None,
+            };
+            let averaging = param_free::averaging_from(params.as_ref())?;
+            let inner_spec = Spec::parse(inner)?;
+            if matches!(inner_spec, Spec::Rollback(_) | Spec::Average(..)) {
+                return Err(SpecError::new(
+                    spec,
+                    "the guard and averaging go outside in, once each: write `rollback(average(SPEC))`",
+                ));
+            }
+            return Ok(Spec::Average(averaging, Box::new(inner_spec)));
+        }
         if let Some(dir) = spec.strip_prefix("policy:") {
             if dir.is_empty() {
                 return Err(SpecError::new(
@@ -99,6 +133,10 @@ impl Spec {
                 Ok(Spec::Schedule(parsed))
             }
             "plateau" | "simple-reactive" | "hypergradient" => Ok(Spec::Reactive(parsed)),
+            "dog" | "ldog" | "schedule-free" | "prodigy" | "d-adapt" => {
+                ParameterFree::from_spec(&parsed)?;
+                Ok(Spec::ParameterFree(parsed))
+            }
             other => Err(SpecError::new(
                 spec,
                 format!(
@@ -117,10 +155,11 @@ impl Spec {
         }
     }
 
-    /// The policy folder, for `policy:DIR`.
+    /// The policy folder, for `policy:DIR` (also inside `average(...)`).
     pub fn policy_dir(&self) -> Option<&Path> {
         match self {
             Spec::Policy(dir) => Some(dir),
+            Spec::Average(_, inner) => inner.policy_dir(),
             _ => None,
         }
     }
@@ -142,6 +181,18 @@ impl Spec {
                 .map(|c| Box::new(c) as Box<dyn Controller + Send>)
                 .map_err(|e| SpecError::new(spec, e.to_string())),
             Spec::Rollback(inner) => inner.build(unguarded_text(spec).0),
+            Spec::ParameterFree(p) => Ok(Box::new(ParameterFree::from_spec(p)?)),
+            Spec::Average(averaging, inner) => {
+                let inner_text = spec
+                    .find('(')
+                    .and_then(|open| spec[open + 1..].strip_suffix(')'))
+                    .ok_or_else(|| SpecError::new(spec, "expected `average(SPEC)`"))?;
+                Ok(Box::new(Averaged::new(
+                    spec,
+                    inner.build(inner_text)?,
+                    *averaging,
+                )))
+            }
             Spec::Replay(_) => Err(SpecError::new(
                 spec,
                 "replay(SPEC) plays back a comparison's trajectories: use `compare --replay SPEC`",
@@ -198,6 +249,12 @@ pub const KNOWN: &[&str] = &[
     "simple-reactive",
     "hypergradient",
     "policy:DIR",
+    "dog",
+    "ldog",
+    "schedule-free",
+    "prodigy",
+    "d-adapt",
+    "average(SPEC)",
 ];
 
 #[cfg(test)]

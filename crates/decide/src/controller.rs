@@ -1,7 +1,7 @@
 //! The [`Controller`] trait: what every controller (schedule, heuristic, learned policy) answers
 //! before each interval, and the deployment guard's settings ([`Rollback`]).
 
-use crate::stats::{EpochStats, Hyperparams};
+use crate::stats::{EpochStats, Hyperparams, Method};
 
 /// What a controller chooses for the next interval.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +55,11 @@ pub trait Controller {
     /// then: it costs a gradient copy and a dot product per step).
     fn reads_grad_cosine(&self) -> bool {
         false
+    }
+    /// What the trainer does besides following the lr and momentum: a parameter-free step rule,
+    /// iterate averaging ([`Method`]; the inner optimizer, plainly, unless said otherwise).
+    fn method(&self) -> Method {
+        Method::INNER
     }
 }
 

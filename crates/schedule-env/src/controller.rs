@@ -69,6 +69,12 @@ pub fn run_schedule_with(
         env.enable_rollback();
     }
     env.measure_grad_cosines(controller.reads_grad_cosine());
+    if let Err(err) = env.set_method(controller.method()) {
+        panic!(
+            "controller `{}` asks for an invalid method: {err}",
+            controller.spec()
+        );
+    }
     env.reset(Some(seed));
     let initial_val = env.trainer().initial_val();
     let mut decisions = DecisionLoop::new(

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use hyperctl_env_core::{BoxSpace, Env, Info, Obs, Step};
 use hyperctl_tasks::{
-    Backend, Dataset, EpochStats, EvalStats, Hyperparams, TaskSpec, Trainer, TrainerConfig,
+    Backend, Dataset, EpochStats, EvalStats, Hyperparams, Method, TaskSpec, Trainer,
+    TrainerConfig,
 };
 
 use crate::Error;
@@ -39,6 +40,7 @@ pub struct ScheduleEnv {
     episode: Option<Episode>,
     keep_snapshots: bool,
     grad_cosines: bool,
+    method: Method,
     train_rows: usize,
 }
 
@@ -107,6 +109,7 @@ impl ScheduleEnv {
             episode: None,
             keep_snapshots: false,
             grad_cosines: false,
+            method: Method::INNER,
             train_rows: 0,
         }
     }
@@ -178,6 +181,14 @@ impl ScheduleEnv {
     /// gradients (`grad_cos_mean`, read by the hypergradient controller; NaN otherwise).
     pub fn measure_grad_cosines(&mut self, on: bool) {
         self.grad_cosines = on;
+    }
+
+    /// Trains every later episode with `method` (a parameter-free step rule, iterate averaging;
+    /// see [`Method`]); checked now, so a bad one is an error here, not a panic at reset.
+    pub fn set_method(&mut self, method: Method) -> Result<(), Error> {
+        hyperctl_tasks::trainer::check_method(&method)?;
+        self.method = method;
+        Ok(())
     }
 
     /// Keeps a good state of each episode from the next reset on (the initial state at every
@@ -307,11 +318,20 @@ impl Env for ScheduleEnv {
             grad_cosines: self.grad_cosines,
             ..self.task.trainer_config(seed, self.backend)
         };
-        let trainer = self
+        let mut trainer = self
             .task
             .split(&self.data, seed)
             .and_then(|split| Trainer::new(&split, &config))
             .expect("the task was built once in ScheduleEnv::new, so it should build for any seed");
+        if self.method != Method::INNER {
+            let steps_per_interval = self
+                .task
+                .steps_per_decision
+                .unwrap_or_else(|| trainer.steps_per_epoch());
+            trainer
+                .set_method(self.method, self.task.epochs * steps_per_interval)
+                .expect("set_method checked the method");
+        }
         let initial_val = trainer.initial_val();
         let featurizer = Featurizer::new(initial_val.loss, self.task.epochs);
         let hp = clamp_hparams(self.task.init, &self.config);

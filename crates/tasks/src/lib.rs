@@ -26,6 +26,7 @@ pub mod idx;
 mod kernels;
 pub mod model;
 pub mod optim;
+mod rules;
 pub mod source;
 pub mod task;
 pub mod trainer;
@@ -34,7 +35,10 @@ pub use data::{Dataset, SplitData, TaskType};
 pub use model::ModelSpec;
 pub use source::DatasetSource;
 pub use task::TaskSpec;
-pub use trainer::{EpochStats, EvalStats, Hyperparams, Trainer, TrainerConfig, TrainerSnapshot};
+pub use trainer::{
+    Averaging, EpochStats, EvalStats, Hyperparams, Method, OptimizerKind, StepRule, Trainer,
+    TrainerConfig, TrainerSnapshot,
+};
 
 use std::path::PathBuf;
 

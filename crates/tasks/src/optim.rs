@@ -1,4 +1,5 @@
-//! SGD with momentum in PyTorch semantics, with a momentum that may change between any two steps.
+//! The inner optimizers in PyTorch semantics: SGD with momentum ([`ControlledSgd`]) and AdamW
+//! ([`ControlledAdamW`]), with a momentum (beta1 for AdamW) that may change between any two steps.
 //!
 //! Per parameter tensor, with gradient `g`, learning rate `lr` (passed at every step) and momentum
 //! `μ` (read from a shared cell at every step):
@@ -116,6 +117,118 @@ impl Optimizer for ControlledSgd {
     }
 }
 
+/// AdamW in PyTorch semantics (`torch.optim.AdamW`, amsgrad off), with a beta1 that may change
+/// between any two steps (read from a shared cell, like [`ControlledSgd`]'s momentum). Per
+/// parameter tensor, at step `t = 1, 2, …`:
+/// ```text
+/// w ← w · (1 − lr · weight_decay)            (decoupled weight decay)
+/// m ← β1 · m + (1 − β1) · g
+/// v ← β2 · v + (1 − β2) · g²
+/// w ← w − lr / (1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps)
+/// ```
+/// with β2 = [`ADAMW_BETA2`](hyperctl_stats::ADAMW_BETA2) and eps =
+/// [`ADAMW_EPS`](hyperctl_stats::ADAMW_EPS). As in PyTorch, the bias correction uses the β1 of
+/// the current step.
+#[derive(Clone, Debug)]
+pub struct ControlledAdamW {
+    beta1: Arc<AtomicU64>,
+    weight_decay: f64,
+}
+
+impl ControlledAdamW {
+    /// A new optimizer with initial `beta1` and decoupled `weight_decay` (0 for none).
+    pub fn new(beta1: f64, weight_decay: f64) -> Self {
+        Self {
+            beta1: Arc::new(AtomicU64::new(beta1.to_bits())),
+            weight_decay,
+        }
+    }
+
+    /// The handle through which beta1 (the controller's "momentum") can be changed at any time.
+    pub fn momentum_handle(&self) -> MomentumHandle {
+        MomentumHandle(self.beta1.clone())
+    }
+}
+
+/// AdamW's per-parameter state.
+#[derive(Clone, Debug)]
+pub struct AdamMoments<const D: usize> {
+    /// Steps taken.
+    pub time: usize,
+    /// First moment `m`.
+    pub moment_1: Tensor<D>,
+    /// Second moment `v`.
+    pub moment_2: Tensor<D>,
+}
+
+impl<const D: usize> RecordState for AdamMoments<D> {
+    fn state_flatten(&self, prefix: &str, out: &mut StateSink) {
+        let time = burn::tensor::TensorData::new(vec![self.time as i64], [1]);
+        out.push_tensor(prefix, "time", time);
+        out.push_tensor(prefix, "moment_1", self.moment_1.to_data());
+        out.push_tensor(prefix, "moment_2", self.moment_2.to_data());
+    }
+
+    fn state_unflatten(prefix: &str, src: &mut StateSource, device: &Device) -> Option<Self> {
+        let time = src.take_tensor(prefix, "time")?.convert::<i64>();
+        Some(Self {
+            time: *time.as_slice::<i64>().ok()?.first()? as usize,
+            moment_1: Tensor::from_data(src.take_tensor(prefix, "moment_1")?, device),
+            moment_2: Tensor::from_data(src.take_tensor(prefix, "moment_2")?, device),
+        })
+    }
+}
+
+impl Optimizer for ControlledAdamW {
+    type State<const D: usize> = AdamMoments<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: f64,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<AdamMoments<D>>,
+    ) -> (Tensor<D>, Option<AdamMoments<D>>) {
+        use hyperctl_stats::{ADAMW_BETA2 as BETA2, ADAMW_EPS as EPS};
+        let beta1 = f64::from_bits(self.beta1.load(Ordering::Relaxed));
+        let tensor = if self.weight_decay > 0.0 {
+            tensor.mul_scalar(1.0 - lr * self.weight_decay)
+        } else {
+            tensor
+        };
+        let (time, m, v) = match state {
+            Some(s) => (
+                s.time + 1,
+                s.moment_1.mul_scalar(beta1) + grad.clone().mul_scalar(1.0 - beta1),
+                s.moment_2.mul_scalar(BETA2) + grad.square().mul_scalar(1.0 - BETA2),
+            ),
+            None => (
+                1,
+                grad.clone().mul_scalar(1.0 - beta1),
+                grad.square().mul_scalar(1.0 - BETA2),
+            ),
+        };
+        let bias_correction1 = 1.0 - beta1.powi(time as i32);
+        let bias_correction2_sqrt = (1.0 - BETA2.powi(time as i32)).sqrt();
+        let denom = v.clone().sqrt().div_scalar(bias_correction2_sqrt).add_scalar(EPS);
+        let update = (m.clone() / denom).mul_scalar(lr / bias_correction1);
+        (
+            tensor - update,
+            Some(AdamMoments {
+                time,
+                moment_1: m,
+                moment_2: v,
+            }),
+        )
+    }
+
+    fn to_device<const D: usize>(mut state: AdamMoments<D>, device: &Device) -> AdamMoments<D> {
+        state.moment_1 = state.moment_1.to_device(device);
+        state.moment_2 = state.moment_2.to_device(device);
+        state
+    }
+}
+
 /// The global L2 norm of all gradients of `module` (torch's `clip_grad_norm_` total norm), in one
 /// host sync: what a training loop reports per minibatch to a controller (`grad_norms` of
 /// `hyperctl_schedule_env::EpochReport`).
@@ -201,6 +314,29 @@ mod tests {
         let (w1, s1) = opt.step(0.1, t(&[1.0]), t(&[2.0]), None);
         assert!((vals(&w1)[0] - (1.0 - 0.399)).abs() < 1e-6);
         assert!((vals(&s1.unwrap().velocity)[0] - 2.1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn adamw_follows_pytorch_with_a_changing_beta1() {
+        // By hand, w0 = 1, lr 0.1, wd 0.5, β2 0.999, eps 1e-8; g1 = 2 (β1 0.9), g2 = -1 (β1 0.5).
+        let opt = ControlledAdamW::new(0.9, 0.5);
+        let handle = opt.momentum_handle();
+        let (w1, s1) = opt.step(0.1, t(&[1.0]), t(&[2.0]), None);
+        let (beta2, eps) = (0.999f64, 1e-8);
+        let w = 1.0 * (1.0 - 0.1 * 0.5);
+        let (m, v) = (0.1 * 2.0, (1.0 - beta2) * 4.0);
+        let w_1 = w - 0.1 / (1.0 - 0.9) * m / ((v as f64).sqrt() / (1.0 - beta2).sqrt() + eps);
+        assert!((vals(&w1)[0] as f64 - w_1).abs() < 1e-6, "{:?} vs {w_1}", vals(&w1));
+        handle.set(0.5);
+        let (w2, s2) = opt.step(0.1, w1, t(&[-1.0]), s1);
+        let w = w_1 * (1.0 - 0.05);
+        let (m, v) = (0.5 * m + 0.5 * -1.0, beta2 * v + (1.0 - beta2) * 1.0);
+        let bc2 = (1.0 - beta2.powi(2)).sqrt();
+        let w_2 = w - 0.1 / (1.0 - 0.25) * m / (v.sqrt() / bc2 + eps);
+        assert!((vals(&w2)[0] as f64 - w_2).abs() < 1e-6, "{:?} vs {w_2}", vals(&w2));
+        let s2 = s2.unwrap();
+        assert_eq!(s2.time, 2);
+        assert!((vals(&s2.moment_1)[0] as f64 - m).abs() < 1e-6);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::data::{Dataset, SplitConfig, SplitData, TaskType, split};
 use crate::model::ModelSpec;
 use crate::source::DatasetSource;
-use crate::trainer::{Hyperparams, Trainer, TrainerConfig};
+use crate::trainer::{Hyperparams, OptimizerKind, Trainer, TrainerConfig};
 use crate::{Backend, Error, Result};
 
 /// Default learning rate a task starts from when none is given.
@@ -53,6 +53,14 @@ pub struct TaskSpec {
     pub nesterov: bool,
     /// Minibatches per decision (`None`: one epoch).
     pub steps_per_decision: Option<usize>,
+    /// The inner optimizer (SGD with momentum unless the task says `adamw`; written out only
+    /// when it is not SGD, so SGD tasks' records read as before).
+    #[serde(skip_serializing_if = "is_sgd")]
+    pub optimizer: OptimizerKind,
+}
+
+fn is_sgd(optimizer: &OptimizerKind) -> bool {
+    *optimizer == OptimizerKind::Sgd
 }
 
 fn display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -90,6 +98,7 @@ impl TaskSpec {
             weight_decay: 0.0,
             nesterov: false,
             steps_per_decision: None,
+            optimizer: OptimizerKind::Sgd,
         }
     }
 
@@ -136,6 +145,7 @@ impl TaskSpec {
             weight_decay: self.weight_decay,
             nesterov: self.nesterov,
             steps_per_decision: self.steps_per_decision,
+            optimizer: self.optimizer,
             backend,
             ..TrainerConfig::new(self.model, self.batch_size, seed)
         }

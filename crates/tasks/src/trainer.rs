@@ -29,12 +29,14 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 pub use hyperctl_stats::{
-    EpochStats, EvalStats, Hyperparams, LayerGradNorm, mean_std, mean_std_of,
+    Averaging, EpochStats, EvalStats, Hyperparams, LayerGradNorm, Method, OptimizerKind,
+    StepRule, mean_std, mean_std_of,
 };
 
 use crate::data::{SplitData, Table, TaskType};
 use crate::model::{ModelSpec, Net};
-use crate::optim::{ControlledSgd, MomentumHandle};
+use crate::optim::{ControlledAdamW, ControlledSgd, MomentumHandle};
+use crate::rules::{Averager, RuleState};
 use crate::{Backend, Error, Result};
 
 /// How to train a task (the data split is configured separately).
@@ -63,6 +65,8 @@ pub struct TrainerConfig {
     /// off). It costs a copy of every gradient and a dot product per step, and only the
     /// hypergradient controller reads it, so it is off unless asked for.
     pub grad_cosines: bool,
+    /// The inner optimizer (what the controller's lr and momentum drive).
+    pub optimizer: OptimizerKind,
 }
 
 fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(
@@ -85,6 +89,7 @@ impl TrainerConfig {
             explode_factor: 20.0,
             backend: Backend::Flex,
             grad_cosines: false,
+            optimizer: OptimizerKind::Sgd,
         }
     }
 }
@@ -151,6 +156,12 @@ pub struct Trainer {
     /// The layers' names and, for each parameter tensor in model order, its layer (read from
     /// the module tree at the first step; the tree never changes).
     layers: Option<(Vec<String>, Vec<usize>)>,
+    /// What the controller asked for beyond lr and momentum ([`Trainer::set_method`]).
+    method: Method,
+    /// The parameter-free rule's state, when the method has one (in place of `optim`).
+    rule: Option<RuleState>,
+    /// The averaged weights, when the method averages.
+    averager: Option<Averager>,
 }
 
 /// The trainer's learning state at one moment (weights, optimizer velocity, data order), to go
@@ -164,6 +175,8 @@ pub struct TrainerSnapshot {
     cursor: usize,
     params_before: Vec<f32>,
     prev_grads: Option<(Vec<Tensor<1>>, f64)>,
+    rule: Option<RuleState>,
+    averager: Option<Averager>,
 }
 
 /// What one SGD step reports.
@@ -202,6 +215,12 @@ impl Trainer {
                 reason: "must be a finite value ≥ 0".into(),
             });
         }
+        if config.nesterov && config.optimizer != OptimizerKind::Sgd {
+            return Err(Error::InvalidConfig {
+                field: "nesterov",
+                reason: format!("is an SGD option; the optimizer is {}", config.optimizer),
+            });
+        }
         let device = config.backend.device()?;
         let n_outputs = match data.task_type {
             TaskType::Classification => data.n_classes,
@@ -214,8 +233,18 @@ impl Trainer {
             config.seed,
             &device.clone().autodiff(),
         )?;
-        let sgd = ControlledSgd::new(0.0, config.weight_decay, config.nesterov);
-        let momentum = sgd.momentum_handle();
+        let (optim, momentum) = match config.optimizer {
+            OptimizerKind::Sgd => {
+                let sgd = ControlledSgd::new(0.0, config.weight_decay, config.nesterov);
+                let handle = sgd.momentum_handle();
+                (ModuleOptimizer::from(sgd), handle)
+            }
+            OptimizerKind::Adamw => {
+                let adamw = ControlledAdamW::new(0.0, config.weight_decay);
+                let handle = adamw.momentum_handle();
+                (ModuleOptimizer::from(adamw), handle)
+            }
+        };
         let train = DeviceTable::new(&data.train, data.n_features, data.task_type, &device);
         let val = DeviceTable::new(&data.val, data.n_features, data.task_type, &device);
         let test = DeviceTable::new(&data.test, data.n_features, data.task_type, &device);
@@ -224,7 +253,7 @@ impl Trainer {
             task_type: data.task_type,
             device,
             model: Some(model),
-            optim: ModuleOptimizer::from(sgd),
+            optim,
             momentum,
             permutation: (0..train.n_rows).collect(),
             train,
@@ -242,6 +271,9 @@ impl Trainer {
             prev_grads: None,
             diverged: false,
             layers: None,
+            method: Method::INNER,
+            rule: None,
+            averager: None,
         };
         trainer.initial_val = trainer.evaluate(&trainer.val);
         trainer.params_before = trainer.flat_params();
@@ -283,6 +315,36 @@ impl Trainer {
         &self.config
     }
 
+    /// Trains with `method` from now on: a parameter-free step rule in place of the inner
+    /// optimizer, iterate averaging (validation and test losses then measured at the averaged
+    /// weights). Only before the first step; `budget_steps` is the run's minibatch steps (for
+    /// Schedule-Free's warmup).
+    pub fn set_method(&mut self, method: Method, budget_steps: usize) -> Result<()> {
+        if self.total_steps > 0 {
+            return Err(Error::InvalidConfig {
+                field: "method",
+                reason: "can only be set before the first step".into(),
+            });
+        }
+        check_method(&method)?;
+        self.rule = RuleState::new(
+            method.rule,
+            self.config.weight_decay,
+            self.config.optimizer == OptimizerKind::Adamw,
+            budget_steps,
+        );
+        self.averager = method
+            .average
+            .map(|kind| Averager::new(kind, flat_values(self.model())));
+        self.method = method;
+        Ok(())
+    }
+
+    /// The method in use ([`Trainer::set_method`]).
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
     fn model(&self) -> &Net {
         self.model
             .as_ref()
@@ -299,6 +361,8 @@ impl Trainer {
             cursor: self.cursor,
             params_before: self.params_before.clone(),
             prev_grads: self.prev_grads.clone(),
+            rule: self.rule.clone(),
+            averager: self.averager.clone(),
         }
     }
 
@@ -313,6 +377,8 @@ impl Trainer {
         self.cursor = s.cursor;
         self.params_before = s.params_before;
         self.prev_grads = s.prev_grads;
+        self.rule = s.rule;
+        self.averager = s.averager;
         self.diverged = false;
     }
 
@@ -519,7 +585,25 @@ impl Trainer {
             self.prev_grads = Some((flat, global_norm));
         }
 
-        self.model = Some(self.optim.step(lr, model, grads));
+        let model = match &mut self.rule {
+            None => self.optim.step(lr, model, grads),
+            Some(rule) => {
+                let (x, g) = flat_values_and_grads(&model, &grads);
+                drop(grads);
+                let new = rule.step(lr, x, g);
+                set_flat(model, new, true)
+            }
+        };
+        if let Some(averager) = &mut self.averager {
+            let y = flat_values(&model);
+            let x = self
+                .rule
+                .as_ref()
+                .and_then(|rule| rule.eval_point(&y))
+                .unwrap_or(y);
+            averager.update(&x);
+        }
+        self.model = Some(model);
         StepOut {
             loss: loss_value,
             global_norm,
@@ -532,7 +616,7 @@ impl Trainer {
     #[allow(clippy::single_range_in_vec_init)]
     fn evaluate(&self, table: &DeviceTable) -> EvalStats {
         const CHUNK: usize = 4096;
-        let model = self.model().valid();
+        let model = self.eval_net();
         let (mut loss_sum, mut metric_sum) = (0f64, 0f64);
         for start in (0..table.n_rows).step_by(CHUNK) {
             let end = (start + CHUNK).min(table.n_rows);
@@ -569,12 +653,159 @@ impl Trainer {
         }
     }
 
+    /// The network validation and test losses are measured on (without autodiff): the averaged
+    /// weights when averaging, Schedule-Free's average `x`, else the trained iterate.
+    fn eval_net(&self) -> Net {
+        let model = self.model().valid();
+        if let Some(averager) = &self.averager {
+            return set_flat(model, averager.weights().to_vec(), false);
+        }
+        match self
+            .rule
+            .as_ref()
+            .and_then(|rule| rule.eval_point(&flat_values(&model)))
+        {
+            Some(x) => set_flat(model, x, false),
+            None => model,
+        }
+    }
+
     /// All parameters, flattened in model order, on the host.
     fn flat_params(&self) -> Vec<f32> {
         let mut collector = ParamCollector { parts: Vec::new() };
         self.model().visit(&mut collector);
         to_host(Tensor::cat(collector.parts, 0))
     }
+}
+
+/// Checks a method's numbers, naming the bad one (what [`Trainer::set_method`] refuses).
+pub fn check_method(method: &Method) -> Result<()> {
+    let bad = |field: &'static str, reason: &str| {
+        Err(Error::InvalidConfig {
+            field,
+            reason: reason.into(),
+        })
+    };
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    match method.rule {
+        StepRule::Inner => {}
+        StepRule::Dog { reps_rel, .. } if !positive(reps_rel) => {
+            return bad("reps_rel", "must be a finite value > 0");
+        }
+        StepRule::ScheduleFree {
+            beta,
+            warmup_fraction,
+            weight_lr_power,
+        } => {
+            if !(beta > 0.0 && beta < 1.0) {
+                return bad("beta", "must be in (0, 1)");
+            }
+            if !(0.0..=1.0).contains(&warmup_fraction) {
+                return bad("warmup", "must be a fraction in [0, 1]");
+            }
+            if !(weight_lr_power.is_finite() && weight_lr_power >= 0.0) {
+                return bad("weight_lr_power", "must be a finite value ≥ 0");
+            }
+        }
+        StepRule::Prodigy { d0 } if !positive(d0) => return bad("d0", "must be a finite value > 0"),
+        StepRule::DAdaptSgd { d0, momentum } => {
+            if !positive(d0) {
+                return bad("d0", "must be a finite value > 0");
+            }
+            if !(0.0..1.0).contains(&momentum) {
+                return bad("momentum", "must be in [0, 1)");
+            }
+        }
+        _ => {}
+    }
+    match method.average {
+        Some(Averaging::PolyDecay { gamma }) if !(gamma.is_finite() && gamma >= 0.0) => {
+            bad("gamma", "must be a finite value ≥ 0")
+        }
+        Some(Averaging::Ema { decay }) if !(decay > 0.0 && decay < 1.0) => {
+            bad("ema", "must be a decay in (0, 1)")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every float parameter's value (off the autodiff tape), flattened, in model order.
+fn flat_values(model: &Net) -> Vec<Tensor<1>> {
+    flat_values_and_grads_inner(model, None).0
+}
+
+/// Every float parameter's value and gradient (zeros where it has none), flattened, in model
+/// order: what a [`RuleState`] steps.
+fn flat_values_and_grads(
+    model: &Net,
+    grads: &GradientsParams,
+) -> (Vec<Tensor<1>>, Vec<Tensor<1>>) {
+    flat_values_and_grads_inner(model, Some(grads))
+}
+
+fn flat_values_and_grads_inner(
+    model: &Net,
+    grads: Option<&GradientsParams>,
+) -> (Vec<Tensor<1>>, Vec<Tensor<1>>) {
+    struct Flat<'a> {
+        grads: Option<&'a GradientsParams>,
+        values: Vec<Tensor<1>>,
+        flat_grads: Vec<Tensor<1>>,
+    }
+    impl ModuleVisitor for Flat<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let value = param.val().inner();
+            let n = value.shape().num_elements();
+            if let Some(grads) = self.grads {
+                let grad = grads
+                    .get::<D>(param.id)
+                    .map_or_else(|| value.zeros_like(), |g| g);
+                self.flat_grads.push(grad.reshape([n]));
+            }
+            self.values.push(value.reshape([n]));
+        }
+    }
+    let mut flat = Flat {
+        grads,
+        values: Vec::new(),
+        flat_grads: Vec::new(),
+    };
+    model.visit(&mut flat);
+    (flat.values, flat.flat_grads)
+}
+
+/// `model` with its float parameters replaced, in model order, by `values` (flattened);
+/// `trainable`: lift them back onto the autodiff tape (the trained model) or not (an eval copy).
+fn set_flat(model: Net, values: Vec<Tensor<1>>, trainable: bool) -> Net {
+    struct SetFlat {
+        values: std::vec::IntoIter<Tensor<1>>,
+        trainable: bool,
+    }
+    impl burn::module::ModuleMapper for SetFlat {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (id, old, mapper) = param.consume();
+            let new = self
+                .values
+                .next()
+                .expect("one value per parameter")
+                .reshape(old.shape());
+            let new = if self.trainable {
+                let lifted = Tensor::from_inner(new);
+                if old.is_require_grad() {
+                    lifted.require_grad()
+                } else {
+                    lifted
+                }
+            } else {
+                new
+            };
+            Param::from_mapped_value(id, new, mapper)
+        }
+    }
+    model.map(&mut SetFlat {
+        values: values.into_iter(),
+        trainable,
+    })
 }
 
 /// Mean cross-entropy of logits `[batch, classes]` against labels `[batch]`.

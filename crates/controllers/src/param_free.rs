@@ -1,0 +1,183 @@
+//! The parameter-free methods as controllers: each asks the trainer for its step rule
+//! ([`StepRule`]) and keeps the task's start hyperparameters, which only Schedule-Free reads
+//! (its lr; an untuned start stays untuned). `average(SPEC)` adds iterate averaging to any
+//! controller ([`Averaged`]).
+//!
+//! | SPEC | method (reference defaults unless set) |
+//! |---|---|
+//! | `dog[:reps_rel=R]` | DoG, one global step size (`reps_rel` 1e-6) |
+//! | `ldog[:reps_rel=R]` | L-DoG, one step size per parameter tensor |
+//! | `schedule-free[:beta=B,warmup=F]` | Schedule-Free SGD (AdamW form on AdamW tasks) at the task's start lr, β 0.9, linear warmup over a fraction F of the run's steps (0.05; the reference's default is 0 steps, its authors recommend warmup) |
+//! | `prodigy[:d0=D]` | Prodigy (Adam form; d0 1e-6) |
+//! | `d-adapt[:d0=D,momentum=M]` | D-Adaptation SGD (d0 1e-6, momentum 0) |
+//! | `average[:gamma=G\|:ema=D](SPEC)` | SPEC with its validation and test losses measured at averaged weights: polynomial decay with γ = 8 unless `gamma` or `ema` says otherwise |
+//!
+//! D-Adaptation's and Prodigy's d0 stay at their references' 1e-6 rather than coming from the
+//! start's lr: their estimate only grows, so a start above the right scale could never be undone.
+
+use hyperctl_schedule_env::{Controller, Decision, DecisionInput, EpisodeContext};
+use hyperctl_tasks::{Averaging, Hyperparams, Method, StepRule};
+
+use crate::spec::{ControllerSpec, SpecError};
+
+/// Schedule-Free's default warmup, as a fraction of the run's minibatch steps.
+pub const SCHEDULE_FREE_WARMUP: f64 = 0.05;
+/// The polynomial-decay averager's γ (the DoG authors' prescription).
+pub const AVERAGE_GAMMA: f64 = 8.0;
+
+/// A parameter-free method: the trainer's step rule at the task's start hyperparameters.
+#[derive(Debug, Clone)]
+pub struct ParameterFree {
+    spec: String,
+    rule: StepRule,
+    start: Option<Hyperparams>,
+}
+
+impl ParameterFree {
+    /// From a parsed SPEC named `dog`, `ldog`, `schedule-free`, `prodigy` or `d-adapt`.
+    pub fn from_spec(spec: &ControllerSpec) -> Result<Self, SpecError> {
+        let rule = match spec.name.as_str() {
+            "dog" | "ldog" => {
+                spec.only(&["reps_rel"])?;
+                StepRule::Dog {
+                    reps_rel: spec.get_in("reps_rel", 1e-300, 1.0)?.unwrap_or(1e-6),
+                    layerwise: spec.name == "ldog",
+                }
+            }
+            "schedule-free" => {
+                spec.only(&["beta", "warmup"])?;
+                let beta = spec.get_in("beta", 0.0, 1.0)?.unwrap_or(0.9);
+                if !(beta > 0.0 && beta < 1.0) {
+                    return Err(SpecError::new(&spec.raw, "`beta` must be in (0, 1)"));
+                }
+                StepRule::ScheduleFree {
+                    beta,
+                    warmup_fraction: spec.get_in("warmup", 0.0, 1.0)?.unwrap_or(SCHEDULE_FREE_WARMUP),
+                    weight_lr_power: 2.0,
+                }
+            }
+            "prodigy" => {
+                spec.only(&["d0"])?;
+                StepRule::Prodigy {
+                    d0: spec.get_in("d0", 1e-300, f64::MAX)?.unwrap_or(1e-6),
+                }
+            }
+            "d-adapt" => {
+                spec.only(&["d0", "momentum"])?;
+                StepRule::DAdaptSgd {
+                    d0: spec.get_in("d0", 1e-300, f64::MAX)?.unwrap_or(1e-6),
+                    momentum: spec.get_in("momentum", 0.0, 0.999_999)?.unwrap_or(0.0),
+                }
+            }
+            other => {
+                return Err(SpecError::new(
+                    &spec.raw,
+                    format!("`{other}` is not a parameter-free method"),
+                ));
+            }
+        };
+        Ok(Self {
+            spec: spec.raw.clone(),
+            rule,
+            start: None,
+        })
+    }
+
+    /// The step rule it asks for.
+    pub fn rule(&self) -> StepRule {
+        self.rule
+    }
+}
+
+impl Controller for ParameterFree {
+    fn spec(&self) -> String {
+        self.spec.clone()
+    }
+
+    fn reset(&mut self, context: &EpisodeContext) {
+        self.start = Some(context.init);
+    }
+
+    fn decide(&mut self, _input: &DecisionInput) -> Decision {
+        Decision::Set(self.start.expect("reset should be called before decide"))
+    }
+
+    fn method(&self) -> Method {
+        Method {
+            rule: self.rule,
+            average: None,
+        }
+    }
+}
+
+/// The averaging of `average[:gamma=G|:ema=D]`, from the parameters of its wrapper (`None`:
+/// the default polynomial decay).
+pub fn averaging_from(params: Option<&ControllerSpec>) -> Result<Averaging, SpecError> {
+    let Some(p) = params else {
+        return Ok(Averaging::PolyDecay {
+            gamma: AVERAGE_GAMMA,
+        });
+    };
+    p.only(&["gamma", "ema"])?;
+    match (p.get_in("gamma", 0.0, 1e12)?, p.get_in("ema", 0.0, 1.0)?) {
+        (Some(_), Some(_)) => Err(SpecError::new(
+            &p.raw,
+            "give `gamma` (polynomial decay) or `ema`, not both",
+        )),
+        (_, Some(decay)) if !(decay > 0.0 && decay < 1.0) => {
+            Err(SpecError::new(&p.raw, "`ema` must be a decay in (0, 1)"))
+        }
+        (_, Some(decay)) => Ok(Averaging::Ema { decay }),
+        (gamma, None) => Ok(Averaging::PolyDecay {
+            gamma: gamma.unwrap_or(AVERAGE_GAMMA),
+        }),
+    }
+}
+
+/// Any controller with iterate averaging: it decides as the inner one does; validation and test
+/// losses are measured at the averaged weights.
+pub struct Averaged {
+    spec: String,
+    inner: Box<dyn Controller + Send>,
+    average: Averaging,
+}
+
+impl Averaged {
+    /// `inner` averaged; `spec` is the whole SPEC (`average(...)`), the controller's name.
+    pub fn new(spec: &str, inner: Box<dyn Controller + Send>, average: Averaging) -> Self {
+        Self {
+            spec: spec.to_string(),
+            inner,
+            average,
+        }
+    }
+}
+
+impl Controller for Averaged {
+    fn spec(&self) -> String {
+        self.spec.clone()
+    }
+
+    fn reset(&mut self, context: &EpisodeContext) {
+        self.inner.reset(context);
+    }
+
+    fn decide(&mut self, input: &DecisionInput) -> Decision {
+        self.inner.decide(input)
+    }
+
+    fn reads_observation(&self) -> bool {
+        self.inner.reads_observation()
+    }
+
+    fn reads_grad_cosine(&self) -> bool {
+        self.inner.reads_grad_cosine()
+    }
+
+    fn method(&self) -> Method {
+        Method {
+            average: Some(self.average),
+            ..self.inner.method()
+        }
+    }
+}
