@@ -340,6 +340,41 @@ impl Trainer {
         Ok(())
     }
 
+    /// Every float parameter of the trained model, in model order: its module path (e.g.
+    /// `hidden.0.weight`; burn's `Linear` weight is `[inputs, outputs]`), shape and values. For
+    /// exporting a model's initial weights to another framework (the cross-checks in
+    /// `experiments/param-free-crosscheck`).
+    pub fn named_parameters(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        struct Named {
+            path: Vec<String>,
+            out: Vec<(String, Vec<usize>, Vec<f32>)>,
+        }
+        impl ModuleVisitor for Named {
+            fn enter_module(&mut self, name: &str, _container_type: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _name: &str, _container_type: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let value = param.val().inner();
+                let shape = value.shape().dims::<D>().to_vec();
+                let n = value.shape().num_elements();
+                self.out.push((
+                    self.path.join("."),
+                    shape,
+                    to_host(value.reshape([n])),
+                ));
+            }
+        }
+        let mut named = Named {
+            path: Vec::new(),
+            out: Vec::new(),
+        };
+        self.model().visit(&mut named);
+        named.out
+    }
+
     /// The method in use ([`Trainer::set_method`]).
     pub fn method(&self) -> Method {
         self.method
