@@ -181,3 +181,90 @@ impl Controller for Averaged {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Spec, build};
+
+    #[test]
+    fn specs_name_their_rule_with_the_references_defaults() {
+        let method = |spec: &str| build(spec).unwrap().method();
+        assert_eq!(
+            method("dog").rule,
+            StepRule::Dog {
+                reps_rel: 1e-6,
+                layerwise: false
+            }
+        );
+        assert_eq!(
+            method("ldog:reps_rel=1e-4").rule,
+            StepRule::Dog {
+                reps_rel: 1e-4,
+                layerwise: true
+            }
+        );
+        assert_eq!(
+            method("schedule-free").rule,
+            StepRule::ScheduleFree {
+                beta: 0.9,
+                warmup_fraction: SCHEDULE_FREE_WARMUP,
+                weight_lr_power: 2.0
+            }
+        );
+        assert_eq!(method("prodigy").rule, StepRule::Prodigy { d0: 1e-6 });
+        assert_eq!(
+            method("d-adapt:momentum=0.9").rule,
+            StepRule::DAdaptSgd {
+                d0: 1e-6,
+                momentum: 0.9
+            }
+        );
+        assert_eq!(method("cosine"), Method::INNER);
+    }
+
+    #[test]
+    fn average_wraps_any_controller_and_keeps_its_decisions_and_name() {
+        let avg = build("average(dog)").unwrap();
+        assert_eq!(avg.spec(), "average(dog)");
+        assert_eq!(
+            avg.method(),
+            Method {
+                rule: StepRule::Dog {
+                    reps_rel: 1e-6,
+                    layerwise: false
+                },
+                average: Some(Averaging::PolyDecay { gamma: 8.0 })
+            }
+        );
+        assert_eq!(
+            build("average:ema=0.99(cosine:lr=0.1)").unwrap().method(),
+            Method {
+                rule: StepRule::Inner,
+                average: Some(Averaging::Ema { decay: 0.99 })
+            }
+        );
+        assert_eq!(
+            build("average:gamma=2(constant)").unwrap().method().average,
+            Some(Averaging::PolyDecay { gamma: 2.0 })
+        );
+        let guarded = Spec::parse("rollback(average(policy:policies/default))").unwrap();
+        assert!(guarded.unguarded().1.is_some());
+        assert_eq!(
+            guarded.unguarded().0.policy_dir(),
+            Some(std::path::Path::new("policies/default"))
+        );
+        for (bad, expected) in [
+            ("average(rollback(dog))", "rollback(average(SPEC))"),
+            ("average:ema=0.9,gamma=8(dog)", "not both"),
+            ("average:ema=1(dog)", "(0, 1)"),
+            ("average(warmup)", "unknown controller"),
+            ("average:ema=0.9", "expected `average(SPEC)`"),
+            ("schedule-free:beta=1", "(0, 1)"),
+            ("dog:lr=1", "dog"),
+        ] {
+            let err = build(bad).err().unwrap().to_string();
+            assert!(err.contains(expected), "{bad}: {err}");
+        }
+    }
+}

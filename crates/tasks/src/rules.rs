@@ -453,3 +453,141 @@ impl Averager {
         &self.avg
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    fn t(v: &[f32]) -> Tensor<1> {
+        Tensor::from_floats(v, &Device::flex())
+    }
+
+    fn vals(x: &[Tensor<1>]) -> Vec<Vec<f64>> {
+        x.iter()
+            .map(|x| {
+                x.to_data()
+                    .try_to_vec::<f32>()
+                    .unwrap()
+                    .into_iter()
+                    .map(f64::from)
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn close(a: &[Vec<f64>], b: &[Vec<f64>]) {
+        for (a, b) in a.iter().flatten().zip(b.iter().flatten()) {
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn dog_steps_by_distance_over_gradients_globally_or_per_tensor() {
+        // Two tensors: x0 = ([3], [4]) (‖x0‖ = 5), g0 = ([1], [2]), reps_rel 0.1.
+        for layerwise in [false, true] {
+            let mut rule = RuleState::new(
+                StepRule::Dog {
+                    reps_rel: 0.1,
+                    layerwise,
+                },
+                0.0,
+                false,
+                10,
+            )
+            .unwrap();
+            let x1 = rule.step(0.0, vec![t(&[3.0]), t(&[4.0])], vec![t(&[1.0]), t(&[2.0])]);
+            let eta: Vec<f64> = if layerwise {
+                // Per tensor: r = 0.1·(1 + |x|), G = g² + eps.
+                vec![0.1 * 4.0 / (1.0f64 + 1e-8).sqrt(), 0.1 * 5.0 / (4.0f64 + 1e-8).sqrt()]
+            } else {
+                let e = 0.1 * 6.0 / (5.0f64 + 1e-8).sqrt();
+                vec![e, e]
+            };
+            let expected = vec![vec![3.0 - eta[0]], vec![4.0 - 2.0 * eta[1]]];
+            close(&vals(&x1), &expected);
+            // Second step, g1 = ([1], [0]): r = max(r, distance travelled), G += ‖g1‖².
+            let x1v = vals(&x1);
+            let x2 = rule.step(0.0, x1, vec![t(&[1.0]), t(&[0.0])]);
+            let d = [(x1v[0][0] - 3.0).abs(), (x1v[1][0] - 4.0).abs()];
+            let expected = if layerwise {
+                let r = [(0.4f64).max(d[0]), (0.5f64).max(d[1])];
+                let g: [f64; 2] = [1.0 + 1e-8 + 1.0, 4.0 + 1e-8];
+                vec![
+                    vec![x1v[0][0] - r[0] / g[0].sqrt()],
+                    vec![x1v[1][0]],
+                ]
+            } else {
+                let r = (0.6f64).max((d[0] * d[0] + d[1] * d[1]).sqrt());
+                let e = r / (5.0f64 + 1e-8 + 1.0).sqrt();
+                vec![vec![x1v[0][0] - e], vec![x1v[1][0]]]
+            };
+            close(&vals(&x2), &expected);
+        }
+    }
+
+    #[test]
+    fn schedule_free_sgd_follows_its_reference_and_evaluates_at_the_average() {
+        // lr 0.1, β 0.5, warmup 2 of 10 steps (fraction 0.2); y0 = z0 = 1; g = 2 then 1.
+        let mut rule = RuleState::new(
+            StepRule::ScheduleFree {
+                beta: 0.5,
+                warmup_fraction: 0.2,
+                weight_lr_power: 2.0,
+            },
+            0.0,
+            false,
+            10,
+        )
+        .unwrap();
+        let y1 = rule.step(0.1, vec![t(&[1.0])], vec![t(&[2.0])]);
+        // Step k=0: lr 0.05, weight 0.05², ckp1 = 1; y = z0 + 0.05·(0.5·0 − 1)·2 = 0.9; z = 0.9.
+        close(&vals(&y1), &[vec![0.9]]);
+        let y2 = rule.step(0.1, y1, vec![t(&[1.0])]);
+        // k=1: lr 0.1, lr_max 0.1, weight 0.01, sum 0.0125, ckp1 0.8;
+        // y = 0.9 + 0.8·(0.9 − 0.9) + 0.1·(0.5·0.2 − 1)·1 = 0.81; z = 0.9 − 0.1 = 0.8.
+        close(&vals(&y2), &[vec![0.81]]);
+        // x = y + (1 − 1/β)(z − y) = 0.81 − (0.8 − 0.81) = 0.82.
+        close(&vals(&rule.eval_point(&y2).unwrap()), &[vec![0.82]]);
+    }
+
+    #[test]
+    fn d_adaptation_sgd_grows_its_estimate_from_d0() {
+        // One tensor, x0 = 0, g = 1 every step, d0 = 1 (lr 1, no momentum): g0 = 1, so
+        // step 1: dlr = 1, s = 1, numerator 0 → d_hat 0, d stays 1, x = x0 − s = −1;
+        // step 2: dlr = 1, numerator += 1·⟨1, 1⟩ = 1, s = 2, d_hat = 2·1/2 = 1 → x = −2.
+        let mut rule = RuleState::new(
+            StepRule::DAdaptSgd {
+                d0: 1.0,
+                momentum: 0.0,
+            },
+            0.0,
+            false,
+            10,
+        )
+        .unwrap();
+        let x1 = rule.step(0.0, vec![t(&[0.0])], vec![t(&[1.0])]);
+        close(&vals(&x1), &[vec![-1.0]]);
+        let x2 = rule.step(0.0, x1, vec![t(&[1.0])]);
+        close(&vals(&x2), &[vec![-2.0]]);
+        // step 3: numerator 1 + 1·⟨1, 2⟩ = 3, s = 3, d_hat = 2 → d = 2, dlr was 1: x = −3.
+        let x3 = rule.step(0.0, x2, vec![t(&[1.0])]);
+        close(&vals(&x3), &[vec![-3.0]]);
+        let RuleState::DAdapt(state) = &rule else {
+            unreachable!()
+        };
+        assert_eq!(state.d, 2.0);
+    }
+
+    #[test]
+    fn averagers_follow_their_recurrences() {
+        let mut poly = Averager::new(Averaging::PolyDecay { gamma: 8.0 }, vec![t(&[0.0])]);
+        poly.update(&[t(&[1.0])]); // c1 = 1: the average is x1.
+        close(&vals(poly.weights()), &[vec![1.0]]);
+        poly.update(&[t(&[2.0])]); // c2 = 9/10.
+        close(&vals(poly.weights()), &[vec![0.1 * 1.0 + 0.9 * 2.0]]);
+        let mut ema = Averager::new(Averaging::Ema { decay: 0.75 }, vec![t(&[4.0])]);
+        ema.update(&[t(&[0.0])]);
+        close(&vals(ema.weights()), &[vec![3.0]]);
+    }
+}

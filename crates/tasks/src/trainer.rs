@@ -1067,6 +1067,144 @@ mod tests {
     }
 
     #[test]
+    fn averaging_changes_where_the_model_is_evaluated_not_how_it_trains() {
+        let data = task("gen:gauss-mix:n=300,d=4", TaskType::Classification, 0);
+        let config = TrainerConfig::new(ModelSpec::parse("mlp:16x1").unwrap(), 16, 0);
+        let run = |method: Method| {
+            let mut trainer = Trainer::new(&data, &config).unwrap();
+            trainer.set_method(method, 3 * trainer.steps_per_epoch()).unwrap();
+            let stats: Vec<EpochStats> = (0..3)
+                .map(|_| trainer.run_epoch(hp(0.2, 0.9)).unwrap())
+                .collect();
+            (stats, trainer.evaluate_test())
+        };
+        let (plain, plain_test) = run(Method::INNER);
+        let (avg, avg_test) = run(Method {
+            rule: StepRule::Inner,
+            average: Some(Averaging::PolyDecay { gamma: 8.0 }),
+        });
+        for (p, a) in plain.iter().zip(&avg) {
+            assert_eq!(p.train_loss_mean, a.train_loss_mean);
+            assert_eq!(p.update_ratio, a.update_ratio);
+            assert_ne!(p.val_loss, a.val_loss);
+        }
+        assert_ne!(plain_test.loss, avg_test.loss);
+        assert!(avg_test.loss.is_finite());
+    }
+
+    #[test]
+    fn a_rule_and_its_average_go_back_with_a_snapshot() {
+        let data = task("gen:gauss-mix:n=200,d=3", TaskType::Classification, 1);
+        let config = TrainerConfig::new(ModelSpec::parse("mlp:8x1").unwrap(), 20, 1);
+        for rule in [
+            StepRule::Dog {
+                reps_rel: 1e-4,
+                layerwise: false,
+            },
+            StepRule::ScheduleFree {
+                beta: 0.9,
+                warmup_fraction: 0.1,
+                weight_lr_power: 2.0,
+            },
+            StepRule::Prodigy { d0: 1e-6 },
+            StepRule::DAdaptSgd {
+                d0: 1e-6,
+                momentum: 0.9,
+            },
+        ] {
+            let mut trainer = Trainer::new(&data, &config).unwrap();
+            let method = Method {
+                rule,
+                average: Some(Averaging::Ema { decay: 0.9 }),
+            };
+            trainer.set_method(method, 40).unwrap();
+            trainer.run_epoch(hp(0.1, 0.0)).unwrap();
+            let snapshot = trainer.snapshot();
+            let strip = |mut s: EpochStats| {
+                s.wall_secs = 0.0;
+                s.epoch = 0;
+                s.epochs_done = 0.0;
+                s.grad_cos_mean = 0.0; // NaN (not measured) would never compare equal.
+                s
+            };
+            let first = strip(trainer.run_epoch(hp(0.1, 0.0)).unwrap());
+            trainer.restore(&snapshot);
+            let again = strip(trainer.run_epoch(hp(0.1, 0.0)).unwrap());
+            assert_eq!(first, again, "{rule:?}");
+            assert!(!first.diverged && first.val_loss.is_finite(), "{rule:?}");
+            let err = trainer.set_method(method, 40).unwrap_err().to_string();
+            assert!(err.contains("before the first step"), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_methods_and_optimizer_options_are_errors() {
+        let data = task("gen:gauss-mix:n=100,d=2", TaskType::Classification, 0);
+        let config = TrainerConfig::new(ModelSpec::parse("linear").unwrap(), 8, 0);
+        let mut trainer = Trainer::new(&data, &config).unwrap();
+        for (method, field) in [
+            (
+                Method {
+                    rule: StepRule::ScheduleFree {
+                        beta: 1.0,
+                        warmup_fraction: 0.0,
+                        weight_lr_power: 2.0,
+                    },
+                    average: None,
+                },
+                "beta",
+            ),
+            (
+                Method {
+                    rule: StepRule::Inner,
+                    average: Some(Averaging::Ema { decay: 1.5 }),
+                },
+                "ema",
+            ),
+            (
+                Method {
+                    rule: StepRule::Prodigy { d0: 0.0 },
+                    average: None,
+                },
+                "d0",
+            ),
+        ] {
+            let err = trainer.set_method(method, 10).unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+        }
+        let adamw_nesterov = TrainerConfig {
+            optimizer: OptimizerKind::Adamw,
+            nesterov: true,
+            ..config
+        };
+        let err = Trainer::new(&data, &adamw_nesterov).err().unwrap().to_string();
+        assert!(err.contains("nesterov"), "{err}");
+    }
+
+    #[test]
+    fn adamw_trains_and_reads_beta1_from_the_momentum() {
+        let data = task("gen:gauss-mix:n=400,d=5", TaskType::Classification, 2);
+        let config = TrainerConfig {
+            optimizer: OptimizerKind::Adamw,
+            weight_decay: 0.01,
+            ..TrainerConfig::new(ModelSpec::parse("mlp:16x1").unwrap(), 32, 2)
+        };
+        let run = |beta1: f64| {
+            let mut trainer = Trainer::new(&data, &config).unwrap();
+            let initial = trainer.initial_val().loss;
+            let last = (0..4)
+                .map(|_| trainer.run_epoch(hp(0.01, beta1)).unwrap())
+                .last()
+                .unwrap();
+            (initial, last)
+        };
+        let (initial, a) = run(0.9);
+        assert!(!a.diverged && a.val_loss < 0.7 * initial, "{} vs {initial}", a.val_loss);
+        let (_, b) = run(0.5);
+        assert_ne!(a.val_loss, b.val_loss);
+    }
+
+    #[test]
     fn decision_interval_of_k_minibatches() {
         let data = task("gen:gauss-mix:n=500,d=3", TaskType::Classification, 0);
         let config = TrainerConfig {
