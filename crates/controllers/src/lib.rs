@@ -6,7 +6,7 @@
 //! | `step`, `exponential`, `cosine`, `warmup-cosine`, `onecycle` | fixed schedules with PyTorch semantics ([`schedules`]) |
 //! | `plateau`, `simple-reactive`, `hypergradient` | reactive heuristics ([`reactive`]) |
 //! | `policy:DIR` | a learned policy loaded from its folder ([`policy`]), acting with its mean action |
-//! | `dog`, `ldog`, `schedule-free`, `prodigy`, `d-adapt` | parameter-free methods: the trainer's step rule in place of the inner optimizer ([`param_free`]) |
+//! | `dog`, `ldog`, `schedule-free`, `prodigy`, `d-adapt`, `lr-range-test` | parameter-free methods: the trainer's step rule in place of the inner optimizer ([`param_free`]) |
 //! | `average[:gamma=G\|:ema=D](SPEC)` | SPEC, evaluated at averaged weights ([`param_free::Averaged`]) |
 //! | `rollback(SPEC)` | SPEC under the deployment guard ([`hyperctl_schedule_env::Rollback::DEPLOYED`]) |
 //! | `replay(NAME)` | open-loop playback of another controller's mean trajectory ([`replay`]; built by `compare --replay`, not from a SPEC) |
@@ -137,6 +137,10 @@ impl Spec {
                 ParameterFree::from_spec(&parsed)?;
                 Ok(Spec::ParameterFree(parsed))
             }
+            "lr-range-test" => {
+                param_free::LrRangeTestThenOneCycle::from_spec(&parsed)?;
+                Ok(Spec::ParameterFree(parsed))
+            }
             other => Err(SpecError::new(
                 spec,
                 format!(
@@ -181,6 +185,9 @@ impl Spec {
                 .map(|c| Box::new(c) as Box<dyn Controller + Send>)
                 .map_err(|e| SpecError::new(spec, e.to_string())),
             Spec::Rollback(inner) => inner.build(unguarded_text(spec).0),
+            Spec::ParameterFree(p) if p.name == "lr-range-test" => {
+                Ok(Box::new(param_free::LrRangeTestThenOneCycle::from_spec(p)?))
+            }
             Spec::ParameterFree(p) => Ok(Box::new(ParameterFree::from_spec(p)?)),
             Spec::Average(averaging, inner) => {
                 let inner_text = spec
@@ -254,6 +261,7 @@ pub const KNOWN: &[&str] = &[
     "schedule-free",
     "prodigy",
     "d-adapt",
+    "lr-range-test",
     "average(SPEC)",
 ];
 

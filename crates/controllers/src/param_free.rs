@@ -10,13 +10,14 @@
 //! | `schedule-free[:beta=B,warmup=F]` | Schedule-Free SGD (AdamW form on AdamW tasks) at the task's start lr, β 0.9, linear warmup over a fraction F of the run's steps (0.05; the reference's default is 0 steps, its authors recommend warmup) |
 //! | `prodigy[:d0=D]` | Prodigy (Adam form; d0 1e-6) |
 //! | `d-adapt[:d0=D,momentum=M]` | D-Adaptation SGD (d0 1e-6, momentum 0) |
+//! | `lr-range-test[:start_lr=S,end_lr=E,steps=N]` | fastai's `lr_find` then `fit_one_cycle`: an exponential lr sweep from 1e-7 to 10 over 100 minibatches (at most a quarter of the budget; its steps come off the budget), the `valley` pick, weights reset, then one-cycle at the picked max lr with fastai's shape (pct_start 0.25, div 25, final div 1e5, momentum 0.95 → 0.85 → 0.95), stepped per interval |
 //! | `average[:gamma=G\|:ema=D](SPEC)` | SPEC with its validation and test losses measured at averaged weights: polynomial decay with γ = 8 unless `gamma` or `ema` says otherwise |
 //!
 //! D-Adaptation's and Prodigy's d0 stay at their references' 1e-6 rather than coming from the
 //! start's lr: their estimate only grows, so a start above the right scale could never be undone.
 
 use hyperctl_schedule_env::{Controller, Decision, DecisionInput, EpisodeContext};
-use hyperctl_tasks::{Averaging, Hyperparams, Method, StepRule};
+use hyperctl_tasks::{Averaging, Hyperparams, LrRangeTest, Method, StepRule};
 
 use crate::spec::{ControllerSpec, SpecError};
 
@@ -52,7 +53,9 @@ impl ParameterFree {
                 }
                 StepRule::ScheduleFree {
                     beta,
-                    warmup_fraction: spec.get_in("warmup", 0.0, 1.0)?.unwrap_or(SCHEDULE_FREE_WARMUP),
+                    warmup_fraction: spec
+                        .get_in("warmup", 0.0, 1.0)?
+                        .unwrap_or(SCHEDULE_FREE_WARMUP),
                     weight_lr_power: 2.0,
                 }
             }
@@ -106,6 +109,64 @@ impl Controller for ParameterFree {
         Method {
             rule: self.rule,
             average: None,
+            lr_range_test: None,
+        }
+    }
+}
+
+/// `lr-range-test`: the trainer's LR range test, whose pick becomes the start lr, then one-cycle
+/// from it (the `max_lr` of a `onecycle` left without one is the start's).
+pub struct LrRangeTestThenOneCycle {
+    spec: String,
+    test: LrRangeTest,
+    one_cycle: crate::Schedule,
+}
+
+/// fastai's `fit_one_cycle` defaults, as a `onecycle` SPEC without `max_lr`.
+pub const FASTAI_ONE_CYCLE: &str = "onecycle:pct_start=0.25,div_factor=25,final_div_factor=1e5,base_momentum=0.85,max_momentum=0.95";
+
+impl LrRangeTestThenOneCycle {
+    /// From a parsed `lr-range-test[:start_lr,end_lr,steps]` SPEC.
+    pub fn from_spec(spec: &ControllerSpec) -> Result<Self, SpecError> {
+        spec.only(&["start_lr", "end_lr", "steps"])?;
+        let start_lr = spec.get_in("start_lr", 1e-300, 1e6)?.unwrap_or(1e-7);
+        let end_lr = spec.get_in("end_lr", 1e-300, 1e6)?.unwrap_or(10.0);
+        if end_lr <= start_lr {
+            return Err(SpecError::new(&spec.raw, "`end_lr` must exceed `start_lr`"));
+        }
+        let steps = spec.get_in("steps", 1.0, 1e6)?.unwrap_or(100.0);
+        if steps.fract() != 0.0 {
+            return Err(SpecError::new(&spec.raw, "`steps` must be a whole number"));
+        }
+        Ok(Self {
+            spec: spec.raw.clone(),
+            test: LrRangeTest {
+                start_lr,
+                end_lr,
+                steps: steps as usize,
+            },
+            one_cycle: crate::Schedule::from_spec(&ControllerSpec::parse(FASTAI_ONE_CYCLE)?)?,
+        })
+    }
+}
+
+impl Controller for LrRangeTestThenOneCycle {
+    fn spec(&self) -> String {
+        self.spec.clone()
+    }
+
+    fn reset(&mut self, context: &EpisodeContext) {
+        self.one_cycle.reset(context);
+    }
+
+    fn decide(&mut self, input: &DecisionInput) -> Decision {
+        self.one_cycle.decide(input)
+    }
+
+    fn method(&self) -> Method {
+        Method {
+            lr_range_test: Some(self.test),
+            ..Method::INNER
         }
     }
 }
@@ -234,14 +295,16 @@ mod tests {
                     reps_rel: 1e-6,
                     layerwise: false
                 },
-                average: Some(Averaging::PolyDecay { gamma: 8.0 })
+                average: Some(Averaging::PolyDecay { gamma: 8.0 }),
+                lr_range_test: None,
             }
         );
         assert_eq!(
             build("average:ema=0.99(cosine:lr=0.1)").unwrap().method(),
             Method {
                 rule: StepRule::Inner,
-                average: Some(Averaging::Ema { decay: 0.99 })
+                average: Some(Averaging::Ema { decay: 0.99 }),
+                lr_range_test: None,
             }
         );
         assert_eq!(

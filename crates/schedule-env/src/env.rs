@@ -17,8 +17,7 @@ use std::sync::Arc;
 
 use hyperctl_env_core::{BoxSpace, Env, Info, Obs, Step};
 use hyperctl_tasks::{
-    Backend, Dataset, EpochStats, EvalStats, Hyperparams, Method, TaskSpec, Trainer,
-    TrainerConfig,
+    Backend, Dataset, EpochStats, EvalStats, Hyperparams, Method, TaskSpec, Trainer, TrainerConfig,
 };
 
 use crate::Error;
@@ -323,20 +322,39 @@ impl Env for ScheduleEnv {
             .split(&self.data, seed)
             .and_then(|split| Trainer::new(&split, &config))
             .expect("the task was built once in ScheduleEnv::new, so it should build for any seed");
+        let mut hp = clamp_hparams(self.task.init, &self.config);
+        let mut info = Info::new();
         if self.method != Method::INNER {
             let steps_per_interval = self
                 .task
                 .steps_per_decision
                 .unwrap_or_else(|| trainer.steps_per_epoch());
+            let budget = self.task.epochs * steps_per_interval;
             trainer
-                .set_method(self.method, self.task.epochs * steps_per_interval)
+                .set_method(self.method, budget)
                 .expect("set_method checked the method");
+            if let Some(test) = &self.method.lr_range_test {
+                // At most a quarter of the budget goes to the sweep.
+                let test = hyperctl_tasks::LrRangeTest {
+                    steps: test.steps.min(budget / 4).max(1),
+                    ..*test
+                };
+                let outcome = trainer
+                    .lr_range_test(&test, hp.momentum)
+                    .expect("set_method checked the test, before any step");
+                if let Some(lr) = outcome.picked {
+                    hp = clamp_hparams(Hyperparams { lr, ..hp }, &self.config);
+                }
+                info.insert(
+                    "lr_range_test_lr".into(),
+                    outcome.picked.unwrap_or(f64::NAN),
+                );
+                info.insert("lr_range_test_steps".into(), outcome.lrs.len() as f64);
+            }
         }
         let initial_val = trainer.initial_val();
         let featurizer = Featurizer::new(initial_val.loss, self.task.epochs);
-        let hp = clamp_hparams(self.task.init, &self.config);
         let obs = featurizer.initial(hp);
-        let mut info = Info::new();
         info.insert("initial_val_loss".into(), initial_val.loss);
         info.insert("initial_val_metric".into(), initial_val.metric);
         info.insert("seed".into(), seed as f64);

@@ -9,7 +9,7 @@
 
 pub mod method;
 
-pub use method::{ADAMW_BETA2, ADAMW_EPS, Averaging, Method, OptimizerKind, StepRule};
+pub use method::{ADAMW_BETA2, ADAMW_EPS, Averaging, LrRangeTest, Method, OptimizerKind, StepRule};
 
 /// The largest budget a task (or a live session) may have, in decision intervals (per-interval
 /// records are kept in memory, so a budget is also a memory bound).

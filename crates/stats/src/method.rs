@@ -43,7 +43,9 @@ impl FromStr for OptimizerKind {
         match s {
             "sgd" => Ok(OptimizerKind::Sgd),
             "adamw" => Ok(OptimizerKind::Adamw),
-            other => Err(format!("unknown optimizer `{other}`; expected sgd or adamw")),
+            other => Err(format!(
+                "unknown optimizer `{other}`; expected sgd or adamw"
+            )),
         }
     }
 }
@@ -130,6 +132,22 @@ pub enum Averaging {
     },
 }
 
+/// An LR range test before training (Smith 2017; fastai's `lr_find`): minibatch steps with the
+/// learning rate growing exponentially from `start_lr` to `end_lr`, stopped early when the
+/// smoothed loss exceeds 4× its best or is not finite; the learning rate is picked from the curve
+/// (fastai's `valley` rule), then the weights, optimizer state and data order go back to where
+/// they were before the test (fastai reloads its saved model). The test's steps count against the
+/// run's budget: the first intervals afterwards are shorter by as many steps.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LrRangeTest {
+    /// The first step's lr (fastai: 1e-7).
+    pub start_lr: f64,
+    /// The lr the sweep would reach at its last step (fastai: 10).
+    pub end_lr: f64,
+    /// Steps of the sweep (fastai: 100), at most a quarter of the run's budget.
+    pub steps: usize,
+}
+
 /// What a controller asks of the trainer besides its learning rate and momentum.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Method {
@@ -137,6 +155,8 @@ pub struct Method {
     pub rule: StepRule,
     /// Iterate averaging, if any.
     pub average: Option<Averaging>,
+    /// An LR range test before training; its pick becomes the run's starting lr.
+    pub lr_range_test: Option<LrRangeTest>,
 }
 
 impl Method {
@@ -145,6 +165,7 @@ impl Method {
     pub const INNER: Method = Method {
         rule: StepRule::Inner,
         average: None,
+        lr_range_test: None,
     };
 }
 

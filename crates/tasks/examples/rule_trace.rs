@@ -29,6 +29,7 @@ fn rule(rule: StepRule) -> Method {
     Method {
         rule,
         average: None,
+        lr_range_test: None,
     }
 }
 
@@ -54,7 +55,12 @@ fn main() {
             optimizer: OptimizerKind::Adamw,
             weight_decay: 0.01,
             method: Method::INNER,
-            hp: |t| hp(if t < 25 { 0.01 } else { 0.005 }, if t < 25 { 0.9 } else { 0.5 }),
+            hp: |t| {
+                hp(
+                    if t < 25 { 0.01 } else { 0.005 },
+                    if t < 25 { 0.9 } else { 0.5 },
+                )
+            },
         },
         Case {
             name: "dog",
@@ -87,6 +93,7 @@ fn main() {
             method: Method {
                 rule: dog,
                 average: poly,
+                lr_range_test: None,
             },
             hp: |_| hp(0.01, 0.0),
         },
@@ -97,6 +104,7 @@ fn main() {
             method: Method {
                 rule: StepRule::Inner,
                 average: Some(Averaging::Ema { decay: 0.9 }),
+                lr_range_test: None,
             },
             hp: |_| hp(0.3, 0.9),
         },
@@ -204,9 +212,7 @@ fn main() {
             }),
         );
     }
-    let table = |t: &hyperctl_tasks::data::Table| {
-        serde_json::json!({"x": t.x, "y": t.y, "rows": t.n_rows()})
-    };
+    let table = |t: &hyperctl_tasks::data::Table| serde_json::json!({"x": t.x, "y": t.y, "rows": t.n_rows()});
     let doc = serde_json::json!({
         "task": task,
         "steps": steps,

@@ -36,8 +36,8 @@ pub use model::ModelSpec;
 pub use source::DatasetSource;
 pub use task::TaskSpec;
 pub use trainer::{
-    Averaging, EpochStats, EvalStats, Hyperparams, Method, OptimizerKind, StepRule, Trainer,
-    TrainerConfig, TrainerSnapshot,
+    Averaging, EpochStats, EvalStats, Hyperparams, LrRangeOutcome, LrRangeTest, Method,
+    OptimizerKind, StepRule, Trainer, TrainerConfig, TrainerSnapshot,
 };
 
 use std::path::PathBuf;

@@ -210,7 +210,11 @@ impl Optimizer for ControlledAdamW {
         };
         let bias_correction1 = 1.0 - beta1.powi(time as i32);
         let bias_correction2_sqrt = (1.0 - BETA2.powi(time as i32)).sqrt();
-        let denom = v.clone().sqrt().div_scalar(bias_correction2_sqrt).add_scalar(EPS);
+        let denom = v
+            .clone()
+            .sqrt()
+            .div_scalar(bias_correction2_sqrt)
+            .add_scalar(EPS);
         let update = (m.clone() / denom).mul_scalar(lr / bias_correction1);
         (
             tensor - update,
@@ -326,14 +330,22 @@ mod tests {
         let w = 1.0 * (1.0 - 0.1 * 0.5);
         let (m, v) = (0.1 * 2.0, (1.0 - beta2) * 4.0);
         let w_1 = w - 0.1 / (1.0 - 0.9) * m / ((v as f64).sqrt() / (1.0 - beta2).sqrt() + eps);
-        assert!((vals(&w1)[0] as f64 - w_1).abs() < 1e-6, "{:?} vs {w_1}", vals(&w1));
+        assert!(
+            (vals(&w1)[0] as f64 - w_1).abs() < 1e-6,
+            "{:?} vs {w_1}",
+            vals(&w1)
+        );
         handle.set(0.5);
         let (w2, s2) = opt.step(0.1, w1, t(&[-1.0]), s1);
         let w = w_1 * (1.0 - 0.05);
         let (m, v) = (0.5 * m + 0.5 * -1.0, beta2 * v + (1.0 - beta2) * 1.0);
         let bc2 = (1.0 - beta2.powi(2)).sqrt();
         let w_2 = w - 0.1 / (1.0 - 0.25) * m / (v.sqrt() / bc2 + eps);
-        assert!((vals(&w2)[0] as f64 - w_2).abs() < 1e-6, "{:?} vs {w_2}", vals(&w2));
+        assert!(
+            (vals(&w2)[0] as f64 - w_2).abs() < 1e-6,
+            "{:?} vs {w_2}",
+            vals(&w2)
+        );
         let s2 = s2.unwrap();
         assert_eq!(s2.time, 2);
         assert!((vals(&s2.moment_1)[0] as f64 - m).abs() < 1e-6);

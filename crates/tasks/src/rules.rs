@@ -60,7 +60,12 @@ impl RuleState {
     /// The state before the first step of `rule` (`None` for the inner optimizer). `adam`: the
     /// task's inner optimizer is AdamW (Schedule-Free takes its AdamW form); `budget_steps`:
     /// the run's minibatch steps (for Schedule-Free's warmup).
-    pub(crate) fn new(rule: StepRule, weight_decay: f64, adam: bool, budget_steps: usize) -> Option<Self> {
+    pub(crate) fn new(
+        rule: StepRule,
+        weight_decay: f64,
+        adam: bool,
+        budget_steps: usize,
+    ) -> Option<Self> {
         Some(match rule {
             StepRule::Inner => return None,
             StepRule::Dog {
@@ -138,7 +143,6 @@ impl RuleState {
             _ => None,
         }
     }
-
 }
 
 /// DoG / L-DoG (`dog-optimizer` 1.0.3, `DoG.step` and `LDoG._update_group_state`).
@@ -321,13 +325,12 @@ impl Prodigy {
                 + g[i].clone().mul_scalar(d * (1.0 - ADAM_BETA1));
             self.exp_avg_sq[i] = self.exp_avg_sq[i].clone().mul_scalar(ADAM_BETA2)
                 + g[i].clone().square().mul_scalar(d * d * (1.0 - ADAM_BETA2));
-            self.s[i] = self.s[i].clone().mul_scalar(beta3)
-                + g[i].clone().mul_scalar((d / self.d0) * dlr);
+            self.s[i] =
+                self.s[i].clone().mul_scalar(beta3) + g[i].clone().mul_scalar((d / self.d0) * dlr);
             parts.push(self.s[i].clone().abs().sum());
         }
         let sums = host(parts);
-        let delta_numerator: f64 =
-            (d / self.d0) * dlr * sums.iter().step_by(2).sum::<f64>();
+        let delta_numerator: f64 = (d / self.d0) * dlr * sums.iter().step_by(2).sum::<f64>();
         let d_denom: f64 = sums.iter().skip(1).step_by(2).sum();
         let d_numerator = self.d_numerator * beta3;
         if d_denom == 0.0 {
@@ -433,7 +436,11 @@ pub(crate) struct Averager {
 impl Averager {
     /// An averager starting from the initial weights `x0`.
     pub(crate) fn new(kind: Averaging, x0: Vec<Tensor<1>>) -> Self {
-        Self { kind, t: 0, avg: x0 }
+        Self {
+            kind,
+            t: 0,
+            avg: x0,
+        }
     }
 
     /// Takes in the point after a step.
@@ -499,7 +506,10 @@ mod tests {
             let x1 = rule.step(0.0, vec![t(&[3.0]), t(&[4.0])], vec![t(&[1.0]), t(&[2.0])]);
             let eta: Vec<f64> = if layerwise {
                 // Per tensor: r = 0.1·(1 + |x|), G = g² + eps.
-                vec![0.1 * 4.0 / (1.0f64 + 1e-8).sqrt(), 0.1 * 5.0 / (4.0f64 + 1e-8).sqrt()]
+                vec![
+                    0.1 * 4.0 / (1.0f64 + 1e-8).sqrt(),
+                    0.1 * 5.0 / (4.0f64 + 1e-8).sqrt(),
+                ]
             } else {
                 let e = 0.1 * 6.0 / (5.0f64 + 1e-8).sqrt();
                 vec![e, e]
@@ -513,10 +523,7 @@ mod tests {
             let expected = if layerwise {
                 let r = [(0.4f64).max(d[0]), (0.5f64).max(d[1])];
                 let g: [f64; 2] = [1.0 + 1e-8 + 1.0, 4.0 + 1e-8];
-                vec![
-                    vec![x1v[0][0] - r[0] / g[0].sqrt()],
-                    vec![x1v[1][0]],
-                ]
+                vec![vec![x1v[0][0] - r[0] / g[0].sqrt()], vec![x1v[1][0]]]
             } else {
                 let r = (0.6f64).max((d[0] * d[0] + d[1] * d[1]).sqrt());
                 let e = r / (5.0f64 + 1e-8 + 1.0).sqrt();

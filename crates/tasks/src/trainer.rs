@@ -29,8 +29,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 pub use hyperctl_stats::{
-    Averaging, EpochStats, EvalStats, Hyperparams, LayerGradNorm, Method, OptimizerKind,
-    StepRule, mean_std, mean_std_of,
+    Averaging, EpochStats, EvalStats, Hyperparams, LayerGradNorm, LrRangeTest, Method,
+    OptimizerKind, StepRule, mean_std, mean_std_of,
 };
 
 use crate::data::{SplitData, Table, TaskType};
@@ -162,6 +162,19 @@ pub struct Trainer {
     rule: Option<RuleState>,
     /// The averaged weights, when the method averages.
     averager: Option<Averager>,
+    /// Steps an LR range test took from the budget, still to be taken off the next intervals.
+    step_debt: usize,
+}
+
+/// What an LR range test ([`Trainer::lr_range_test`]) measured and picked.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LrRangeOutcome {
+    /// The lr of each step taken.
+    pub lrs: Vec<f64>,
+    /// The smoothed loss after each step (EMA 0.98, debiased, as fastai's recorder).
+    pub smoothed_losses: Vec<f64>,
+    /// The picked lr (`None`: the curve had no usable part; the caller keeps its lr).
+    pub picked: Option<f64>,
 }
 
 /// The trainer's learning state at one moment (weights, optimizer velocity, data order), to go
@@ -274,6 +287,7 @@ impl Trainer {
             method: Method::INNER,
             rule: None,
             averager: None,
+            step_debt: 0,
         };
         trainer.initial_val = trainer.evaluate(&trainer.val);
         trainer.params_before = trainer.flat_params();
@@ -360,11 +374,8 @@ impl Trainer {
                 let value = param.val().inner();
                 let shape = value.shape().dims::<D>().to_vec();
                 let n = value.shape().num_elements();
-                self.out.push((
-                    self.path.join("."),
-                    shape,
-                    to_host(value.reshape([n])),
-                ));
+                self.out
+                    .push((self.path.join("."), shape, to_host(value.reshape([n]))));
             }
         }
         let mut named = Named {
@@ -373,6 +384,57 @@ impl Trainer {
         };
         self.model().visit(&mut named);
         named.out
+    }
+
+    /// Runs an LR range test (see [`hyperctl_stats::LrRangeTest`]) at `momentum` before the
+    /// first interval: the sweep's steps, then everything back as it was except the step count
+    /// (the next intervals are shortened by the sweep's steps, each keeping at least one).
+    pub fn lr_range_test(
+        &mut self,
+        test: &hyperctl_stats::LrRangeTest,
+        momentum: f64,
+    ) -> Result<LrRangeOutcome> {
+        if self.total_steps > 0 {
+            return Err(Error::InvalidConfig {
+                field: "lr_range_test",
+                reason: "can only run before the first step".into(),
+            });
+        }
+        check_lr_range_test(test)?;
+        Hyperparams {
+            lr: test.end_lr,
+            momentum,
+        }
+        .validate()?;
+        let snapshot = self.snapshot();
+        self.momentum.set(momentum);
+        let (mut lrs, mut smoothed) = (Vec::new(), Vec::new());
+        let (mut avg, mut best) = (0f64, f64::INFINITY);
+        for i in 0..test.steps {
+            // fastai's SchedExp at pos = i / num_it.
+            let lr =
+                test.start_lr * (test.end_lr / test.start_lr).powf(i as f64 / test.steps as f64);
+            let indices = self.next_batch();
+            let loss = self.train_step(lr, &indices).loss;
+            avg = 0.98 * avg + 0.02 * loss;
+            let smooth = avg / (1.0 - 0.98f64.powi(i as i32 + 1));
+            lrs.push(lr);
+            smoothed.push(smooth);
+            if !smooth.is_finite() || smooth > 4.0 * best {
+                break;
+            }
+            best = best.min(smooth);
+        }
+        let taken = lrs.len();
+        self.restore(&snapshot);
+        self.total_steps += taken;
+        self.step_debt += taken;
+        let picked = valley(&lrs, &smoothed, test.steps);
+        Ok(LrRangeOutcome {
+            lrs,
+            smoothed_losses: smoothed,
+            picked,
+        })
     }
 
     /// The method in use ([`Trainer::set_method`]).
@@ -452,6 +514,10 @@ impl Trainer {
             .config
             .steps_per_decision
             .unwrap_or_else(|| self.steps_per_epoch());
+        // An LR range test's steps come off the first intervals (each keeps one).
+        let paid = self.step_debt.min(n_steps - 1);
+        self.step_debt -= paid;
+        let n_steps = n_steps - paid;
         let mut losses = Vec::with_capacity(n_steps);
         let mut norms = Vec::with_capacity(n_steps);
         let mut layer_sums: Vec<f64> = Vec::new();
@@ -713,8 +779,68 @@ impl Trainer {
     }
 }
 
+/// fastai's `valley` suggestion (fastai 2.7, `callback/schedule.py`) on the curve without its
+/// first tenth of `num_it` and its last 5 points, cut at the first non-finite loss: the lr a
+/// third and a half of a third along the longest strictly descending run of losses.
+fn valley(lrs: &[f64], losses: &[f64], num_it: usize) -> Option<f64> {
+    let lo = num_it / 10;
+    let hi = losses.len().saturating_sub(5);
+    if hi <= lo {
+        return None;
+    }
+    let (mut lrs, mut losses) = (&lrs[lo..hi], &losses[lo..hi]);
+    if let Some(first_bad) = losses.iter().position(|l| !l.is_finite()) {
+        (lrs, losses) = (&lrs[..first_bad], &losses[..first_bad]);
+    }
+    let n = losses.len();
+    if n == 0 {
+        return None;
+    }
+    // fastai's arithmetic, Python's negative indices included (a valley starting at the first
+    // point gives max_start = −1).
+    let (mut max_start, mut max_end) = (0isize, 0usize);
+    let mut lds = vec![1isize; n];
+    for i in 1..n {
+        for j in 0..i {
+            if losses[i] < losses[j] && lds[i] < lds[j] + 1 {
+                lds[i] = lds[j] + 1;
+            }
+            if lds[max_end] < lds[i] {
+                max_end = i;
+                max_start = max_end as isize - lds[max_end];
+            }
+        }
+    }
+    let sections = (max_end as isize - max_start) as f64 / 3.0;
+    let idx = max_start + sections as isize + (sections / 2.0) as isize;
+    let idx = if idx < 0 { idx + n as isize } else { idx };
+    lrs.get(usize::try_from(idx).ok()?).copied()
+}
+
+fn check_lr_range_test(test: &hyperctl_stats::LrRangeTest) -> Result<()> {
+    if !(test.start_lr > 0.0 && test.end_lr > test.start_lr && test.end_lr.is_finite()) {
+        return Err(Error::InvalidConfig {
+            field: "lr_range_test",
+            reason: format!(
+                "needs 0 < start_lr < end_lr (finite); got {} and {}",
+                test.start_lr, test.end_lr
+            ),
+        });
+    }
+    if test.steps == 0 {
+        return Err(Error::InvalidConfig {
+            field: "lr_range_test",
+            reason: "needs at least one step".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks a method's numbers, naming the bad one (what [`Trainer::set_method`] refuses).
 pub fn check_method(method: &Method) -> Result<()> {
+    if let Some(test) = &method.lr_range_test {
+        check_lr_range_test(test)?;
+    }
     let bad = |field: &'static str, reason: &str| {
         Err(Error::InvalidConfig {
             field,
@@ -742,7 +868,9 @@ pub fn check_method(method: &Method) -> Result<()> {
                 return bad("weight_lr_power", "must be a finite value ≥ 0");
             }
         }
-        StepRule::Prodigy { d0 } if !positive(d0) => return bad("d0", "must be a finite value > 0"),
+        StepRule::Prodigy { d0 } if !positive(d0) => {
+            return bad("d0", "must be a finite value > 0");
+        }
         StepRule::DAdaptSgd { d0, momentum } => {
             if !positive(d0) {
                 return bad("d0", "must be a finite value > 0");
@@ -771,10 +899,7 @@ fn flat_values(model: &Net) -> Vec<Tensor<1>> {
 
 /// Every float parameter's value and gradient (zeros where it has none), flattened, in model
 /// order: what a [`RuleState`] steps.
-fn flat_values_and_grads(
-    model: &Net,
-    grads: &GradientsParams,
-) -> (Vec<Tensor<1>>, Vec<Tensor<1>>) {
+fn flat_values_and_grads(model: &Net, grads: &GradientsParams) -> (Vec<Tensor<1>>, Vec<Tensor<1>>) {
     flat_values_and_grads_inner(model, Some(grads))
 }
 
@@ -1072,7 +1197,9 @@ mod tests {
         let config = TrainerConfig::new(ModelSpec::parse("mlp:16x1").unwrap(), 16, 0);
         let run = |method: Method| {
             let mut trainer = Trainer::new(&data, &config).unwrap();
-            trainer.set_method(method, 3 * trainer.steps_per_epoch()).unwrap();
+            trainer
+                .set_method(method, 3 * trainer.steps_per_epoch())
+                .unwrap();
             let stats: Vec<EpochStats> = (0..3)
                 .map(|_| trainer.run_epoch(hp(0.2, 0.9)).unwrap())
                 .collect();
@@ -1082,6 +1209,7 @@ mod tests {
         let (avg, avg_test) = run(Method {
             rule: StepRule::Inner,
             average: Some(Averaging::PolyDecay { gamma: 8.0 }),
+            lr_range_test: None,
         });
         for (p, a) in plain.iter().zip(&avg) {
             assert_eq!(p.train_loss_mean, a.train_loss_mean);
@@ -1116,6 +1244,7 @@ mod tests {
             let method = Method {
                 rule,
                 average: Some(Averaging::Ema { decay: 0.9 }),
+                lr_range_test: None,
             };
             trainer.set_method(method, 40).unwrap();
             trainer.run_epoch(hp(0.1, 0.0)).unwrap();
@@ -1151,6 +1280,7 @@ mod tests {
                         weight_lr_power: 2.0,
                     },
                     average: None,
+                    lr_range_test: None,
                 },
                 "beta",
             ),
@@ -1158,6 +1288,7 @@ mod tests {
                 Method {
                     rule: StepRule::Inner,
                     average: Some(Averaging::Ema { decay: 1.5 }),
+                    lr_range_test: None,
                 },
                 "ema",
             ),
@@ -1165,6 +1296,7 @@ mod tests {
                 Method {
                     rule: StepRule::Prodigy { d0: 0.0 },
                     average: None,
+                    lr_range_test: None,
                 },
                 "d0",
             ),
@@ -1177,7 +1309,10 @@ mod tests {
             nesterov: true,
             ..config
         };
-        let err = Trainer::new(&data, &adamw_nesterov).err().unwrap().to_string();
+        let err = Trainer::new(&data, &adamw_nesterov)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("nesterov"), "{err}");
     }
 
@@ -1199,9 +1334,60 @@ mod tests {
             (initial, last)
         };
         let (initial, a) = run(0.9);
-        assert!(!a.diverged && a.val_loss < 0.7 * initial, "{} vs {initial}", a.val_loss);
+        assert!(
+            !a.diverged && a.val_loss < 0.7 * initial,
+            "{} vs {initial}",
+            a.val_loss
+        );
         let (_, b) = run(0.5);
         assert_ne!(a.val_loss, b.val_loss);
+    }
+
+    #[test]
+    fn valley_picks_two_thirds_down_the_longest_descent_as_fastai() {
+        // 20 points (num_it 20: the first 2 and the last 5 are dropped): losses fall over the
+        // kept indices 0..=8 (lrs 2..=10 of the full list), then rise.
+        let lrs: Vec<f64> = (0..20).map(|i| i as f64).collect();
+        let losses: Vec<f64> = (0..20)
+            .map(|i| if i <= 10 { 10.0 - i as f64 } else { i as f64 })
+            .collect();
+        // Kept: lrs 2..=14, losses 8, 7, ..., 0, 11, 12, 13, 14. The longest valley ends at
+        // kept index 8 (9 points), so fastai's max_start = 8 − 9 = −1, sections = 3 and
+        // idx = −1 + 3 + 1 = 3: lr 5.
+        assert_eq!(valley(&lrs, &losses, 20), Some(5.0));
+        assert_eq!(
+            valley(&lrs[..6], &losses[..6], 20),
+            None,
+            "too short a curve"
+        );
+    }
+
+    #[test]
+    fn an_lr_range_test_resets_the_weights_and_takes_its_steps_from_the_budget() {
+        let data = task("gen:gauss-mix:n=500,d=4", TaskType::Classification, 0);
+        let config = TrainerConfig::new(ModelSpec::parse("mlp:16x1").unwrap(), 10, 0);
+        let mut trainer = Trainer::new(&data, &config).unwrap();
+        let before = trainer.flat_params();
+        let test = hyperctl_stats::LrRangeTest {
+            start_lr: 1e-5,
+            end_lr: 10.0,
+            steps: 50,
+        };
+        let outcome = trainer.lr_range_test(&test, 0.9).unwrap();
+        assert_eq!(trainer.flat_params(), before, "the weights go back");
+        let picked = outcome.picked.unwrap();
+        assert!((1e-5..10.0).contains(&picked), "{picked}");
+        assert!(outcome.lrs.len() <= 50 && outcome.lrs.len() > 10);
+        assert_eq!(outcome.lrs[0], 1e-5);
+        let per_epoch = trainer.steps_per_epoch();
+        let taken = outcome.lrs.len();
+        let first = trainer.run_epoch(hp(picked, 0.9)).unwrap();
+        assert_eq!(first.steps, per_epoch - taken.min(per_epoch - 1));
+        assert!(
+            (first.epochs_done - (taken + first.steps) as f64 / per_epoch as f64).abs() < 1e-12
+        );
+        let err = trainer.lr_range_test(&test, 0.9).unwrap_err().to_string();
+        assert!(err.contains("before the first step"), "{err}");
     }
 
     #[test]
