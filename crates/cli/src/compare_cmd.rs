@@ -250,6 +250,18 @@ fn plan_of(args: &CompareArgs, backend: Backend) -> anyhow::Result<hyperctl_comp
         None => Vec::new(),
     };
 
+    // A policy drives only the inner optimizer it was trained with.
+    let optimizers: std::collections::BTreeSet<_> = tasks
+        .iter()
+        .chain(&tune_tasks)
+        .map(|t| t.task.optimizer)
+        .collect();
+    for c in &inner {
+        for optimizer in &optimizers {
+            hyperctl_controllers::check_optimizer(c, *optimizer)?;
+        }
+    }
+
     // Where training starts, and how the runs go.
     if let Some(lr) = args.start_lr
         && !(lr.is_finite() && lr > 0.0 && (0.0..1.0).contains(&args.start_momentum))

@@ -174,16 +174,19 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
         }
         let dataset = t.task.source.to_string();
         if args.json {
-            println!(
-                "{}",
-                json!({
-                    "id": t.task.id, "split": t.split, "group": t.group, "dataset": dataset,
-                    "task_type": t.task.task_type, "model": t.task.model.to_string(), "batch_size": t.task.batch_size,
-                    "epochs": t.task.epochs, "init_lr": t.task.init.lr, "init_momentum": t.task.init.momentum,
-                    "train_fraction": t.task.train_fraction, "seed": t.task.seed,
-                    "steps": steps, "params": params, "cost": cost,
-                })
-            );
+            let mut line = json!({
+                "id": t.task.id, "split": t.split, "group": t.group, "dataset": dataset,
+                "task_type": t.task.task_type, "model": t.task.model.to_string(), "batch_size": t.task.batch_size,
+                "epochs": t.task.epochs, "init_lr": t.task.init.lr, "init_momentum": t.task.init.momentum,
+                "train_fraction": t.task.train_fraction, "seed": t.task.seed,
+                "steps": steps, "params": params, "cost": cost,
+            });
+            // Only when not SGD, so SGD tasks' lines read as before.
+            if t.task.optimizer != hyperctl_tasks::OptimizerKind::Sgd {
+                line["optimizer"] = json!(t.task.optimizer);
+                line["weight_decay"] = json!(t.task.weight_decay);
+            }
+            println!("{line}");
         } else {
             let short = if dataset.chars().count() > 44 {
                 format!("{}…", dataset.chars().take(43).collect::<String>())

@@ -57,9 +57,13 @@ pub struct TrainArgs {
     /// Keep at most this many train rows.
     #[arg(long)]
     max_train_rows: Option<usize>,
-    /// L2 weight decay [default: 0].
+    /// Weight decay [default: 0]: L2 for SGD, decoupled for AdamW (as PyTorch's optimizers).
     #[arg(long)]
     weight_decay: Option<f64>,
+    /// The inner optimizer the controller drives: `sgd` (momentum) or `adamw` (the momentum is
+    /// beta1; beta2 0.999, eps 1e-8 kept) [default: sgd].
+    #[arg(long)]
+    optimizer: Option<hyperctl_tasks::OptimizerKind>,
     /// Use Nesterov momentum.
     #[arg(long)]
     nesterov: bool,
@@ -173,6 +177,7 @@ fn task_from_args(args: &TrainArgs) -> anyhow::Result<TaskSpec> {
             ("--weight-decay", args.weight_decay.is_some()),
             ("--nesterov", args.nesterov),
             ("--steps-per-decision", args.steps_per_decision.is_some()),
+            ("--optimizer", args.optimizer.is_some()),
         ];
         if let Some((flag, _)) = inline.iter().find(|(_, given)| *given) {
             bail!(
@@ -217,6 +222,13 @@ fn task_from_args(args: &TrainArgs) -> anyhow::Result<TaskSpec> {
     task.weight_decay = args.weight_decay.unwrap_or(task.weight_decay);
     task.nesterov = args.nesterov;
     task.steps_per_decision = args.steps_per_decision;
+    task.optimizer = args.optimizer.unwrap_or_default();
+    if task.nesterov && task.optimizer != hyperctl_tasks::OptimizerKind::Sgd {
+        bail!(
+            "--nesterov is an SGD option; the optimizer is {}",
+            task.optimizer
+        );
+    }
     task.validate()?;
     Ok(task)
 }
@@ -285,6 +297,10 @@ pub fn run(args: TrainArgs, backend: Backend) -> anyhow::Result<()> {
         std::slice::from_ref(&args.controller),
     )?;
     hyperctl_controllers::check_env(&args.controller, &env_config)?;
+    hyperctl_controllers::check_optimizer(
+        hyperctl_controllers::unguarded_text(&args.controller).0,
+        task.optimizer,
+    )?;
     let mut controller = hyperctl_controllers::build(&args.controller)?;
     let mut env = ScheduleEnv::new(task.clone(), env_config.clone(), backend)
         .with_context(|| format!("cannot set up task `{}`", task.id))?;

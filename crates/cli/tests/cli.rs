@@ -341,7 +341,7 @@ fn tasks_list_shows_every_task_with_cost_and_filters_by_split() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap();
     assert!(
-        last.starts_with("322 tasks,") && last.contains("total cost"),
+        last.starts_with("407 tasks,") && last.contains("total cost"),
         "{last}"
     );
     let lines = json_lines(&hyperctl(&[
@@ -394,7 +394,7 @@ fn tasks_validate_reports_all_problems_and_exits_2() {
     );
     let ok = hyperctl(&["tasks", "validate", "generated"]);
     assert!(
-        String::from_utf8_lossy(&ok.stdout).contains("ok: 322 tasks"),
+        String::from_utf8_lossy(&ok.stdout).contains("ok: 407 tasks"),
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );

@@ -530,6 +530,15 @@ fn build_task(fields: &TaskFields, id: String, root: &Path) -> Result<(TaskSpec,
         return Err("`max_train_rows` and `steps_per_decision` must be at least 1".into());
     }
     task.nesterov = fields.nesterov.unwrap_or(false);
+    if let Some(optimizer) = &fields.optimizer {
+        task.optimizer = optimizer.parse().map_err(|e| format!("`optimizer`: {e}"))?;
+    }
+    if task.nesterov && task.optimizer != hyperctl_tasks::OptimizerKind::Sgd {
+        return Err(format!(
+            "`nesterov` is an SGD option; the optimizer is {}",
+            task.optimizer
+        ));
+    }
     Ok((task, group))
 }
 

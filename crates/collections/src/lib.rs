@@ -25,6 +25,8 @@
 //! epochs = { choice = [10, 20] }
 //! init_lr = { log_uniform = [1e-4, 1.0] }
 //! init_momentum = { choice = [0.0, 0.5, 0.9] }
+//! # optimizer = "adamw"          # or { choice = ["sgd", "adamw"] }; default sgd (then
+//! #                              # init_momentum is AdamW's beta1, weight_decay decoupled)
 //!
 //! [[include]]                    # the tasks of another collection, ids prefixed `name/`
 //! collection = "generated.toml"

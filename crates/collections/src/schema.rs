@@ -56,6 +56,7 @@ pub(crate) struct TaskFields {
     pub weight_decay: Option<f64>,
     pub nesterov: Option<bool>,
     pub steps_per_decision: Option<usize>,
+    pub optimizer: Option<String>,
 }
 
 /// A `[[template]]`: `count` tasks, each field a value or a distribution.
@@ -82,12 +83,14 @@ pub(crate) struct TemplateEntry {
     pub weight_decay: Option<Sampled>,
     pub nesterov: Option<Sampled>,
     pub steps_per_decision: Option<Sampled>,
+    pub optimizer: Option<Sampled>,
 }
 
 impl TemplateEntry {
     /// The sampled task fields, in the order each task draws them (the order is part of the
-    /// expansion: changing it changes every template's tasks).
-    pub fn sampled(&self) -> [(&'static str, Option<&Sampled>); 12] {
+    /// expansion: changing it changes every template's tasks; a field left out draws nothing,
+    /// so fields added at the end leave older templates' tasks as they were).
+    pub fn sampled(&self) -> [(&'static str, Option<&Sampled>); 13] {
         [
             ("epochs", self.epochs.as_ref()),
             ("batch_size", self.batch_size.as_ref()),
@@ -101,6 +104,7 @@ impl TemplateEntry {
             ("weight_decay", self.weight_decay.as_ref()),
             ("nesterov", self.nesterov.as_ref()),
             ("steps_per_decision", self.steps_per_decision.as_ref()),
+            ("optimizer", self.optimizer.as_ref()),
         ]
     }
 }

@@ -54,13 +54,16 @@ pub fn validate(collection: &Collection, load_data: bool) -> Vec<Problem> {
         }
     }
 
-    // A group must live in one split.
-    let mut first_seen: BTreeMap<&str, &crate::CollectionTask> = BTreeMap::new();
+    // A group must live in one split among the tasks of one inner optimizer: a policy drives
+    // one optimizer (it refuses the others), so the leakage that could flatter it is between its
+    // own optimizer's splits; SGD and AdamW variants of one dataset may sit in different splits.
+    let mut first_seen: BTreeMap<(&str, hyperctl_tasks::OptimizerKind), &crate::CollectionTask> =
+        BTreeMap::new();
     let mut reported: Vec<(&str, &str, &str)> = Vec::new();
     for t in &collection.tasks {
-        match first_seen.get(t.group.as_str()) {
+        match first_seen.get(&(t.group.as_str(), t.task.optimizer)) {
             None => {
-                first_seen.insert(&t.group, t);
+                first_seen.insert((&t.group, t.task.optimizer), t);
             }
             Some(first) if first.split != t.split => {
                 let key = (t.group.as_str(), first.split.as_str(), t.split.as_str());

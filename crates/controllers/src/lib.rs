@@ -213,6 +213,34 @@ pub fn build(spec: &str) -> Result<Box<dyn Controller + Send>, SpecError> {
     Spec::parse(spec)?.build(spec)
 }
 
+/// Checks that a SPEC can drive a task's inner optimizer: a `policy:DIR` only the one it was
+/// trained with (its `config.json` says which; its momentum action is SGD's momentum or AdamW's
+/// beta1, not both). Other controllers drive either.
+pub fn check_optimizer(
+    spec: &str,
+    optimizer: hyperctl_tasks::OptimizerKind,
+) -> Result<(), SpecError> {
+    let parsed = Spec::parse(spec)?;
+    let Some(dir) = parsed.unguarded().0.policy_dir() else {
+        return Ok(());
+    };
+    let folder = PolicyFolder::load(dir).map_err(|e| SpecError::new(spec, e.to_string()))?;
+    let trained = folder
+        .config
+        .trained_optimizer()
+        .map_err(|e| SpecError::new(spec, format!("{}: {e}", dir.display())))?;
+    if trained != optimizer {
+        return Err(SpecError::new(
+            spec,
+            format!(
+                "the policy was trained driving {trained}, and this task's optimizer is {optimizer}: \
+                 its momentum actions would mean something else"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that a SPEC fits the env settings it will run under: a `policy:DIR` must have been
 /// trained under the same action mapping and bounds (`env`), or its actions would mean something
 /// else. Other controllers fit any settings.

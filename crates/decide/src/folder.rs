@@ -187,6 +187,20 @@ pub fn encode_folder(
     vec![(WEIGHTS_FILE, weights), (CONFIG_FILE, config)]
 }
 
+impl PolicyConfig {
+    /// The inner optimizer the policy was trained driving (`training.optimizer`; policies from
+    /// before AdamW existed say nothing and were trained on SGD).
+    pub fn trained_optimizer(&self) -> Result<crate::stats::OptimizerKind, String> {
+        match self.training.get("optimizer") {
+            None | Some(serde_json::Value::Null) => Ok(crate::stats::OptimizerKind::Sgd),
+            Some(serde_json::Value::String(name)) => name.parse(),
+            Some(other) => Err(format!(
+                "`training.optimizer` is {other}; expected \"sgd\" or \"adamw\""
+            )),
+        }
+    }
+}
+
 /// A loaded policy folder.
 #[derive(Debug, Clone)]
 pub struct PolicyFolder {

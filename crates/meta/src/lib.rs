@@ -169,6 +169,10 @@ pub struct MetaState {
     pub backend: String,
     /// Whether the run has finished its budget.
     pub finished: bool,
+    /// The inner optimizer of every task (the policy's momentum action means its momentum or
+    /// beta1; runs from before AdamW existed were SGD).
+    #[serde(default)]
+    pub optimizer: hyperctl_tasks::OptimizerKind,
 }
 
 /// How a run is invoked.
@@ -251,6 +255,25 @@ fn pools(resolved: &Resolved, backend: Backend) -> Result<(Arc<TaskPool>, TaskPo
         &c.eval_split,
         resolved,
     )?;
+    // One policy drives one optimizer: its momentum action is SGD's momentum or AdamW's beta1.
+    let optimizers: std::collections::BTreeSet<_> = train
+        .iter()
+        .chain(&evals)
+        .map(|t| t.task.optimizer)
+        .collect();
+    if optimizers.len() > 1 {
+        return Err(Error::Tasks(format!(
+            "splits `{}` and `{}` mix inner optimizers ({}); a policy is trained for one: \
+             select tasks of one optimizer",
+            c.split,
+            c.eval_split,
+            optimizers
+                .iter()
+                .map(|o| o.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     let pool = |tasks: Vec<CollectionTask>, split: &str| {
         TaskPool::new(
             tasks.into_iter().map(|t| t.task).collect(),
@@ -500,6 +523,11 @@ fn start(
         invocations: vec![options.provenance.clone()],
         backend: options.backend.name().into(),
         finished: false,
+        optimizer: eval_pool
+            .tasks()
+            .first()
+            .map(|t| t.optimizer)
+            .unwrap_or_default(),
     };
     (ppo, state)
 }

@@ -40,6 +40,7 @@ pub fn training_record(resolved: &Resolved, state: &MetaState) -> serde_json::Va
         "untrained_eval_mean_return": state.evals.first().map(|e| e.mean_return),
         "ppo": resolved.ppo,
         "backend": state.backend,
+        "optimizer": state.optimizer,
         "version": first.map(|p| p.version.clone()),
         "git_commit": first.map(|p| p.git_commit.clone()),
     })

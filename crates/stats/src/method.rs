@@ -7,7 +7,18 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The inner optimizer of a task: what a controller's learning rate and momentum drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// SGD with momentum in PyTorch semantics (`torch.optim.SGD`, dampening 0); the task's

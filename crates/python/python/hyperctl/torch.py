@@ -62,8 +62,11 @@ def _trained_optimizer(policy: str) -> str:
     from . import _native
 
     config = json.loads(_native.policy_config(policy))
-    # Format-1 policies were all trained driving SGD with momentum (hyperctl's trainer).
-    return str(config.get("optimizer", config.get("training", {}).get("optimizer", "sgd")))
+    # `training.optimizer` is "sgd" or "adamw" (hyperctl's trainer); policies from before AdamW
+    # existed say nothing and were trained driving SGD with momentum. In PyTorch, Adam and AdamW
+    # both carry `betas`: an AdamW-trained policy drives either.
+    trained = config.get("optimizer", (config.get("training") or {}).get("optimizer")) or "sgd"
+    return "adam" if trained in ("adam", "adamw") else str(trained)
 
 
 class HyperctlLR(LRScheduler):
