@@ -375,12 +375,28 @@ fn shipped_collections_validate_and_never_leak_a_group_across_splits() {
         .map(|t| t.task.source.to_string())
         .collect();
     assert_eq!(datasets.len(), 86, "every manifest dataset should be used");
-    let train = tabular.split(Some("meta-train")).count() as f64 / tabular.tasks.len() as f64;
+    let sgd = tabular.split(Some("meta-train")).count() + tabular.split(Some("meta-val")).count();
+    let train = tabular.split(Some("meta-train")).count() as f64 / sgd as f64;
     assert!((0.6..0.8).contains(&train), "meta-train share {train}");
     let default = load(envs().join("default.toml").to_str().unwrap(), Some(&data)).unwrap();
     assert!(
         default.split(Some("test")).count() == 0,
         "the shipped policy never trains on test tasks"
+    );
+    // The shipped policy's splits are SGD only; the AdamW variants live in their own splits.
+    for split in ["meta-train", "meta-val"] {
+        assert!(
+            default
+                .split(Some(split))
+                .all(|t| t.task.optimizer == hyperctl_tasks::OptimizerKind::Sgd),
+            "{split}"
+        );
+    }
+    assert!(
+        default
+            .split(Some("adamw-meta-train"))
+            .all(|t| t.task.optimizer == hyperctl_tasks::OptimizerKind::Adamw)
+            && default.split(Some("adamw-meta-train")).count() > 0
     );
     // MNIST enters meta-train through its own template only; the held-out MNIST tasks never do.
     let mnist: Vec<_> = default
@@ -510,5 +526,59 @@ fn an_include_filtered_by_template_keeps_a_manifest_templates_tasks() {
     assert!(
         problems.contains("typo.toml:") && problems.contains("no template `tabb`"),
         "{problems}"
+    );
+}
+
+#[test]
+fn the_optimizer_field_is_checked_and_groups_leak_only_within_one_optimizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = |id: &str, split: &str, extra: &str| {
+        format!(
+            "[[task]]\nid = \"{id}\"\ndataset = \"gen:spirals:n=100\"\nmodel = \"linear\"\nepochs = 1\nbatch_size = 4\nsplit = \"{split}\"\ngroup = \"g\"\n{extra}\n"
+        )
+    };
+    // The same group in two splits: fine across optimizers, a leak within one.
+    let ok = write(
+        dir.path(),
+        "ok.toml",
+        &(task("a", "train", "") + &task("b", "adamw", "optimizer = \"adamw\"")),
+    );
+    assert!(
+        problems_of(&ok, None).is_empty(),
+        "{:?}",
+        problems_of(&ok, None)
+    );
+    let c = load(&ok, None).unwrap();
+    assert_eq!(
+        c.tasks[1].task.optimizer,
+        hyperctl_tasks::OptimizerKind::Adamw
+    );
+    let leak = write(
+        dir.path(),
+        "leak.toml",
+        &(task("a", "train", "optimizer = \"adamw\"") + &task("b", "val", "optimizer = \"adamw\"")),
+    );
+    assert!(
+        problems_of(&leak, None)
+            .iter()
+            .any(|p| p.contains("group `g` spans splits")),
+        "{:?}",
+        problems_of(&leak, None)
+    );
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        &(task("a", "x", "optimizer = \"adam\"")
+            + &task("b", "x", "optimizer = \"adamw\"\nnesterov = true")),
+    );
+    let problems = problems_of(&bad, None);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("`optimizer`: unknown optimizer `adam`"))
+            && problems
+                .iter()
+                .any(|p| p.contains("`nesterov` is an SGD option")),
+        "{problems:?}"
     );
 }

@@ -340,6 +340,16 @@ mod tests {
         };
         let err = check_env(&spec, &other).unwrap_err().to_string();
         assert!(err.contains("trained under env settings"), "{err}");
+        // The shipped policy drove SGD: an AdamW task is refused, wrappers or not.
+        check_optimizer(&spec, hyperctl_tasks::OptimizerKind::Sgd).unwrap();
+        let err = check_optimizer(
+            &format!("average({spec})"),
+            hyperctl_tasks::OptimizerKind::Adamw,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("trained driving sgd"), "{err}");
+        check_optimizer("dog", hyperctl_tasks::OptimizerKind::Adamw).unwrap();
         let err = build("policy:/no/such/folder").err().unwrap().to_string();
         assert!(
             err.contains("/no/such/folder") && err.contains("is not a folder"),
