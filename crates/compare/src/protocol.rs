@@ -207,8 +207,19 @@ pub fn run_plan(plan: &Plan, out: &Path, progress: &dyn Progress) -> Result<Outc
             ));
         } else {
             notes.push(format!(
-                "Untuned-start protocol: each task × seed started from an lr drawn log-uniformly over [{}, {}] and a momentum from {:?}, the same point for every controller (each record's `init_lr`, `init_momentum`); SPECs without lr/momentum start there.",
-                d.lr_min, d.lr_max, d.momenta
+                "Untuned-start protocol: each task × seed started from an lr drawn log-uniformly over [{}, {}]{} and a momentum from {:?}, the same point for every controller (each record's `init_lr`, `init_momentum`); SPECs without lr/momentum start there.",
+                d.lr_min,
+                d.lr_max,
+                if d.adamw_lr_scale != 1.0 {
+                    format!(
+                        " (AdamW tasks: [{}, {}])",
+                        d.lr_min * d.adamw_lr_scale,
+                        d.lr_max * d.adamw_lr_scale
+                    )
+                } else {
+                    String::new()
+                },
+                d.momenta
             ));
         }
     }

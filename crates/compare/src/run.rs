@@ -137,7 +137,7 @@ pub fn check_tasks(tasks: &[CollectionTask], config: &RunConfig) -> Result<(), E
         let data = config.datasets.get(t)?;
         let mut spec = t.task.clone();
         if let Some(starts) = &config.starts {
-            spec.init = starts.draw(&spec.id, spec.seed);
+            spec.init = starts.draw_for(&spec, spec.seed);
         }
         ScheduleEnv::with_data(spec, data, config.env.clone(), config.backend).map_err(|e| {
             Error::Task {
@@ -160,15 +160,26 @@ pub struct StartDistribution {
     pub lr_max: f64,
     /// Starting momenta to choose from.
     pub momenta: Vec<f64>,
+    /// AdamW tasks draw their lr from `[lr_min, lr_max]` times this (AdamW's learning rates sit
+    /// about a decade below SGD's); 1 keeps one range for both. Comparisons recorded before
+    /// AdamW existed had none: 1.
+    #[serde(default = "one")]
+    pub adamw_lr_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl StartDistribution {
-    /// The mission's protocol: lr in [1e-4, 1], momentum in {0, 0.9}.
+    /// The mission's protocol: lr in [1e-4, 1] (AdamW tasks: [1e-5, 0.1]), momentum (AdamW's
+    /// beta1) in {0, 0.9}.
     pub fn untuned() -> Self {
         Self {
             lr_min: 1e-4,
             lr_max: 1.0,
             momenta: vec![0.0, 0.9],
+            adamw_lr_scale: 0.1,
         }
     }
 
@@ -178,7 +189,22 @@ impl StartDistribution {
             lr_min: lr,
             lr_max: lr,
             momenta: vec![momentum],
+            adamw_lr_scale: 1.0,
         }
+    }
+
+    /// The start of `task` at run seed `seed`: [`StartDistribution::draw`], its lr scaled by
+    /// `adamw_lr_scale` on an AdamW task.
+    pub fn draw_for(
+        &self,
+        task: &hyperctl_tasks::TaskSpec,
+        seed: u64,
+    ) -> hyperctl_tasks::Hyperparams {
+        let mut start = self.draw(&task.id, seed);
+        if task.optimizer == hyperctl_tasks::OptimizerKind::Adamw {
+            start.lr *= self.adamw_lr_scale;
+        }
+        start
     }
 
     /// The start of `task_id` at run seed `seed`.
@@ -325,7 +351,7 @@ fn run_one(
     let data = config.datasets.get(task)?;
     let mut spec = task.task.clone();
     if let Some(starts) = &config.starts {
-        spec.init = starts.draw(&spec.id, seed);
+        spec.init = starts.draw_for(&spec, seed);
     }
     let mut env = ScheduleEnv::with_data(spec.clone(), data, config.env.clone(), config.backend)
         .map_err(|e| Error::Task {
