@@ -199,6 +199,10 @@ pub fn run_plan(plan: &Plan, out: &Path, progress: &dyn Progress) -> Result<Outc
     };
 
     // How training started.
+    let adamw = plan
+        .tasks
+        .iter()
+        .any(|t| t.task.optimizer == hyperctl_tasks::OptimizerKind::Adamw);
     if let Some(d) = &config.starts {
         if d.lr_min == d.lr_max && d.momenta.len() == 1 {
             notes.push(format!(
@@ -210,11 +214,11 @@ pub fn run_plan(plan: &Plan, out: &Path, progress: &dyn Progress) -> Result<Outc
                 "Untuned-start protocol: each task × seed started from an lr drawn log-uniformly over [{}, {}]{} and a momentum from {:?}, the same point for every controller (each record's `init_lr`, `init_momentum`); SPECs without lr/momentum start there.",
                 d.lr_min,
                 d.lr_max,
-                if d.adamw_lr_scale != 1.0 {
+                if adamw {
                     format!(
                         " (AdamW tasks: [{}, {}])",
-                        d.lr_min * d.adamw_lr_scale,
-                        d.lr_max * d.adamw_lr_scale
+                        d.lr_min * crate::run::ADAMW_UNTUNED_LR_SCALE,
+                        d.lr_max * crate::run::ADAMW_UNTUNED_LR_SCALE
                     )
                 } else {
                     String::new()
@@ -344,6 +348,15 @@ pub fn run_plan(plan: &Plan, out: &Path, progress: &dyn Progress) -> Result<Outc
             ),
             &mut notes,
         );
+        let cross = tune::cross_seed_oracle_records(&grid_records);
+        if !cross.is_empty() {
+            records.extend(cross);
+            controllers.push("oracle-cross-seed".into());
+            note(
+                "`oracle-cross-seed`: per task, the grid configuration best on one seed evaluated on another (each seed judged by the next seed's choice): the per-task headroom a controller could honestly reach; `oracle` sees the run it is judged on".to_string(),
+                &mut notes,
+            );
+        }
     }
     Ok(Outcome {
         records,

@@ -160,16 +160,11 @@ pub struct StartDistribution {
     pub lr_max: f64,
     /// Starting momenta to choose from.
     pub momenta: Vec<f64>,
-    /// AdamW tasks draw their lr from `[lr_min, lr_max]` times this (AdamW's learning rates sit
-    /// about a decade below SGD's); 1 keeps one range for both. Comparisons recorded before
-    /// AdamW existed had none: 1.
-    #[serde(default = "one")]
-    pub adamw_lr_scale: f64,
 }
 
-fn one() -> f64 {
-    1.0
-}
+/// Under a drawn (untuned) start, AdamW tasks draw their lr from `[lr_min, lr_max]` times this:
+/// AdamW's learning rates sit about a decade below SGD's. A fixed start is used as given.
+pub const ADAMW_UNTUNED_LR_SCALE: f64 = 0.1;
 
 impl StartDistribution {
     /// The mission's protocol: lr in [1e-4, 1] (AdamW tasks: [1e-5, 0.1]), momentum (AdamW's
@@ -179,7 +174,6 @@ impl StartDistribution {
             lr_min: 1e-4,
             lr_max: 1.0,
             momenta: vec![0.0, 0.9],
-            adamw_lr_scale: 0.1,
         }
     }
 
@@ -189,20 +183,24 @@ impl StartDistribution {
             lr_min: lr,
             lr_max: lr,
             momenta: vec![momentum],
-            adamw_lr_scale: 1.0,
         }
     }
 
+    /// Whether starts are drawn (not one fixed point).
+    pub fn is_drawn(&self) -> bool {
+        !(self.lr_min == self.lr_max && self.momenta.len() == 1)
+    }
+
     /// The start of `task` at run seed `seed`: [`StartDistribution::draw`], its lr scaled by
-    /// `adamw_lr_scale` on an AdamW task.
+    /// [`ADAMW_UNTUNED_LR_SCALE`] on an AdamW task when starts are drawn.
     pub fn draw_for(
         &self,
         task: &hyperctl_tasks::TaskSpec,
         seed: u64,
     ) -> hyperctl_tasks::Hyperparams {
         let mut start = self.draw(&task.id, seed);
-        if task.optimizer == hyperctl_tasks::OptimizerKind::Adamw {
-            start.lr *= self.adamw_lr_scale;
+        if task.optimizer == hyperctl_tasks::OptimizerKind::Adamw && self.is_drawn() {
+            start.lr *= ADAMW_UNTUNED_LR_SCALE;
         }
         start
     }
