@@ -190,6 +190,19 @@ impl LiveSession {
                 reason: format!("expected a momentum in [0, 1), got {}", start.momentum),
             });
         }
+        if controller.method() != crate::stats::Method::INNER {
+            // A parameter-free rule or an average lives in hyperctl's trainer: a loop that is
+            // not ours would get the rule's start hyperparameters and nothing else.
+            return Err(ReportError {
+                field: "controller",
+                reason: format!(
+                    "`{}` replaces the optimizer or averages the weights inside hyperctl's trainer; \
+                     a live session only sets lr and momentum (use the reference package in your loop, \
+                     or `hyperctl train`)",
+                    controller.spec()
+                ),
+            });
+        }
         if let Some(v) = initial_val_loss.filter(|v| !(v.is_finite() && *v >= 0.0)) {
             return Err(ReportError {
                 field: "initial_val_loss",

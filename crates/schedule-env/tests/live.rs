@@ -149,6 +149,31 @@ fn reports_become_the_trainers_statistics_and_bad_ones_are_refused() {
         None,
     );
     assert_eq!(bad.err().unwrap().field, "lr");
+    // A controller that needs hyperctl's trainer (a parameter-free rule) is refused.
+    struct Dog;
+    impl Controller for Dog {
+        fn spec(&self) -> String {
+            "dog".into()
+        }
+        fn reset(&mut self, _: &EpisodeContext) {}
+        fn decide(&mut self, input: &DecisionInput) -> Decision {
+            Decision::Set(input.current)
+        }
+        fn method(&self) -> hyperctl_tasks::Method {
+            hyperctl_tasks::Method {
+                rule: hyperctl_tasks::StepRule::Dog {
+                    reps_rel: 1e-6,
+                    layerwise: false,
+                },
+                ..hyperctl_tasks::Method::INNER
+            }
+        }
+    }
+    let err = LiveSession::open(Box::new(Dog), EnvConfig::defaults(), 3, hp, None, 1, None)
+        .err()
+        .unwrap();
+    assert_eq!(err.field, "controller");
+    assert!(err.reason.contains("inside hyperctl's trainer"), "{err}");
 }
 
 /// Always asks for the same (too large) learning rate.
