@@ -329,7 +329,7 @@ mod tests {
         let (beta2, eps) = (0.999f64, 1e-8);
         let w = 1.0 * (1.0 - 0.1 * 0.5);
         let (m, v) = (0.1 * 2.0, (1.0 - beta2) * 4.0);
-        let w_1 = w - 0.1 / (1.0 - 0.9) * m / ((v as f64).sqrt() / (1.0 - beta2).sqrt() + eps);
+        let w_1 = w - 0.1 / (1.0 - 0.9) * m / (v.sqrt() / (1.0 - beta2).sqrt() + eps);
         assert!(
             (vals(&w1)[0] as f64 - w_1).abs() < 1e-6,
             "{:?} vs {w_1}",
@@ -338,7 +338,7 @@ mod tests {
         handle.set(0.5);
         let (w2, s2) = opt.step(0.1, w1, t(&[-1.0]), s1);
         let w = w_1 * (1.0 - 0.05);
-        let (m, v) = (0.5 * m + 0.5 * -1.0, beta2 * v + (1.0 - beta2) * 1.0);
+        let (m, v) = (0.5 * m - 0.5, beta2 * v + (1.0 - beta2) * 1.0);
         let bc2 = (1.0 - beta2.powi(2)).sqrt();
         let w_2 = w - 0.1 / (1.0 - 0.25) * m / (v.sqrt() / bc2 + eps);
         assert!(

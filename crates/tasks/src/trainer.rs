@@ -919,7 +919,7 @@ fn flat_values_and_grads_inner(
             if let Some(grads) = self.grads {
                 let grad = grads
                     .get::<D>(param.id)
-                    .map_or_else(|| value.zeros_like(), |g| g);
+                    .unwrap_or_else(|| value.zeros_like());
                 self.flat_grads.push(grad.reshape([n]));
             }
             self.values.push(value.reshape([n]));
