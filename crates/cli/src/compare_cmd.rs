@@ -42,6 +42,10 @@ pub struct CompareArgs {
     /// Parallel runs (default: all cores; each run then uses one kernel thread).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Run in N worker processes (`hyperctl worker`) instead of `--jobs` threads: processes
+    /// scale where threads of one process do not. Results are the same for any N.
+    #[arg(long)]
+    workers: Option<usize>,
     /// Data root for the collection's relative paths.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -295,6 +299,22 @@ fn plan_of(args: &CompareArgs, backend: Backend) -> anyhow::Result<hyperctl_comp
         replays: Default::default(),
         starts,
         datasets: Default::default(),
+        workers: match args.workers {
+            None => None,
+            Some(0) => bail!("--workers must be at least 1"),
+            Some(n) => {
+                let exe = std::env::current_exe().map_err(|e| {
+                    anyhow::anyhow!("cannot find this program to start workers: {e}")
+                })?;
+                let pool = hyperctl_pool::process::ProcessPool::spawn(n, &exe, &["worker"])
+                    .map_err(|e| anyhow::anyhow!("cannot start {n} worker processes: {e}"))?;
+                Some(hyperctl_compare::worker::Workers::new(
+                    pool,
+                    args.tasks.clone(),
+                    crate::tasks_cmd::data_dir(args.data_dir.as_deref()),
+                ))
+            }
+        },
     };
 
     // Every task loads and builds (on both splits), every controller builds.
@@ -474,6 +494,7 @@ pub fn demo(args: DemoArgs, backend: Backend) -> anyhow::Result<()> {
         max_tasks: Some(args.tasks),
         spread: true,
         jobs: None,
+        workers: None,
         data_dir: None,
         env_config: None,
         tune_on: None,

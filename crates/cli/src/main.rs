@@ -56,6 +56,10 @@ enum Command {
     /// List or validate task collections.
     #[command(subcommand)]
     Tasks(tasks_cmd::TasksCommand),
+    /// A worker process of `compare --workers N`: run requests on stdin, records on stdout
+    /// (JSON lines; started by hyperctl itself).
+    #[command(hide = true)]
+    Worker,
 }
 
 fn main() -> ExitCode {
@@ -69,9 +73,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `compare` and `meta-train` run many trainings in parallel: one kernel thread each unless
     // told otherwise.
-    let threads =
-        cli.threads
-            .or(matches!(cli.command, Command::Compare(_) | Command::MetaTrain(_)).then_some(1));
+    let threads = cli.threads.or(matches!(
+        cli.command,
+        Command::Compare(_) | Command::MetaTrain(_) | Command::Worker
+    )
+    .then_some(1));
     if let Some(threads) = threads {
         // SAFETY: nothing else runs yet (no threads have been spawned), so changing the process
         // environment cannot race with a reader.
@@ -82,6 +88,10 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args, cli.backend),
         Command::Tasks(command) => tasks_cmd::run(command),
         Command::Compare(args) => compare_cmd::run(args, cli.backend),
+        Command::Worker => {
+            hyperctl_compare::worker::serve(std::io::stdin().lock(), std::io::stdout().lock())
+                .map_err(|e| anyhow::anyhow!("worker: {e}"))
+        }
         Command::MetaTrain(args) => meta_train_cmd::run(args, cli.backend),
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => compare_cmd::demo(args, cli.backend),

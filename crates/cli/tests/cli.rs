@@ -1464,3 +1464,61 @@ fn tasks_export_writes_the_split_the_trainer_sees() {
     ]);
     assert_clean_failure(&bad, &["expected COLLECTION#TASK_ID"]);
 }
+
+#[test]
+fn compare_in_worker_processes_gives_the_records_of_in_process_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "compare",
+            "--tasks",
+            "generated",
+            "--split",
+            "test",
+            "--max-tasks",
+            "3",
+            "--seeds",
+            "2",
+            "--untuned-starts",
+            "--controller",
+            "cosine",
+            "--controller",
+            "average(dog)",
+            "--controller",
+            "policy:../../policies/default",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let status = hyperctl(&args);
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        jsonl_file(&out.join("results.jsonl"))
+            .into_iter()
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("wall_secs");
+                r
+            })
+            .collect::<Vec<_>>()
+    };
+    let threads = run("threads", &["--jobs", "1"]);
+    assert_eq!(threads.len(), 18);
+    assert_eq!(run("one", &["--workers", "1"]), threads);
+    assert_eq!(run("three", &["--workers", "3"]), threads);
+    let bad = hyperctl(&[
+        "compare",
+        "--tasks",
+        "generated",
+        "--controller",
+        "cosine",
+        "--workers",
+        "0",
+        "--out",
+        dir.path().join("none").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&bad, &["--workers must be at least 1"]);
+}

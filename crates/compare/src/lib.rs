@@ -15,6 +15,7 @@ pub mod report;
 pub mod run;
 pub mod summary;
 pub mod tune;
+pub mod worker;
 
 pub use protocol::{Outcome, Plan, Progress, Quiet, TunePlan, run_plan};
 pub use report::{ReportMeta, write_reports};
@@ -61,4 +62,7 @@ pub enum Error {
     /// Drawing a plot failed.
     #[error("plotting failed: {0}")]
     Plot(String),
+    /// A worker process failed or refused a run.
+    #[error("{0}")]
+    Worker(String),
 }

@@ -100,6 +100,8 @@ pub struct RunConfig {
     pub starts: Option<StartDistribution>,
     /// Datasets loaded so far, shared by every run (and by [`check_tasks`]).
     pub datasets: Arc<DatasetCache>,
+    /// Worker processes to run in (`compare --workers N`); `None`: `jobs` threads here.
+    pub workers: Option<Arc<crate::worker::Workers>>,
 }
 
 /// Datasets by source string, each loaded once and shared by every run that trains on it.
@@ -296,9 +298,7 @@ pub fn run_all(
             })?,
     );
     // Each run is appended as soon as it ends, so a kill loses only the runs in flight.
-    hyperctl_pool::try_for_each(jobs.len(), config.jobs, |j| {
-        let (ti, ci, seed) = jobs[j];
-        let record = run_one(&tasks[ti], &config.controllers[ci], seed, config)?;
+    let record_done = |record: RunRecord| -> Result<(), Error> {
         let mut line = serde_json::to_string(&record).expect("a record serializes");
         line.push('\n');
         {
@@ -312,6 +312,34 @@ pub fn run_all(
         }
         on_run(finished.fetch_add(1, Ordering::Relaxed) + 1, total, &record);
         Ok(())
+    };
+    // Replays carry trajectories from an earlier phase: they run here, the rest in the workers.
+    let (remote, local): (Vec<_>, Vec<_>) = match &config.workers {
+        Some(_) => jobs
+            .iter()
+            .copied()
+            .partition(|&(_, ci, _)| !config.replays.contains_key(&config.controllers[ci])),
+        None => (Vec::new(), jobs.clone()),
+    };
+    if let Some(workers) = &config.workers
+        && !remote.is_empty()
+    {
+        let mut remote_jobs = Vec::with_capacity(remote.len());
+        for &(ti, ci, seed) in &remote {
+            let data = config.datasets.get(&tasks[ti])?;
+            let cost = hyperctl_collections::DatasetInfo::of(&data).cost(&tasks[ti].task);
+            remote_jobs.push((
+                tasks[ti].task.id.as_str(),
+                config.controllers[ci].as_str(),
+                seed,
+                cost,
+            ));
+        }
+        workers.run(&remote_jobs, config, |_, record| record_done(record))?;
+    }
+    hyperctl_pool::try_for_each(local.len(), config.jobs, |j| {
+        let (ti, ci, seed) = local[j];
+        record_done(run_one(&tasks[ti], &config.controllers[ci], seed, config)?)
     })?;
 
     // Every run is recorded: rewrite in the fixed order.
@@ -340,7 +368,7 @@ pub fn run_all(
     Ok(ordered)
 }
 
-fn run_one(
+pub(crate) fn run_one(
     task: &CollectionTask,
     controller: &str,
     seed: u64,

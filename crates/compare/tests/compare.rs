@@ -39,6 +39,7 @@ fn config() -> RunConfig {
         replays: Default::default(),
         starts: None,
         datasets: Default::default(),
+        workers: None,
     }
 }
 
@@ -194,4 +195,63 @@ fn untuned_starts_are_shared_by_every_controller_and_recorded() {
     assert_ne!(d.draw("a", 1), d.draw("a", 2));
     let fixed = hyperctl_compare::StartDistribution::fixed(0.05, 0.9).draw("t", 3);
     assert_eq!((fixed.lr, fixed.momentum), (0.05, 0.9));
+}
+
+#[test]
+fn a_worker_answers_run_requests_and_refuses_another_version() {
+    use hyperctl_compare::worker::{Answer, PROTOCOL, RunRequest, serve};
+    let task = &tasks()[0];
+    // The worker loads the collection itself: ask for an unshortened task of it.
+    let request = RunRequest {
+        protocol: PROTOCOL,
+        version: env!("CARGO_PKG_VERSION").into(),
+        collection: "generated".into(),
+        data_dir: None,
+        task_id: task.task.id.clone(),
+        controller: "cosine:lr=0.1,momentum=0.9".into(),
+        seed: 5,
+        env: EnvConfig::defaults(),
+        starts: None,
+        backend: Backend::Flex,
+    };
+    let other = RunRequest {
+        version: "0.0.0".into(),
+        ..request.clone()
+    };
+    let missing = RunRequest {
+        task_id: "no-such-task".into(),
+        ..request.clone()
+    };
+    let input = [&request, &other, &missing]
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .chain(["not json".to_string()])
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut output = Vec::new();
+    serve(std::io::Cursor::new(input), &mut output).unwrap();
+    let answers: Vec<Answer> = String::from_utf8(output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 4);
+    let Answer::Ok(record) = &answers[0] else {
+        panic!("{:?}", answers[0])
+    };
+    assert_eq!(
+        (record.task_id.as_str(), record.seed),
+        (task.task.id.as_str(), 5)
+    );
+    assert!(record.test_loss.is_some_and(f64::is_finite));
+    for (answer, expected) in answers[1..].iter().zip([
+        "cannot serve a request of protocol",
+        "has no task `no-such-task`",
+        "not a run request",
+    ]) {
+        let Answer::Error(reason) = answer else {
+            panic!("{answer:?}")
+        };
+        assert!(reason.contains(expected), "{reason}");
+    }
 }

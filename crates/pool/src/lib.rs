@@ -17,6 +17,8 @@
 
 #![warn(missing_docs)]
 
+pub mod process;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
