@@ -15,7 +15,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Why a job did not come back.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,38 +119,25 @@ impl ProcessPool {
         assert_eq!(requests.len(), cost.len(), "one cost per request");
         let mut order: Vec<usize> = (0..requests.len()).collect();
         order.sort_by(|&a, &b| cost[b].total_cmp(&cost[a]).then(a.cmp(&b)));
-        let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        let first_error: Mutex<Option<E>> = Mutex::new(None);
-        std::thread::scope(|scope| {
-            for (w, worker) in self.workers.iter().enumerate() {
-                let (order, next, stop, first_error, done) =
-                    (&order, &next, &stop, &first_error, &done);
-                scope.spawn(move || {
-                    let mut worker = worker.lock().unwrap_or_else(|p| p.into_inner());
-                    while !stop.load(Ordering::Relaxed) {
-                        let k = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&i) = order.get(k) else { return };
-                        let result = worker
-                            .call(&requests[i])
-                            .map_err(|reason| E::from(WorkerError { worker: w, reason }))
-                            .and_then(|answer| done(i, answer));
-                        if let Err(e) = result {
-                            stop.store(true, Ordering::Relaxed);
-                            first_error
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e);
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        // One pool thread per worker, so a job always finds an idle worker.
+        let idle: Mutex<Vec<usize>> = Mutex::new((0..self.workers.len()).rev().collect());
+        crate::try_for_each(order.len(), self.workers.len(), |k| {
+            let i = order[k];
+            let w = idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()
+                .expect("one job per pool thread, one pool thread per worker");
+            let answer = self.workers[w]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .call(&requests[i]);
+            idle.lock().unwrap_or_else(|p| p.into_inner()).push(w);
+            done(
+                i,
+                answer.map_err(|reason| E::from(WorkerError { worker: w, reason }))?,
+            )
+        })
     }
 }
 
