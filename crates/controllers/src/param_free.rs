@@ -26,6 +26,18 @@ pub const SCHEDULE_FREE_WARMUP: f64 = 0.05;
 /// The polynomial-decay averager's γ (the DoG authors' prescription).
 pub const AVERAGE_GAMMA: f64 = 8.0;
 
+/// A parameter that must be > 0 (and at most `hi`), if given.
+fn positive(spec: &ControllerSpec, key: &str, hi: f64) -> Result<Option<f64>, SpecError> {
+    let value = spec.get_in(key, 0.0, hi)?;
+    if value == Some(0.0) {
+        return Err(SpecError::new(
+            &spec.raw,
+            format!("`{key}` must be greater than 0"),
+        ));
+    }
+    Ok(value)
+}
+
 /// A parameter-free method: the trainer's step rule at the task's start hyperparameters.
 #[derive(Debug, Clone)]
 pub struct ParameterFree {
@@ -41,7 +53,7 @@ impl ParameterFree {
             "dog" | "ldog" => {
                 spec.only(&["reps_rel"])?;
                 StepRule::Dog {
-                    reps_rel: spec.get_in("reps_rel", 1e-300, 1.0)?.unwrap_or(1e-6),
+                    reps_rel: positive(spec, "reps_rel", 1.0)?.unwrap_or(1e-6),
                     layerwise: spec.name == "ldog",
                 }
             }
@@ -62,13 +74,13 @@ impl ParameterFree {
             "prodigy" => {
                 spec.only(&["d0"])?;
                 StepRule::Prodigy {
-                    d0: spec.get_in("d0", 1e-300, f64::MAX)?.unwrap_or(1e-6),
+                    d0: positive(spec, "d0", f64::MAX)?.unwrap_or(1e-6),
                 }
             }
             "d-adapt" => {
                 spec.only(&["d0", "momentum"])?;
                 StepRule::DAdaptSgd {
-                    d0: spec.get_in("d0", 1e-300, f64::MAX)?.unwrap_or(1e-6),
+                    d0: positive(spec, "d0", f64::MAX)?.unwrap_or(1e-6),
                     momentum: spec.get_in("momentum", 0.0, 0.999_999)?.unwrap_or(0.0),
                 }
             }
@@ -129,8 +141,8 @@ impl LrRangeTestThenOneCycle {
     /// From a parsed `lr-range-test[:start_lr,end_lr,steps]` SPEC.
     pub fn from_spec(spec: &ControllerSpec) -> Result<Self, SpecError> {
         spec.only(&["start_lr", "end_lr", "steps"])?;
-        let start_lr = spec.get_in("start_lr", 1e-300, 1e6)?.unwrap_or(1e-7);
-        let end_lr = spec.get_in("end_lr", 1e-300, 1e6)?.unwrap_or(10.0);
+        let start_lr = positive(spec, "start_lr", 1e6)?.unwrap_or(1e-7);
+        let end_lr = positive(spec, "end_lr", 1e6)?.unwrap_or(10.0);
         if end_lr <= start_lr {
             return Err(SpecError::new(&spec.raw, "`end_lr` must exceed `start_lr`"));
         }
@@ -325,6 +337,8 @@ mod tests {
             ("average:ema=0.9", "expected `average(SPEC)`"),
             ("schedule-free:beta=1", "(0, 1)"),
             ("dog:lr=1", "dog"),
+            ("prodigy:d0=0", "`d0` must be greater than 0"),
+            ("d-adapt:d0=-1", "d0=-1 must be at least 0"),
         ] {
             let err = build(bad).err().unwrap().to_string();
             assert!(err.contains(expected), "{bad}: {err}");
