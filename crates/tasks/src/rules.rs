@@ -13,21 +13,16 @@ pub use hyperctl_stats::{Averaging, StepRule};
 
 /// DoG's eps (added to the sum of squared gradient norms).
 const DOG_EPS: f64 = 1e-8;
-/// Prodigy's and Schedule-Free AdamW's betas and eps (the references' defaults).
+/// Prodigy's beta1 (its reference's default); beta2 and eps are AdamW's (the same defaults).
 const ADAM_BETA1: f64 = 0.9;
-const ADAM_BETA2: f64 = 0.999;
-const ADAM_EPS: f64 = 1e-8;
+use hyperctl_stats::{ADAMW_BETA2 as ADAM_BETA2, ADAMW_EPS as ADAM_EPS};
 
 /// Scalars of one step on the host, in one sync.
 fn host(parts: Vec<Tensor<1>>) -> Vec<f64> {
     if parts.is_empty() {
         return Vec::new();
     }
-    Tensor::cat(parts, 0)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .expect("a converted tensor should hold f32 values")
+    crate::trainer::to_host(Tensor::cat(parts, 0))
         .into_iter()
         .map(f64::from)
         .collect()

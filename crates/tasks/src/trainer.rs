@@ -773,9 +773,7 @@ impl Trainer {
 
     /// All parameters, flattened in model order, on the host.
     fn flat_params(&self) -> Vec<f32> {
-        let mut collector = ParamCollector { parts: Vec::new() };
-        self.model().visit(&mut collector);
-        to_host(Tensor::cat(collector.parts, 0))
+        to_host(Tensor::cat(flat_values(self.model()), 0))
     }
 }
 
@@ -976,7 +974,7 @@ fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
 }
 
 /// Copies a small vector to the host (one sync).
-fn to_host(tensor: Tensor<1>) -> Vec<f32> {
+pub(crate) fn to_host(tensor: Tensor<1>) -> Vec<f32> {
     tensor
         .into_data()
         .convert::<f32>()
@@ -1042,18 +1040,6 @@ impl ModuleVisitor for GradSquares<'_> {
             }
             self.squares.push(grad.square().sum());
         }
-    }
-}
-
-struct ParamCollector {
-    parts: Vec<Tensor<1>>,
-}
-
-impl ModuleVisitor for ParamCollector {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let value = param.val().inner();
-        let n = value.shape().num_elements();
-        self.parts.push(value.reshape([n]));
     }
 }
 
