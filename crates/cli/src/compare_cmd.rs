@@ -306,6 +306,7 @@ fn plan_of(args: &CompareArgs, backend: Backend) -> anyhow::Result<hyperctl_comp
                 let exe = std::env::current_exe().map_err(|e| {
                     anyhow::anyhow!("cannot find this program to start workers: {e}")
                 })?;
+                crate::ignore_sigpipe();
                 let pool = hyperctl_pool::process::ProcessPool::spawn(n, &exe, &["worker"])
                     .map_err(|e| anyhow::anyhow!("cannot start {n} worker processes: {e}"))?;
                 Some(hyperctl_compare::worker::Workers::new(

@@ -56,8 +56,8 @@ enum Command {
     /// List or validate task collections.
     #[command(subcommand)]
     Tasks(tasks_cmd::TasksCommand),
-    /// A worker process of `compare --workers N`: run requests on stdin, records on stdout
-    /// (JSON lines; started by hyperctl itself).
+    /// A worker process of `compare --workers N` and `meta-train --workers N`: requests on
+    /// stdin, answers on stdout (JSON lines; started by hyperctl itself).
     #[command(hide = true)]
     Worker,
 }
@@ -88,10 +88,8 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args, cli.backend),
         Command::Tasks(command) => tasks_cmd::run(command),
         Command::Compare(args) => compare_cmd::run(args, cli.backend),
-        Command::Worker => {
-            hyperctl_compare::worker::serve(std::io::stdin().lock(), std::io::stdout().lock())
-                .map_err(|e| anyhow::anyhow!("worker: {e}"))
-        }
+        Command::Worker => worker(std::io::stdin().lock(), std::io::stdout().lock())
+            .map_err(|e| anyhow::anyhow!("worker: {e}")),
         Command::MetaTrain(args) => meta_train_cmd::run(args, cli.backend),
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => compare_cmd::demo(args, cli.backend),
@@ -103,6 +101,42 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Before starting worker processes: a write to a worker that died must be an error the pool
+/// handles (it restarts the worker or names it), not SIGPIPE ending this process silently. The
+/// default disposition (set in `main` for `| head`) stays for every command without workers.
+fn ignore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: changing a signal's disposition to SIG_IGN has no handler that could race.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// `hyperctl worker`: one answer line per request line until stdin ends. A line tagged `"meta"`
+/// is meta-train's (environments, evaluations), any other a comparison's run.
+fn worker(input: impl std::io::BufRead, mut output: impl std::io::Write) -> std::io::Result<()> {
+    let mut compare = hyperctl_compare::worker::Server::default();
+    let mut meta = hyperctl_meta::worker::Server::default();
+    for line in input.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let is_meta = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .is_some_and(|v| v.get("meta").is_some());
+        let mut answer = if is_meta {
+            meta.handle_line(&line)
+        } else {
+            compare.handle_line(&line)
+        };
+        answer.push('\n');
+        output.write_all(answer.as_bytes())?;
+        output.flush()?;
+    }
+    Ok(())
 }
 
 /// `--backend`: checked by clap, so a bad name is a usage error like any other flag's.

@@ -26,6 +26,11 @@ pub struct MetaTrainArgs {
     /// Stop after N iterations of this invocation (continue later with --resume).
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Run the environments and evaluations in N worker processes (`hyperctl worker`), placed
+    /// by estimated cost; 0: threads of this process. Default: the number of cores, at most the
+    /// config's `num_envs`. The policy is the same for any N.
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 /// Runs `hyperctl meta-train`.
@@ -36,13 +41,34 @@ pub fn run(args: MetaTrainArgs, backend: Backend) -> anyhow::Result<()> {
         resolved.data_dir = crate::tasks_cmd::data_dir(None);
     }
     let meta = RunMeta::new(backend.name(), resolved.config.seed);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = match args
+        .workers
+        .unwrap_or_else(|| cores.min(resolved.config.num_envs))
+    {
+        0 => None,
+        count if count > 1024 => {
+            anyhow::bail!("--workers {count}: at most 1024 worker processes on one machine")
+        }
+        count => Some({
+            crate::ignore_sigpipe();
+            hyperctl_meta::WorkerProgram {
+                count,
+                program: std::env::current_exe().map_err(|e| {
+                    anyhow::anyhow!("cannot find this program to start workers: {e}")
+                })?,
+                args: vec!["worker".into()],
+            }
+        }),
+    };
     let options = RunOptions {
         resume: args.resume,
         stop_after: args.stop_after,
         backend,
         // The policy network is tiny: its PPO updates run on the CPU whatever trains the tasks.
         ppo_backend: Backend::Flex,
-        eval_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        eval_threads: cores,
+        workers,
         provenance: Provenance {
             version: meta.version.into(),
             git_commit: meta.git_commit.into(),

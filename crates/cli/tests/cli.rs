@@ -748,6 +748,210 @@ fn meta_config(dir: &Path) -> PathBuf {
     path
 }
 
+/// A smoke run over experiments/smoke/tasks.toml with 4 envs (so 3 workers all hold some).
+fn meta_config_4_envs(dir: &Path, iterations: usize) -> PathBuf {
+    let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke/tasks.toml");
+    let path = dir.join("meta4.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "collection = {:?}\nseed = 2\ntotal_timesteps = {}\nnum_envs = 4\neval_interval = 2\n\
+             eval_seeds = 2\n[ppo]\nnum_steps = 32\nnum_minibatches = 4\nupdate_epochs = 2\n\
+             learning_rate = 0.001\n",
+            tasks.canonicalize().unwrap().display().to_string(),
+            iterations * 4 * 32
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// What must not depend on where the envs ran: the policy and every evaluation's returns.
+fn meta_results(out: &Path) -> (Vec<u8>, Vec<(f64, Vec<f64>)>) {
+    let evals = std::fs::read_to_string(out.join("eval.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let per_task = v["per_task"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            (v["mean_return"].as_f64().unwrap(), per_task)
+        })
+        .collect();
+    (std::fs::read(out.join("weights.json")).unwrap(), evals)
+}
+
+#[test]
+fn meta_train_gives_the_same_policy_in_threads_and_in_any_number_of_worker_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = meta_config_4_envs(dir.path(), 3);
+    let run = |workers: &str| {
+        let out = dir.path().join(format!("w{workers}"));
+        let done = hyperctl(&[
+            "meta-train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--workers",
+            workers,
+        ]);
+        assert!(
+            done.status.success(),
+            "--workers {workers}: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        meta_results(&out)
+    };
+    let threads = run("0");
+    assert_eq!(threads.1.len(), 3, "evaluations at iterations 0, 2 and 3");
+    for workers in ["1", "2", "3"] {
+        assert!(
+            run(workers) == threads,
+            "--workers {workers} gave another policy or other evaluations than threads"
+        );
+    }
+    // A resume may use another worker count than the run it continues.
+    let out = dir.path().join("mixed");
+    let args = |workers: &'static str, extra: &'static [&'static str]| {
+        let mut a = vec![
+            "meta-train".to_string(),
+            "--config".into(),
+            config.to_str().unwrap().into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+            "--workers".into(),
+            workers.into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    for (workers, extra) in [
+        ("2", &["--stop-after", "1"][..]),
+        ("0", &["--resume", "--stop-after", "1"][..]),
+        ("3", &["--resume"][..]),
+    ] {
+        let a = args(workers, extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let done = hyperctl(&a);
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    assert!(
+        meta_results(&out) == threads,
+        "a run resumed with other worker counts differs"
+    );
+    let bad = hyperctl(&[
+        "meta-train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
+        "--workers",
+        "100000",
+    ]);
+    assert_clean_failure(&bad, &["--workers 100000", "at most"]);
+}
+
+/// The worker processes of a running `hyperctl` (its children), by reading /proc.
+#[cfg(target_os = "linux")]
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn meta_train_replaces_a_killed_worker_and_gives_the_policy_of_an_undisturbed_run() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = meta_config_4_envs(dir.path(), 6);
+    let undisturbed = dir.path().join("a");
+    let done = hyperctl(&[
+        "meta-train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        undisturbed.to_str().unwrap(),
+        "--workers",
+        "0",
+    ]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+
+    let out = dir.path().join("b");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hyperctl"))
+        .args([
+            "meta-train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--workers",
+            "2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = Vec::new();
+    let mut killed = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        // After the first iteration, SIGKILL one worker: it dies in the middle of later work.
+        if killed.is_none() && line.starts_with("iteration 1/") {
+            let workers = children(child.id());
+            assert_eq!(workers.len(), 2, "two worker processes: {workers:?}");
+            unsafe { libc::kill(workers[1] as i32, libc::SIGKILL) };
+            killed = Some(workers[1]);
+        }
+        log.push(line);
+    }
+    let status = child.wait().unwrap();
+    let log = log.join("\n");
+    assert!(status.success(), "{log}");
+    assert!(
+        killed.is_some(),
+        "the run never logged its first iteration: {log}"
+    );
+    assert!(
+        log.contains("worker process 1 lost") && log.contains("restoring its environments"),
+        "the kill went unnoticed: {log}"
+    );
+    assert!(
+        meta_results(&out) == meta_results(&undisturbed),
+        "the run with a killed worker gave another policy: {log}"
+    );
+}
+
 #[test]
 fn meta_train_killed_at_any_moment_resumes_to_the_same_policy() {
     let dir = tempfile::tempdir().unwrap();

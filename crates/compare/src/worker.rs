@@ -151,23 +151,36 @@ impl From<WorkerError> for Error {
 /// The worker's loop (`hyperctl worker`): one [`RunRequest`] per line of `input`, one
 /// [`Answer`] per line of `output`, until `input` ends.
 pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
-    let mut collections: HashMap<(String, Option<PathBuf>), Collection> = HashMap::new();
-    let datasets = Arc::new(DatasetCache::default());
+    let mut server = Server::default();
     for line in input.lines() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let answer = match serde_json::from_str::<RunRequest>(&line) {
-            Ok(request) => handle(&request, &mut collections, &datasets),
-            Err(e) => Answer::Error(format!("worker: not a run request ({e})")),
-        };
-        let mut text = serde_json::to_string(&answer).expect("an answer serializes");
+        let mut text = server.handle_line(&line);
         text.push('\n');
         output.write_all(text.as_bytes())?;
         output.flush()?;
     }
     Ok(())
+}
+
+/// A comparison worker's state between requests: the collections and datasets loaded so far.
+#[derive(Default)]
+pub struct Server {
+    collections: HashMap<(String, Option<PathBuf>), Collection>,
+    datasets: Arc<DatasetCache>,
+}
+
+impl Server {
+    /// Answers one request line (one answer line, without its newline).
+    pub fn handle_line(&mut self, line: &str) -> String {
+        let answer = match serde_json::from_str::<RunRequest>(line) {
+            Ok(request) => handle(&request, &mut self.collections, &self.datasets),
+            Err(e) => Answer::Error(format!("worker: not a run request ({e})")),
+        };
+        serde_json::to_string(&answer).expect("an answer serializes")
+    }
 }
 
 fn handle(

@@ -167,6 +167,81 @@ pub trait Resumable: Env {
     fn restore(&mut self, snapshot: Self::Snapshot) -> Result<Obs, String>;
 }
 
+/// A batch of environments stepped together, Gymnasium's `VectorEnv` with same-step autoreset:
+/// an env whose episode ends in a step is reset in that step, and its new episode's first
+/// observation comes back beside the final step. The envs may live in this process (on threads)
+/// or in worker processes; either way env `i`'s results depend only on env `i`'s history, and
+/// they come back in env order.
+///
+/// Methods fail only when an env cannot be reached (a worker process lost for good); after an
+/// error the batch is in an unknown state and the learner must stop (and resume from its last
+/// checkpoint).
+pub trait VecEnv {
+    /// Number of envs.
+    fn num_envs(&self) -> usize;
+
+    /// The observation space every env shares.
+    fn observation_space(&self) -> &BoxSpace;
+
+    /// The action space every env shares.
+    fn action_space(&self) -> &BoxSpace;
+
+    /// Resets env `i` with `seeds[i]` (one seed per env) and returns the first observations.
+    fn reset_each(&mut self, seeds: &[u64]) -> Result<Vec<Obs>, String>;
+
+    /// Steps env `i` with `actions[i]`; an env whose episode ended is reset (unseeded) and its new
+    /// first observation returned beside the step.
+    fn step_each(&mut self, actions: &[Vec<f32>]) -> Result<Vec<(Step, Option<Obs>)>, String>;
+}
+
+/// A slice of envs as a [`VecEnv`], stepped on up to `threads` threads (each env on one).
+pub struct ThreadedEnvs<'a, E> {
+    envs: &'a mut [E],
+    threads: usize,
+}
+
+impl<'a, E: Env> ThreadedEnvs<'a, E> {
+    /// `envs` (at least one) stepped on up to `threads` threads.
+    pub fn new(envs: &'a mut [E], threads: usize) -> Self {
+        assert!(!envs.is_empty(), "a vector env needs at least one env");
+        Self { envs, threads }
+    }
+}
+
+impl<E: Env + Send> VecEnv for ThreadedEnvs<'_, E> {
+    fn num_envs(&self) -> usize {
+        self.envs.len()
+    }
+
+    fn observation_space(&self) -> &BoxSpace {
+        self.envs[0].observation_space()
+    }
+
+    fn action_space(&self) -> &BoxSpace {
+        self.envs[0].action_space()
+    }
+
+    fn reset_each(&mut self, seeds: &[u64]) -> Result<Vec<Obs>, String> {
+        assert_eq!(seeds.len(), self.envs.len(), "one seed per env");
+        Ok(self
+            .envs
+            .iter_mut()
+            .zip(seeds)
+            .map(|(env, &seed)| env.reset(Some(seed)).0)
+            .collect())
+    }
+
+    fn step_each(&mut self, actions: &[Vec<f32>]) -> Result<Vec<(Step, Option<Obs>)>, String> {
+        assert_eq!(actions.len(), self.envs.len(), "one action per env");
+        // An env whose episode ended is reset on its own thread too (a reset can be costly).
+        Ok(hyperctl_pool::map_mut(self.envs, self.threads, |i, env| {
+            let step = env.step(&actions[i]);
+            let reset = step.done().then(|| env.reset(None).0);
+            (step, reset)
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,13 +41,29 @@ pub fn evaluate(
     let start = std::time::Instant::now();
     let n = pool.tasks().len();
     let episodes: Vec<(f64, bool)> = hyperctl_pool::map(n * seeds, threads, |k| {
-        let (task, s) = (k / seeds, k % seeds);
-        let mut env = pool.env(task);
-        let mut controller = PolicyController::new("policy", policy.clone());
-        let seed = pool.tasks()[task].seed.wrapping_add(s as u64);
-        let result = run_schedule(&mut env, &mut controller, seed, |_| {});
-        (result.episode_return, result.diverged)
+        episode(policy, pool, k / seeds, k % seeds)
     });
+    summarize(&episodes, seeds, iteration, global_step, start)
+}
+
+/// Episode `s` (its seed: the task's seed + s) of `policy` on task `task` of `pool`: its return
+/// and whether it diverged.
+pub fn episode(policy: &Policy, pool: &TaskPool, task: usize, s: usize) -> (f64, bool) {
+    let mut env = pool.env(task);
+    let mut controller = PolicyController::new("policy", policy.clone());
+    let seed = pool.tasks()[task].seed.wrapping_add(s as u64);
+    let result = run_schedule(&mut env, &mut controller, seed, |_| {});
+    (result.episode_return, result.diverged)
+}
+
+/// The record of `episodes` (task-major, `seeds` per task) of an evaluation begun at `start`.
+pub fn summarize(
+    episodes: &[(f64, bool)],
+    seeds: usize,
+    iteration: usize,
+    global_step: usize,
+    start: std::time::Instant,
+) -> EvalRecord {
     let per_task: Vec<f64> = episodes
         .chunks(seeds)
         .map(|c| c.iter().map(|e| e.0).sum::<f64>() / seeds as f64)

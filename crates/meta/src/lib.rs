@@ -26,13 +26,15 @@
 pub mod config;
 pub mod eval;
 pub mod report;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hyperctl_collections::CollectionTask;
+use hyperctl_env_core::{BoxSpace, Obs, Step, ThreadedEnvs, VecEnv};
 use hyperctl_ppo::{CheckpointError, IterationMetrics, Policy, Ppo, decode, encode};
-use hyperctl_schedule_env::{TaskCycleEnv, TaskPool};
+use hyperctl_schedule_env::{CycleSnapshot, EnvTiming, TaskCycleEnv, TaskPool};
 use hyperctl_tasks::Backend;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +43,7 @@ type Sections = std::collections::BTreeMap<String, Vec<u8>>;
 
 pub use config::{MetaTrainConfig, Resolved, Select};
 pub use eval::EvalRecord;
+pub use worker::WorkerProgram;
 
 /// Errors of meta-training.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,9 @@ pub enum Error {
     /// Writing a file failed.
     #[error(transparent)]
     Io(#[from] hyperctl_files::Error),
+    /// The worker processes could not do the run's work.
+    #[error("worker processes: {0}")]
+    Workers(String),
 }
 
 /// Where a result came from: recorded in the card and the policy's config.
@@ -189,6 +195,9 @@ pub struct RunOptions {
     pub ppo_backend: Backend,
     /// Threads for evaluation episodes (results do not depend on it).
     pub eval_threads: usize,
+    /// Run the envs and evaluations in worker processes instead of threads of this one (results
+    /// do not depend on it, nor on their number).
+    pub workers: Option<WorkerProgram>,
     /// This invocation's provenance.
     pub provenance: Provenance,
 }
@@ -348,9 +357,37 @@ pub fn run(
             .collect::<Vec<_>>(),
     );
     let threads = options.eval_threads.max(1);
-    let mut envs: Vec<TaskCycleEnv> = (0..c.num_envs)
-        .map(|_| TaskCycleEnv::from_pool(pool.clone()))
-        .collect();
+    let mut envs = match &options.workers {
+        None => Envs::Local {
+            envs: (0..c.num_envs)
+                .map(|_| TaskCycleEnv::from_pool(pool.clone()))
+                .collect(),
+            threads: if resolved.ppo.parallel_envs {
+                c.num_envs
+            } else {
+                1
+            },
+        },
+        Some(program) => Envs::Remote(Box::new(
+            worker::RemoteEnvs::start(
+                program,
+                worker::Init {
+                    protocol: worker::PROTOCOL,
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    collection: resolved.collection.clone(),
+                    data_dir: resolved.data_dir.clone(),
+                    train: task_ids.0.clone(),
+                    eval: task_ids.1.clone(),
+                    env: c.env.clone(),
+                    backend: options.backend,
+                },
+                pool.clone(),
+                &eval_pool,
+                c.num_envs,
+            )
+            .map_err(Error::Workers)?,
+        )),
+    };
     let device = options
         .ppo_backend
         .device()
@@ -362,11 +399,13 @@ pub fn run(
         )?,
         None => start(
             resolved, options, &eval_pool, threads, task_ids, &mut envs, &device,
-        ),
+        )?,
     };
     let num_iterations = ppo.num_iterations(c.num_envs);
-    let save = |ppo: &Ppo, envs: &[TaskCycleEnv], state: &MetaState| -> Result<(), Error> {
-        let mut sections = ppo.checkpoint_sections(envs).map_err(ckpt_err)?;
+    let save = |ppo: &Ppo, envs: &Envs, state: &MetaState| -> Result<(), Error> {
+        let mut sections = ppo
+            .checkpoint_sections_from(&envs.snapshots())
+            .map_err(ckpt_err)?;
         sections.push((
             "meta.json".into(),
             serde_json::to_vec(state).expect("the meta state serializes"),
@@ -382,21 +421,21 @@ pub fn run(
     let mut wall = state.rows.last().map_or(0.0, |r| r.wall_secs);
     while ppo.iteration < num_iterations && options.stop_after.is_none_or(|k| done_here < k) {
         let start = std::time::Instant::now();
-        let metrics = ppo.iterate(&mut envs);
+        let metrics = ppo.iterate_vec(&mut envs).map_err(Error::Workers)?;
         let mut timing = timing_of(&metrics, &mut envs);
         let iteration = ppo.iteration;
         let eval_start = std::time::Instant::now();
         if iteration % c.eval_interval == 0 || iteration == num_iterations {
             // Export once: the evaluated policy is the one kept when it is the best.
             let policy = ppo.policy();
-            let e = eval::evaluate(
+            let e = envs.evaluate(
                 &policy,
                 &eval_pool,
                 c.eval_seeds,
                 threads,
                 iteration,
                 ppo.global_step,
-            );
+            )?;
             if state
                 .best
                 .as_ref()
@@ -503,14 +542,14 @@ fn start(
     eval_pool: &TaskPool,
     threads: usize,
     task_ids: (Vec<String>, Vec<String>),
-    envs: &mut [TaskCycleEnv],
+    envs: &mut Envs,
     device: &burn::tensor::Device,
-) -> (Ppo, MetaState) {
+) -> Result<(Ppo, MetaState), Error> {
     let c = &resolved.config;
-    let ppo = Ppo::new(resolved.ppo.clone(), envs, device);
+    let ppo = Ppo::new_vec(resolved.ppo.clone(), envs, device).map_err(Error::Workers)?;
     // Iteration 0: the untrained policy (mean action ≈ 0: the task's start kept).
     let policy = ppo.policy();
-    let eval = eval::evaluate(&policy, eval_pool, c.eval_seeds, threads, 0, 0);
+    let eval = envs.evaluate(&policy, eval_pool, c.eval_seeds, threads, 0, 0)?;
     let state = MetaState {
         config: c.clone(),
         rows: Vec::new(),
@@ -529,7 +568,7 @@ fn start(
             .map(|t| t.optimizer)
             .unwrap_or_default(),
     };
-    (ppo, state)
+    Ok((ppo, state))
 }
 
 /// A resumed run: PPO, the envs' streams and the meta state exactly as checkpointed (the
@@ -542,7 +581,7 @@ fn resume(
     sections: &Sections,
     mut state: MetaState,
     task_ids: (Vec<String>, Vec<String>),
-    envs: &mut [TaskCycleEnv],
+    envs: &mut Envs,
     device: &burn::tensor::Device,
 ) -> Result<(Ppo, MetaState), Error> {
     let ckpt_err = |error: CheckpointError| Error::Checkpoint {
@@ -554,7 +593,16 @@ fn resume(
             "the collection's tasks changed since the run started".into(),
         )));
     }
-    let ppo = Ppo::resume(&resolved.ppo, sections, envs, device).map_err(ckpt_err)?;
+    let spaces = (envs.observation_space().dim(), envs.action_space().dim());
+    let ppo = Ppo::resume_from(
+        &resolved.ppo,
+        sections,
+        envs.num_envs(),
+        spaces,
+        device,
+        |snapshots| envs.restore(snapshots),
+    )
+    .map_err(ckpt_err)?;
     state.invocations.push(options.provenance.clone());
     tracing::info!(
         iteration = ppo.iteration,
@@ -566,17 +614,144 @@ fn resume(
 
 /// Where one iteration's time went: the PPO phases, and (summed over the envs) env steps, inner
 /// training and episode starts.
-fn timing_of(metrics: &IterationMetrics, envs: &mut [TaskCycleEnv]) -> IterationTiming {
-    let mut timing = IterationTiming {
+fn timing_of(metrics: &IterationMetrics, envs: &mut Envs) -> IterationTiming {
+    let t = envs.take_timing();
+    IterationTiming {
         rollout_secs: metrics.rollout_secs,
         update_secs: metrics.update_secs,
+        env_secs: t.env_secs,
+        train_secs: t.train_secs,
+        reset_secs: t.reset_secs,
         ..IterationTiming::default()
-    };
-    for env in envs {
-        let t = env.take_timing();
-        timing.env_secs += t.env_secs;
-        timing.train_secs += t.train_secs;
-        timing.reset_secs += t.reset_secs;
     }
-    timing
+}
+
+/// The run's envs: threads of this process, or worker processes. Both give the same results.
+enum Envs {
+    Local {
+        envs: Vec<TaskCycleEnv>,
+        threads: usize,
+    },
+    Remote(Box<worker::RemoteEnvs>),
+}
+
+impl Envs {
+    fn snapshots(&self) -> Vec<CycleSnapshot> {
+        use hyperctl_env_core::Resumable;
+        match self {
+            Envs::Local { envs, .. } => envs.iter().map(Resumable::snapshot).collect(),
+            Envs::Remote(remote) => remote.snapshots(),
+        }
+    }
+
+    fn restore(&mut self, snapshots: Vec<CycleSnapshot>) -> Result<Vec<Obs>, CheckpointError> {
+        use hyperctl_env_core::Resumable;
+        match self {
+            Envs::Local { envs, .. } => envs
+                .iter_mut()
+                .zip(snapshots)
+                .enumerate()
+                .map(|(index, (env, snap))| {
+                    env.restore(snap)
+                        .map_err(|reason| CheckpointError::Env { index, reason })
+                })
+                .collect(),
+            Envs::Remote(remote) => {
+                remote
+                    .restore(snapshots)
+                    .map_err(|reason| CheckpointError::Env {
+                        index: 0,
+                        reason: format!("in the worker processes: {reason}"),
+                    })
+            }
+        }
+    }
+
+    fn take_timing(&mut self) -> EnvTiming {
+        match self {
+            Envs::Local { envs, .. } => {
+                let mut sum = EnvTiming::default();
+                for env in envs {
+                    let t = env.take_timing();
+                    sum.env_secs += t.env_secs;
+                    sum.train_secs += t.train_secs;
+                    sum.reset_secs += t.reset_secs;
+                }
+                sum
+            }
+            Envs::Remote(remote) => remote.take_timing(),
+        }
+    }
+
+    /// The meta-val evaluation of `policy` (threads here, or the workers).
+    fn evaluate(
+        &mut self,
+        policy: &Policy,
+        eval_pool: &TaskPool,
+        seeds: usize,
+        threads: usize,
+        iteration: usize,
+        global_step: usize,
+    ) -> Result<EvalRecord, Error> {
+        match self {
+            Envs::Local { .. } => Ok(eval::evaluate(
+                policy,
+                eval_pool,
+                seeds,
+                threads,
+                iteration,
+                global_step,
+            )),
+            Envs::Remote(remote) => {
+                let start = std::time::Instant::now();
+                let episodes = remote.evaluate(policy, seeds).map_err(Error::Workers)?;
+                Ok(eval::summarize(
+                    &episodes,
+                    seeds,
+                    iteration,
+                    global_step,
+                    start,
+                ))
+            }
+        }
+    }
+}
+
+impl VecEnv for Envs {
+    fn num_envs(&self) -> usize {
+        match self {
+            Envs::Local { envs, .. } => envs.len(),
+            Envs::Remote(remote) => remote.num_envs(),
+        }
+    }
+
+    fn observation_space(&self) -> &BoxSpace {
+        use hyperctl_env_core::Env;
+        match self {
+            Envs::Local { envs, .. } => envs[0].observation_space(),
+            Envs::Remote(remote) => remote.observation_space(),
+        }
+    }
+
+    fn action_space(&self) -> &BoxSpace {
+        use hyperctl_env_core::Env;
+        match self {
+            Envs::Local { envs, .. } => envs[0].action_space(),
+            Envs::Remote(remote) => remote.action_space(),
+        }
+    }
+
+    fn reset_each(&mut self, seeds: &[u64]) -> Result<Vec<Obs>, String> {
+        match self {
+            Envs::Local { envs, threads } => ThreadedEnvs::new(envs, *threads).reset_each(seeds),
+            Envs::Remote(remote) => remote.reset_each(seeds),
+        }
+    }
+
+    fn step_each(&mut self, actions: &[Vec<f32>]) -> Result<Vec<(Step, Option<Obs>)>, String> {
+        match self {
+            Envs::Local { envs, threads } => ThreadedEnvs::new(envs, *threads).step_each(actions),
+            Envs::Remote(remote) => remote.step_each(actions),
+        }
+    }
 }

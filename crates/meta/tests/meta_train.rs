@@ -24,6 +24,7 @@ fn options(resume: bool, stop_after: Option<usize>, threads: usize) -> RunOption
         backend: Backend::Flex,
         ppo_backend: Backend::Flex,
         eval_threads: threads,
+        workers: None,
         provenance: Provenance {
             version: "test".into(),
             git_commit: "test".into(),

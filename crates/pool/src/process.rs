@@ -37,11 +37,42 @@ struct Worker {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    /// A call failed: the conversation is out of step, so no later call is tried.
+    broken: bool,
 }
 
 impl Worker {
+    fn spawn(program: &Path, args: &[String]) -> std::io::Result<Self> {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+            broken: false,
+        })
+    }
+
     /// Sends one line and reads one line back.
     fn call(&mut self, request: &str) -> Result<String, String> {
+        if self.broken {
+            return Err("lost earlier in this run".into());
+        }
+        let answer = self.exchange(request);
+        if answer.is_err() {
+            self.broken = true;
+            let _ = self.child.kill();
+        }
+        answer
+    }
+
+    fn exchange(&mut self, request: &str) -> Result<String, String> {
         debug_assert!(!request.contains('\n'), "a request is one line");
         self.stdin
             .write_all(request.as_bytes())
@@ -71,29 +102,66 @@ impl Worker {
 /// A fixed set of worker processes, all running the same program.
 pub struct ProcessPool {
     workers: Vec<Mutex<Worker>>,
+    program: std::path::PathBuf,
+    args: Vec<String>,
 }
 
 impl ProcessPool {
     /// Starts `n` (at least 1) copies of `program args…`, their stdin and stdout piped to the
     /// pool, their stderr the caller's.
     pub fn spawn(n: usize, program: &Path, args: &[&str]) -> std::io::Result<Self> {
-        let mut workers = Vec::with_capacity(n.max(1));
-        for _ in 0..n.max(1) {
-            let mut child = Command::new(program)
-                .args(args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()?;
-            let stdin = child.stdin.take().expect("stdin is piped");
-            let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-            workers.push(Mutex::new(Worker {
-                child,
-                stdin,
-                stdout,
-            }));
-        }
-        Ok(Self { workers })
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let workers = (0..n.max(1))
+            .map(|_| Worker::spawn(program, &args).map(Mutex::new))
+            .collect::<std::io::Result<_>>()?;
+        Ok(Self {
+            workers,
+            program: program.into(),
+            args,
+        })
+    }
+
+    /// Replaces worker `w` by a fresh copy of the program (the old process is killed): after a
+    /// worker was lost, the caller brings the new one up to date.
+    pub fn respawn(&mut self, w: usize) -> std::io::Result<()> {
+        let fresh = Worker::spawn(&self.program, &self.args)?;
+        let old = std::mem::replace(
+            self.workers[w].get_mut().unwrap_or_else(|p| p.into_inner()),
+            fresh,
+        );
+        drop(old); // kills and reaps it (Worker's Drop)
+        Ok(())
+    }
+
+    /// The operating system's id of worker `w`'s process.
+    pub fn pid(&self, w: usize) -> u32 {
+        self.workers[w]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .child
+            .id()
+    }
+
+    /// Sends each request to its worker (`(worker, line)`, at most one per worker), all at once,
+    /// and returns the answers in request order. A failed call marks its worker lost: later
+    /// calls to it fail at once until it is [respawned](ProcessPool::respawn).
+    pub fn scatter(&self, requests: &[(usize, String)]) -> Vec<Result<String, WorkerError>> {
+        debug_assert!(
+            {
+                let mut w: Vec<usize> = requests.iter().map(|r| r.0).collect();
+                w.sort_unstable();
+                w.windows(2).all(|p| p[0] != p[1])
+            },
+            "one request per worker"
+        );
+        crate::map(requests.len(), requests.len(), |k| {
+            let (w, request) = &requests[k];
+            self.workers[*w]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .call(request)
+                .map_err(|reason| WorkerError { worker: *w, reason })
+        })
     }
 
     /// Number of workers.
@@ -141,14 +209,10 @@ impl ProcessPool {
     }
 }
 
-impl Drop for ProcessPool {
+impl Drop for Worker {
     fn drop(&mut self) {
-        for worker in &self.workers {
-            let mut worker = worker.lock().unwrap_or_else(|p| p.into_inner());
-            // Closing stdin ends a well-behaved worker; kill the rest.
-            let _ = worker.child.kill();
-            let _ = worker.child.wait();
-        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -202,6 +266,38 @@ mod tests {
                 assert_eq!(&order[..3], &[6, 13, 5]);
             }
         }
+    }
+
+    #[test]
+    fn scatter_addresses_workers_and_a_lost_one_can_be_replaced() {
+        let mut pool = ProcessPool::spawn(
+            2,
+            Path::new("sh"),
+            &["-c", "while read -r line; do echo \"$$ $line\"; done"],
+        )
+        .unwrap();
+        let answers = pool.scatter(&[(1, "b".into()), (0, "a".into())]);
+        let answers: Vec<String> = answers.into_iter().map(Result::unwrap).collect();
+        assert_eq!(answers[0], format!("{} b", pool.pid(1)));
+        assert_eq!(answers[1], format!("{} a", pool.pid(0)));
+        // Worker 1 killed: its call fails and names it, worker 0 still answers; after the
+        // failure worker 1 stays lost until respawned.
+        let old = pool.pid(1);
+        std::process::Command::new("kill")
+            .args(["-9", &old.to_string()])
+            .status()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let answers = pool.scatter(&[(0, "c".into()), (1, "d".into())]);
+        assert!(answers[0].is_ok());
+        assert_eq!(answers[1].as_ref().unwrap_err().worker, 1);
+        assert!(pool.scatter(&[(1, "e".into())])[0].is_err());
+        pool.respawn(1).unwrap();
+        assert_ne!(pool.pid(1), old);
+        assert_eq!(
+            pool.scatter(&[(1, "f".into())])[0].as_ref().unwrap(),
+            &format!("{} f", pool.pid(1))
+        );
     }
 
     #[test]

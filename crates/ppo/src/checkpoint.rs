@@ -189,6 +189,26 @@ impl Ppo {
         &self,
         envs: &[E],
     ) -> Result<Vec<(String, Vec<u8>)>, CheckpointError> {
+        let snapshots: Vec<E::Snapshot> = envs.iter().map(Resumable::snapshot).collect();
+        self.checkpoint_sections_from(&snapshots)
+    }
+
+    /// [`Ppo::checkpoint_sections`] with the envs' snapshots already taken (one per env, in env
+    /// order: envs in worker processes, say).
+    pub fn checkpoint_sections_from<S: serde::Serialize>(
+        &self,
+        snapshots: &[S],
+    ) -> Result<Vec<(String, Vec<u8>)>, CheckpointError> {
+        if snapshots.len() != self.next_obs.len() {
+            return Err(invalid(
+                "envs.json",
+                format!(
+                    "{} snapshots for {} environments",
+                    snapshots.len(),
+                    self.next_obs.len()
+                ),
+            ));
+        }
         let state = PpoState {
             config: self.config.clone(),
             obs_rms: self.obs_rms.clone(),
@@ -214,7 +234,6 @@ impl Ppo {
             .optim
             .into_bytes()
             .map_err(|e| invalid("optim.bpk", e))?;
-        let snapshots: Vec<E::Snapshot> = envs.iter().map(Resumable::snapshot).collect();
         Ok(vec![
             (
                 "ppo.json".into(),
@@ -237,6 +256,47 @@ impl Ppo {
         envs: &mut [E],
         device: &Device,
     ) -> Result<Self, CheckpointError> {
+        if envs.is_empty() {
+            return Err(CheckpointError::Mismatch(
+                "this run has no environments".into(),
+            ));
+        }
+        let spaces = (
+            envs[0].observation_space().dim(),
+            envs[0].action_space().dim(),
+        );
+        let n = envs.len();
+        Self::resume_from(
+            config,
+            sections,
+            n,
+            spaces,
+            device,
+            |snapshots: Vec<E::Snapshot>| {
+                envs.iter_mut()
+                    .zip(snapshots)
+                    .enumerate()
+                    .map(|(index, (env, snap))| {
+                        env.restore(snap)
+                            .map_err(|reason| CheckpointError::Env { index, reason })
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    /// [`Ppo::resume`] for envs restored by the caller (in worker processes, say): `num_envs`
+    /// envs of `(observation, action)` dimensions `spaces`; `restore` gets the checkpoint's
+    /// snapshots in env order and returns each restored env's observation, which must equal the
+    /// learner's record bit for bit.
+    pub fn resume_from<S: serde::de::DeserializeOwned>(
+        config: &PpoConfig,
+        sections: &BTreeMap<String, Vec<u8>>,
+        num_envs: usize,
+        spaces: (usize, usize),
+        device: &Device,
+        restore: impl FnOnce(Vec<S>) -> Result<Vec<Vec<f32>>, CheckpointError>,
+    ) -> Result<Self, CheckpointError> {
         let state: PpoState = serde_json::from_slice(section(sections, "ppo.json")?)
             .map_err(|e| invalid("ppo.json", e))?;
         if &state.config != config {
@@ -245,24 +305,20 @@ impl Ppo {
                 config_diff(&state.config, config)
             )));
         }
-        if envs.len() != state.next_obs.len() {
+        if num_envs != state.next_obs.len() {
             return Err(CheckpointError::Mismatch(format!(
-                "the checkpoint has {} environments, this run {}",
+                "the checkpoint has {} environments, this run {num_envs}",
                 state.next_obs.len(),
-                envs.len()
             )));
         }
-        let (obs_dim, act_dim) = (
-            envs[0].observation_space().dim(),
-            envs[0].action_space().dim(),
-        );
+        let (obs_dim, act_dim) = spaces;
         if (obs_dim, act_dim) != (state.obs_dim, state.act_dim) {
             return Err(CheckpointError::Mismatch(format!(
                 "the checkpoint's spaces are {}→{}, this run's {obs_dim}→{act_dim}",
                 state.obs_dim, state.act_dim
             )));
         }
-        let n = envs.len();
+        let n = num_envs;
         if state.next_done.len() != n
             || state.running_returns.len() != n
             || state.discounted_returns.len() != n
@@ -298,7 +354,7 @@ impl Ppo {
             ));
         }
 
-        let snapshots: Vec<E::Snapshot> = serde_json::from_slice(section(sections, "envs.json")?)
+        let snapshots: Vec<S> = serde_json::from_slice(section(sections, "envs.json")?)
             .map_err(|e| invalid("envs.json", e))?;
         if snapshots.len() != n {
             return Err(invalid(
@@ -306,15 +362,14 @@ impl Ppo {
                 format!("{} snapshots for {n} environments", snapshots.len()),
             ));
         }
-        for (index, ((env, snap), expected)) in envs
-            .iter_mut()
-            .zip(snapshots)
-            .zip(&state.next_obs)
-            .enumerate()
-        {
-            let obs = env
-                .restore(snap)
-                .map_err(|reason| CheckpointError::Env { index, reason })?;
+        let restored = restore(snapshots)?;
+        if restored.len() != n {
+            return Err(CheckpointError::Mismatch(format!(
+                "{} environments restored of {n}",
+                restored.len()
+            )));
+        }
+        for (index, (obs, expected)) in restored.iter().zip(&state.next_obs).enumerate() {
             if obs
                 .iter()
                 .map(|v| v.to_bits())

@@ -25,7 +25,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
-use hyperctl_env_core::Env;
+use hyperctl_env_core::{Env, ThreadedEnvs, VecEnv};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -289,10 +289,21 @@ pub struct Ppo {
 impl Ppo {
     /// A learner for `envs` (all of one observation and action dimension); resets env i with
     /// seed `config.seed + i`.
-    pub fn new<E: Env>(config: PpoConfig, envs: &mut [E], device: &Device) -> Self {
-        assert!(!envs.is_empty(), "PPO needs at least one environment");
-        let obs_dim = envs[0].observation_space().dim();
-        let act_dim = envs[0].action_space().dim();
+    pub fn new<E: Env + Send>(config: PpoConfig, envs: &mut [E], device: &Device) -> Self {
+        Self::new_vec(config, &mut ThreadedEnvs::new(envs, 1), device)
+            .expect("envs of this process cannot be lost")
+    }
+
+    /// [`Ppo::new`] for any [`VecEnv`] (envs in worker processes, say).
+    pub fn new_vec(
+        config: PpoConfig,
+        envs: &mut dyn VecEnv,
+        device: &Device,
+    ) -> Result<Self, String> {
+        assert!(envs.num_envs() > 0, "PPO needs at least one environment");
+        let num_envs = envs.num_envs();
+        let obs_dim = envs.observation_space().dim();
+        let act_dim = envs.action_space().dim();
         // TRY NOT TO MODIFY: seeding.
         let agent = Agent::new(
             obs_dim,
@@ -302,20 +313,19 @@ impl Ppo {
             &device.clone().autodiff(),
         );
         let optim = AdamConfig::new().with_epsilon(1e-5).init();
-        let next_obs: Vec<Vec<f32>> = envs
-            .iter_mut()
-            .enumerate()
-            .map(|(i, env)| env.reset(Some(config.seed.wrapping_add(i as u64))).0)
+        let seeds: Vec<u64> = (0..num_envs)
+            .map(|i| config.seed.wrapping_add(i as u64))
             .collect();
+        let next_obs = envs.reset_each(&seeds)?;
         let mut obs_rms = RunningMeanStd::new(obs_dim);
         if config.norm_obs {
             obs_rms.update(&next_obs);
         }
-        Self {
+        Ok(Self {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
-            next_done: vec![0.0; envs.len()],
-            running_returns: vec![0.0; envs.len()],
-            discounted_returns: vec![0.0; envs.len()],
+            next_done: vec![0.0; num_envs],
+            running_returns: vec![0.0; num_envs],
+            discounted_returns: vec![0.0; num_envs],
             return_rms: RunningMeanStd::new(1),
             config,
             device: device.clone(),
@@ -327,7 +337,7 @@ impl Ppo {
             next_obs,
             obs_dim,
             act_dim,
-        }
+        })
     }
 
     /// Iterations the configured total of steps allows.
@@ -392,11 +402,24 @@ impl Ppo {
         }
     }
 
-    /// One iteration: rollout, GAE, minibatch updates. Returns its metrics.
+    /// One iteration: rollout, GAE, minibatch updates. Returns its metrics. The envs step on
+    /// parallel threads when `parallel_envs`.
     pub fn iterate<E: Env + Send>(&mut self, envs: &mut [E]) -> IterationMetrics {
+        let threads = if self.config.parallel_envs {
+            envs.len()
+        } else {
+            1
+        };
+        self.iterate_vec(&mut ThreadedEnvs::new(envs, threads))
+            .expect("envs of this process cannot be lost")
+    }
+
+    /// [`Ppo::iterate`] for any [`VecEnv`]. After an error (an env could not be reached) the
+    /// learner is mid-iteration: drop it and resume from the last checkpoint.
+    pub fn iterate_vec(&mut self, envs: &mut dyn VecEnv) -> Result<IterationMetrics, String> {
         let start = std::time::Instant::now();
         let c = self.config.clone();
-        let num_envs = envs.len();
+        let num_envs = envs.num_envs();
         let batch_size = num_envs * c.num_steps;
         let num_iterations = self.num_iterations(num_envs).max(1);
         self.iteration += 1;
@@ -411,7 +434,7 @@ impl Ppo {
 
         // ALGO LOGIC: rollout (storage laid out [step][env]).
         let policy = self.agent().valid();
-        let b = self.rollout(envs, &policy);
+        let b = self.rollout(envs, &policy)?;
         let rollout_secs = start.elapsed().as_secs_f64();
 
         // Bootstrap value if not done, then GAE.
@@ -455,15 +478,15 @@ impl Ppo {
             "ppo iteration {}",
             metrics.iteration
         );
-        metrics
+        Ok(metrics)
     }
 
     /// Steps every env `num_steps` times under the current policy (sampling its Gaussian),
     /// resetting envs whose episode ended, and keeps the batch.
-    fn rollout<E: Env + Send>(&mut self, envs: &mut [E], policy: &Agent) -> Rollout {
+    fn rollout(&mut self, envs: &mut dyn VecEnv, policy: &Agent) -> Result<Rollout, String> {
         let c = self.config.clone();
         let (num_envs, num_steps, obs_dim, act_dim) =
-            (envs.len(), c.num_steps, self.obs_dim, self.act_dim);
+            (envs.num_envs(), c.num_steps, self.obs_dim, self.act_dim);
         let batch_size = num_envs * num_steps;
         let log2pi = (2.0 * std::f64::consts::PI).ln();
         let mut obs = vec![0f32; batch_size * obs_dim];
@@ -518,18 +541,9 @@ impl Ppo {
                 step_actions.push(a);
             }
 
-            // TRY NOT TO MODIFY: execute the game (envs clip actions into their space). An env
-            // whose episode ended is reset on its own thread too (a reset builds a training run).
-            let step_and_reset = |env: &mut E, a: &Vec<f32>| {
-                let st = env.step(a);
-                let reset = st.done().then(|| env.reset(None).0);
-                (st, reset)
-            };
-            let threads = if c.parallel_envs { num_envs } else { 1 };
-            let steps: Vec<(hyperctl_env_core::Step, Option<Vec<f32>>)> =
-                hyperctl_pool::map_mut(envs, threads, |i, env| {
-                    step_and_reset(env, &step_actions[i])
-                });
+            // TRY NOT TO MODIFY: execute the game (envs clip actions into their space; an env
+            // whose episode ended is reset in the same step).
+            let steps = envs.step_each(&step_actions)?;
             if c.norm_reward {
                 for (e, (st, _)) in steps.iter().enumerate() {
                     self.discounted_returns[e] = self.discounted_returns[e] * c.gamma + st.reward;
@@ -569,7 +583,7 @@ impl Ppo {
             }
         }
 
-        Rollout {
+        Ok(Rollout {
             obs,
             actions,
             logprobs,
@@ -577,7 +591,7 @@ impl Ppo {
             dones,
             values,
             episodic_returns,
-        }
+        })
     }
 
     /// Bootstraps the value of the last observation if its episode is not done, and computes

@@ -68,6 +68,11 @@ impl TaskPool {
         &self.tasks
     }
 
+    /// The dataset of task `index` (shared by the tasks of one source).
+    pub fn dataset(&self, index: usize) -> &Arc<Dataset> {
+        &self.data[index]
+    }
+
     /// A fresh env for task `index` (checked in [`TaskPool::new`]).
     pub fn env(&self, index: usize) -> ScheduleEnv {
         ScheduleEnv::prevalidated(
@@ -80,15 +85,61 @@ impl TaskPool {
 }
 
 /// Where the cycle stood when the current episode began.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct CycleState {
     rng: ChaCha8Rng,
     order: Vec<usize>,
     cursor: usize,
 }
 
+/// The cycle's state between episodes: everything the next episode depends on. An env can be
+/// handed to another process at an episode boundary by this alone (small, no replay):
+/// [`TaskCycleEnv::start_from`] there starts exactly the episode a reset here would have.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Handoff(CycleState);
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Handoff(next task {})", self.next_task())
+    }
+}
+
+impl Handoff {
+    /// The state a reset with `seed` gives a cycle over `n_tasks` tasks.
+    pub fn seeded(n_tasks: usize, seed: u64) -> Self {
+        Self(CycleState {
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC1C1E),
+            order: (0..n_tasks).collect(),
+            cursor: usize::MAX,
+        })
+    }
+
+    /// The index (in the pool) of the task the next episode trains.
+    pub fn next_task(&self) -> usize {
+        let mut s = self.0.clone();
+        if s.cursor >= s.order.len() {
+            s.order.shuffle(&mut s.rng);
+            s.cursor = 0;
+        }
+        s.order[s.cursor]
+    }
+
+    fn check(&self, n: usize) -> Result<(), String> {
+        let s = &self.0;
+        if s.order.len() != n
+            || s.order.iter().any(|&i| i >= n)
+            || (s.cursor > n && s.cursor != usize::MAX)
+        {
+            return Err(format!(
+                "the cycle state's task order does not fit the task list of {n}"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A [`TaskCycleEnv`]'s state: the cycle at the start of the current episode and the actions since.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CycleSnapshot {
     /// Task ids of the pool, in order (a restore into another pool is refused).
     task_ids: Vec<String>,
@@ -111,7 +162,7 @@ pub struct TaskCycleEnv {
 }
 
 /// Where an env's time went since [`TaskCycleEnv::take_timing`] was last called (seconds).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EnvTiming {
     /// Inside `step` and `reset` in all.
     pub env_secs: f64,
@@ -148,6 +199,30 @@ impl TaskCycleEnv {
         }
     }
 
+    /// An env over `pool` that starts the episode `handoff` leads to (what a reset of the env
+    /// that gave `handoff` would start), with its first observation.
+    pub fn start_from(pool: Arc<TaskPool>, handoff: Handoff) -> Result<(Self, Obs), String> {
+        handoff.check(pool.tasks.len())?;
+        let mut env = Self::from_pool(pool);
+        env.state = handoff.0;
+        let start = std::time::Instant::now();
+        let (obs, _) = env.start_episode();
+        let secs = start.elapsed().as_secs_f64();
+        env.timing.env_secs += secs;
+        env.timing.reset_secs += secs;
+        Ok((env, obs))
+    }
+
+    /// The cycle's state now: after an episode ended, what the next one depends on.
+    pub fn handoff(&self) -> Handoff {
+        Handoff(self.state.clone())
+    }
+
+    /// The state the current episode started from (None before the first reset).
+    pub fn episode_start(&self) -> Option<Handoff> {
+        self.episode_start.clone().map(Handoff)
+    }
+
     /// Where this env's time went since the last call (for meta-training's time breakdown).
     pub fn take_timing(&mut self) -> EnvTiming {
         std::mem::take(&mut self.timing)
@@ -156,11 +231,7 @@ impl TaskCycleEnv {
     /// `reset` without its timing: a seed restarts the cycle, then the next episode starts.
     fn reset_untimed(&mut self, seed: Option<u64>) -> (Obs, Info) {
         if let Some(seed) = seed {
-            self.state = CycleState {
-                rng: ChaCha8Rng::seed_from_u64(seed ^ 0xC1C1E),
-                order: (0..self.pool.tasks.len()).collect(),
-                cursor: usize::MAX,
-            };
+            self.state = Handoff::seeded(self.pool.tasks.len(), seed).0;
         }
         self.start_episode()
     }
@@ -219,6 +290,35 @@ impl Env for TaskCycleEnv {
     }
 }
 
+impl CycleSnapshot {
+    /// The snapshot of an env over `pool` whose episode started from `start` and has taken
+    /// `actions` since, now observing `obs`: what [`Resumable::snapshot`] of that env returns, for
+    /// a learner that tracks envs living elsewhere.
+    pub fn new(pool: &TaskPool, start: Handoff, actions: Vec<Vec<f32>>, obs: Obs) -> Self {
+        Self {
+            task_ids: pool.tasks.iter().map(|t| t.id.clone()).collect(),
+            start: start.0,
+            actions,
+            obs,
+        }
+    }
+
+    /// The state its episode started from.
+    pub fn start(&self) -> Handoff {
+        Handoff(self.start.clone())
+    }
+
+    /// The actions since.
+    pub fn actions(&self) -> &[Vec<f32>] {
+        &self.actions
+    }
+
+    /// The observation now.
+    pub fn obs(&self) -> &Obs {
+        &self.obs
+    }
+}
+
 impl Resumable for TaskCycleEnv {
     type Snapshot = CycleSnapshot;
 
@@ -246,12 +346,9 @@ impl Resumable for TaskCycleEnv {
             ));
         }
         let n = ids.len();
-        if snapshot.start.order.len() != n
-            || snapshot.start.order.iter().any(|&i| i >= n)
-            || (snapshot.start.cursor > n && snapshot.start.cursor != usize::MAX)
-        {
-            return Err("the snapshot's task order does not fit the task list".into());
-        }
+        Handoff(snapshot.start.clone())
+            .check(n)
+            .map_err(|_| "the snapshot's task order does not fit the task list".to_string())?;
         self.state = snapshot.start;
         self.start_episode();
         for (k, action) in snapshot.actions.iter().enumerate() {
