@@ -59,7 +59,19 @@ enum Command {
     /// A worker process of `compare --workers N` and `meta-train --workers N`: requests on
     /// stdin, answers on stdout (JSON lines; started by hyperctl itself).
     #[command(hide = true)]
-    Worker,
+    Worker(WorkerArgs),
+}
+
+/// Arguments of `hyperctl worker`.
+#[derive(Debug, clap::Args)]
+struct WorkerArgs {
+    /// Serve a learner at HOST:PORT (`meta-train --listen`) instead of stdin/stdout; the token
+    /// comes from HYPERCTL_WORKER_TOKEN or --token-file.
+    #[arg(long, value_name = "HOST:PORT")]
+    connect: Option<String>,
+    /// The file holding the run's token (`meta-train --listen` writes OUT/worker.token).
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -75,7 +87,7 @@ fn main() -> ExitCode {
     // told otherwise.
     let threads = cli.threads.or(matches!(
         cli.command,
-        Command::Compare(_) | Command::MetaTrain(_) | Command::Worker
+        Command::Compare(_) | Command::MetaTrain(_) | Command::Worker(_)
     )
     .then_some(1));
     if let Some(threads) = threads {
@@ -88,8 +100,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args, cli.backend),
         Command::Tasks(command) => tasks_cmd::run(command),
         Command::Compare(args) => compare_cmd::run(args, cli.backend),
-        Command::Worker => worker(std::io::stdin().lock(), std::io::stdout().lock())
-            .map_err(|e| anyhow::anyhow!("worker: {e}")),
+        Command::Worker(args) => connected_worker(args),
         Command::MetaTrain(args) => meta_train_cmd::run(args, cli.backend),
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => compare_cmd::demo(args, cli.backend),
@@ -112,6 +123,29 @@ fn ignore_sigpipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+}
+
+/// `hyperctl worker [--connect HOST:PORT]`.
+fn connected_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let Some(addr) = args.connect else {
+        return worker(std::io::stdin().lock(), std::io::stdout().lock())
+            .map_err(|e| anyhow::anyhow!("worker: {e}"));
+    };
+    let token = match (&args.token_file, std::env::var("HYPERCTL_WORKER_TOKEN")) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?
+            .trim()
+            .to_string(),
+        (None, Ok(token)) => token,
+        (None, Err(_)) => anyhow::bail!(
+            "--connect needs the run's token: set HYPERCTL_WORKER_TOKEN or pass --token-file"
+        ),
+    };
+    let stream = hyperctl_pool::process::connect(&addr, &token, std::time::Duration::from_secs(60))
+        .map_err(|e| anyhow::anyhow!("worker: {e}"))?;
+    let output = stream.try_clone()?;
+    // The learner closing the connection ends the worker, as stdin's end does.
+    worker(std::io::BufReader::new(stream), output).map_err(|e| anyhow::anyhow!("worker: {e}"))
 }
 
 /// `hyperctl worker`: one answer line per request line until stdin ends. A line tagged `"meta"`

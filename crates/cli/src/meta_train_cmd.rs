@@ -31,6 +31,96 @@ pub struct MetaTrainArgs {
     /// config's `num_envs`. The policy is the same for any N.
     #[arg(long)]
     workers: Option<usize>,
+    /// Instead of starting the workers, listen on [HOST:]PORT (HOST default 127.0.0.1: loopback
+    /// unless told otherwise) for --workers N of them to connect (`hyperctl worker --connect`,
+    /// started by a cluster manager such as Ray). They must present the run's token: the
+    /// environment's HYPERCTL_WORKER_TOKEN, else a fresh one written to OUT/worker.token.
+    #[arg(long, value_name = "[HOST:]PORT")]
+    listen: Option<String>,
+}
+
+/// How long a listening learner waits for each worker (and for each replacement).
+const WORKER_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `--workers N` child processes (None for 0: threads).
+fn spawned(count: usize) -> anyhow::Result<Option<hyperctl_meta::WorkerProgram>> {
+    match count {
+        0 => Ok(None),
+        count if count > 1024 => {
+            anyhow::bail!("--workers {count}: at most 1024 worker processes on one machine")
+        }
+        count => {
+            crate::ignore_sigpipe();
+            Ok(Some(hyperctl_meta::WorkerProgram::Spawn {
+                count,
+                program: std::env::current_exe().map_err(|e| {
+                    anyhow::anyhow!("cannot find this program to start workers: {e}")
+                })?,
+                args: vec!["worker".into()],
+            }))
+        }
+    }
+}
+
+/// `--listen [HOST:]PORT` for `--workers N` connecting workers, with the run's token.
+fn listen_for(
+    listen: &str,
+    count: Option<usize>,
+    out: &std::path::Path,
+) -> anyhow::Result<hyperctl_meta::WorkerProgram> {
+    let count = match count {
+        Some(n) if (1..=65536).contains(&n) => n,
+        _ => anyhow::bail!("--listen needs --workers N (1 to 65536): how many workers to wait for"),
+    };
+    let addr = if listen.contains(':') {
+        listen.to_string()
+    } else {
+        format!("127.0.0.1:{listen}")
+    };
+    let listener = std::net::TcpListener::bind(&addr)
+        .map_err(|e| anyhow::anyhow!("--listen {listen}: cannot listen on {addr}: {e}"))?;
+    let token = match std::env::var("HYPERCTL_WORKER_TOKEN") {
+        Ok(t) if t.len() >= 16 && !t.contains(char::is_whitespace) => t,
+        Ok(_) => {
+            anyhow::bail!("HYPERCTL_WORKER_TOKEN must be at least 16 characters without spaces")
+        }
+        Err(_) => {
+            use rand::RngExt;
+            let token = format!("{:032x}", rand::rng().random::<u128>());
+            std::fs::create_dir_all(out)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+            let path = out.join("worker.token");
+            write_private(&path, &token)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            token
+        }
+    };
+    crate::ignore_sigpipe();
+    let bound = listener.local_addr()?;
+    eprintln!(
+        "meta-train: waiting for {count} workers on {bound}: hyperctl worker --connect {bound} \
+         (token: HYPERCTL_WORKER_TOKEN, or --token-file {})",
+        out.join("worker.token").display()
+    );
+    Ok(hyperctl_meta::WorkerProgram::Listen {
+        count,
+        listener: std::sync::Arc::new(listener),
+        token,
+        wait: WORKER_WAIT,
+    })
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// Runs `hyperctl meta-train`.
@@ -42,24 +132,9 @@ pub fn run(args: MetaTrainArgs, backend: Backend) -> anyhow::Result<()> {
     }
     let meta = RunMeta::new(backend.name(), resolved.config.seed);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = match args
-        .workers
-        .unwrap_or_else(|| cores.min(resolved.config.num_envs))
-    {
-        0 => None,
-        count if count > 1024 => {
-            anyhow::bail!("--workers {count}: at most 1024 worker processes on one machine")
-        }
-        count => Some({
-            crate::ignore_sigpipe();
-            hyperctl_meta::WorkerProgram {
-                count,
-                program: std::env::current_exe().map_err(|e| {
-                    anyhow::anyhow!("cannot find this program to start workers: {e}")
-                })?,
-                args: vec!["worker".into()],
-            }
-        }),
+    let workers = match (&args.listen, args.workers) {
+        (Some(listen), count) => Some(listen_for(listen, count, &args.out)?),
+        (None, count) => spawned(count.unwrap_or_else(|| cores.min(resolved.config.num_envs)))?,
     };
     let options = RunOptions {
         resume: args.resume,

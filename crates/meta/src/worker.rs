@@ -44,15 +44,62 @@ pub const PROTOCOL: u32 = 1;
 /// How often one worker may be replaced in one invocation before the run stops.
 pub const MAX_RESTARTS: usize = 3;
 
-/// What the worker program is and how many to start (the binary passes itself and `worker`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkerProgram {
-    /// Worker processes (at least 1).
-    pub count: usize,
-    /// The program.
-    pub program: PathBuf,
-    /// Its arguments.
-    pub args: Vec<String>,
+/// Where the workers come from.
+#[derive(Debug, Clone)]
+pub enum WorkerProgram {
+    /// Child processes of the learner (the binary passes itself and `worker`).
+    Spawn {
+        /// Worker processes (at least 1).
+        count: usize,
+        /// The program.
+        program: PathBuf,
+        /// Its arguments.
+        args: Vec<String>,
+    },
+    /// Workers anywhere that connect to `listener` with `token` (`hyperctl worker --connect`);
+    /// a lost one is replaced by the next to connect.
+    Listen {
+        /// Workers to wait for.
+        count: usize,
+        /// The learner's listening socket.
+        listener: Arc<std::net::TcpListener>,
+        /// The run's token.
+        token: String,
+        /// How long to wait for each worker.
+        wait: std::time::Duration,
+    },
+}
+
+impl WorkerProgram {
+    /// Starts (or waits for) the workers.
+    pub fn pool(&self) -> Result<ProcessPool, String> {
+        match self {
+            WorkerProgram::Spawn {
+                count,
+                program,
+                args,
+            } => {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                ProcessPool::spawn(*count, program, &args).map_err(|e| {
+                    format!(
+                        "cannot start {count} worker processes ({}): {e}",
+                        program.display()
+                    )
+                })
+            }
+            WorkerProgram::Listen {
+                count,
+                listener,
+                token,
+                wait,
+            } => {
+                let listener = listener
+                    .try_clone()
+                    .map_err(|e| format!("the listening socket: {e}"))?;
+                ProcessPool::listen(*count, listener, token, *wait).map_err(|e| e.to_string())
+            }
+        }
+    }
 }
 
 /// The run's set-up, sent to every worker first.
@@ -340,14 +387,7 @@ impl RemoteEnvs {
         eval: &TaskPool,
         num_envs: usize,
     ) -> Result<Self, String> {
-        let args: Vec<&str> = program.args.iter().map(String::as_str).collect();
-        let pool = ProcessPool::spawn(program.count, &program.program, &args).map_err(|e| {
-            format!(
-                "cannot start {} worker processes ({}): {e}",
-                program.count,
-                program.program.display()
-            )
-        })?;
+        let pool = program.pool()?;
         let step_cost = (0..train.tasks().len())
             .map(|i| cost(&train, i) / train.tasks()[i].epochs.max(1) as f64)
             .collect();
@@ -392,11 +432,6 @@ impl RemoteEnvs {
     /// Number of worker processes.
     pub fn workers(&self) -> usize {
         self.pool.len()
-    }
-
-    /// The operating system's process ids of the workers.
-    pub fn pids(&self) -> Vec<u32> {
-        (0..self.pool.len()).map(|w| self.pool.pid(w)).collect()
     }
 
     /// Where the envs' time went since the last call (summed over envs).

@@ -10,11 +10,18 @@
 //!
 //! A worker that exits or writes something that is not a line is an error naming it; no new job
 //! starts after the first error, and every child is killed when the pool is dropped.
+//!
+//! Workers on other machines ([`ProcessPool::listen`]) connect over TCP instead: each opens with
+//! `HELLO <token>` and is accepted only with the run's token (anything else is dropped unheard),
+//! then speaks the same lines. A lost one is replaced by the next connection that authenticates
+//! (a cluster manager such as Ray restarts the worker, which connects again).
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Why a job did not come back.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,9 +41,12 @@ impl std::fmt::Display for WorkerError {
 impl std::error::Error for WorkerError {}
 
 struct Worker {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    /// The child process (None for a worker that connected over TCP).
+    child: Option<Child>,
+    /// Its socket, to shut down when it is replaced.
+    socket: Option<TcpStream>,
+    stdin: Box<dyn Write + Send>,
+    stdout: BufReader<Box<dyn Read + Send>>,
     /// A call failed: the conversation is out of step, so no later call is tried.
     broken: bool,
 }
@@ -49,14 +59,57 @@ impl Worker {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let stdin = Box::new(child.stdin.take().expect("stdin is piped"));
+        let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("stdout is piped"));
         Ok(Self {
-            child,
+            child: Some(child),
+            socket: None,
             stdin,
-            stdout,
+            stdout: BufReader::new(stdout),
             broken: false,
         })
+    }
+
+    /// The next connection on `listener` that opens with `HELLO <token>` (others are dropped),
+    /// waiting at most `wait` in all.
+    fn accept(listener: &TcpListener, token: &str, wait: Duration) -> std::io::Result<Self> {
+        let deadline = Instant::now() + wait;
+        listener.set_nonblocking(true)?;
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    stream.set_nonblocking(false)?;
+                    match handshake(&stream, token) {
+                        Ok(()) => {
+                            stream.set_read_timeout(None)?;
+                            let reader: Box<dyn Read + Send> = Box::new(stream.try_clone()?);
+                            return Ok(Self {
+                                child: None,
+                                stdin: Box::new(stream.try_clone()?),
+                                socket: Some(stream),
+                                stdout: BufReader::new(reader),
+                                broken: false,
+                            });
+                        }
+                        Err(why) => eprintln!("refused a worker connection from {peer}: {why}"),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "no worker connected to {} with the run's token within {} s",
+                                listener.local_addr()?,
+                                wait.as_secs()
+                            ),
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Sends one line and reads one line back.
@@ -67,7 +120,7 @@ impl Worker {
         let answer = self.exchange(request);
         if answer.is_err() {
             self.broken = true;
-            let _ = self.child.kill();
+            self.kill();
         }
         answer
     }
@@ -92,18 +145,110 @@ impl Worker {
     }
 
     fn exit_status(&mut self) -> String {
-        match self.child.try_wait() {
-            Ok(Some(status)) => format!(" ({status})"),
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => format!(" ({status})"),
             _ => String::new(),
         }
     }
+
+    fn kill(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+        }
+        if let Some(socket) = &self.socket {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// The learner's side of a connection's first exchange: `HELLO <token>` in, `WELCOME` out.
+fn handshake(stream: &TcpStream, token: &str) -> Result<(), String> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    // At most one short line: a stranger cannot make the learner buffer much.
+    let line = read_short_line(stream, 256).map_err(|e| format!("no greeting ({e})"))?;
+    let given = line.strip_prefix("HELLO ").unwrap_or("");
+    // Compare without an early exit, so timing does not tell how much of a guess was right.
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return Err("wrong or missing token".into());
+    }
+    (&*stream)
+        .write_all(b"WELCOME\n")
+        .map_err(|e| e.to_string())
+}
+
+/// One line of at most `max` bytes, read byte by byte so that nothing after it is consumed (the
+/// conversation's next line goes to the caller's own reader). Without its newline.
+fn read_short_line(stream: &TcpStream, max: usize) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < max {
+        if (&*stream).read(&mut byte)? == 0 {
+            break;
+        }
+        if byte[0] == b'\n' {
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+        line.push(byte[0]);
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "the connection ended or sent a long line before its greeting",
+    ))
+}
+
+/// The worker's side: connects to a learner at `addr` (retrying for up to `wait`, as the learner
+/// may not listen yet), authenticates with `token`, and returns the connection to serve lines on.
+pub fn connect(addr: &str, token: &str, wait: Duration) -> std::io::Result<TcpStream> {
+    let deadline = Instant::now() + wait;
+    let stream = loop {
+        match TcpStream::connect(addr) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot connect to the learner at {addr}: {e}"),
+                ));
+            }
+        }
+    };
+    (&stream).write_all(format!("HELLO {token}\n").as_bytes())?;
+    if read_short_line(&stream, 64).ok().as_deref() != Some("WELCOME") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("the learner at {addr} refused this worker (wrong token?)"),
+        ));
+    }
+    Ok(stream)
+}
+
+/// Where replacement workers come from.
+enum Source {
+    /// Child processes of this one.
+    Spawn { program: PathBuf, args: Vec<String> },
+    /// Connections to this listener that present the token.
+    Listen {
+        listener: TcpListener,
+        token: String,
+        wait: Duration,
+    },
 }
 
 /// A fixed set of worker processes, all running the same program.
 pub struct ProcessPool {
     workers: Vec<Mutex<Worker>>,
-    program: std::path::PathBuf,
-    args: Vec<String>,
+    source: Source,
 }
 
 impl ProcessPool {
@@ -116,15 +261,46 @@ impl ProcessPool {
             .collect::<std::io::Result<_>>()?;
         Ok(Self {
             workers,
-            program: program.into(),
-            args,
+            source: Source::Spawn {
+                program: program.into(),
+                args,
+            },
         })
     }
 
-    /// Replaces worker `w` by a fresh copy of the program (the old process is killed): after a
-    /// worker was lost, the caller brings the new one up to date.
+    /// `n` (at least 1) workers that connect to `listener` and present `token`, each within
+    /// `wait`; connections without the token are dropped and not counted.
+    pub fn listen(
+        n: usize,
+        listener: TcpListener,
+        token: &str,
+        wait: Duration,
+    ) -> std::io::Result<Self> {
+        let workers = (0..n.max(1))
+            .map(|_| Worker::accept(&listener, token, wait).map(Mutex::new))
+            .collect::<std::io::Result<_>>()?;
+        Ok(Self {
+            workers,
+            source: Source::Listen {
+                listener,
+                token: token.into(),
+                wait,
+            },
+        })
+    }
+
+    /// Replaces worker `w` by a fresh copy of the program, or by the next worker that connects
+    /// with the token (the old one is killed or disconnected): after a worker was lost, the caller
+    /// brings the new one up to date.
     pub fn respawn(&mut self, w: usize) -> std::io::Result<()> {
-        let fresh = Worker::spawn(&self.program, &self.args)?;
+        let fresh = match &self.source {
+            Source::Spawn { program, args } => Worker::spawn(program, args)?,
+            Source::Listen {
+                listener,
+                token,
+                wait,
+            } => Worker::accept(listener, token, *wait)?,
+        };
         let old = std::mem::replace(
             self.workers[w].get_mut().unwrap_or_else(|p| p.into_inner()),
             fresh,
@@ -133,13 +309,14 @@ impl ProcessPool {
         Ok(())
     }
 
-    /// The operating system's id of worker `w`'s process.
-    pub fn pid(&self, w: usize) -> u32 {
+    /// The operating system's id of worker `w`'s process (None for a connected worker).
+    pub fn pid(&self, w: usize) -> Option<u32> {
         self.workers[w]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .child
-            .id()
+            .as_ref()
+            .map(Child::id)
     }
 
     /// Sends each request to its worker (`(worker, line)`, at most one per worker), all at once,
@@ -211,8 +388,10 @@ impl ProcessPool {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.wait();
+        }
     }
 }
 
@@ -278,11 +457,11 @@ mod tests {
         .unwrap();
         let answers = pool.scatter(&[(1, "b".into()), (0, "a".into())]);
         let answers: Vec<String> = answers.into_iter().map(Result::unwrap).collect();
-        assert_eq!(answers[0], format!("{} b", pool.pid(1)));
-        assert_eq!(answers[1], format!("{} a", pool.pid(0)));
+        assert_eq!(answers[0], format!("{} b", pool.pid(1).unwrap()));
+        assert_eq!(answers[1], format!("{} a", pool.pid(0).unwrap()));
         // Worker 1 killed: its call fails and names it, worker 0 still answers; after the
         // failure worker 1 stays lost until respawned.
-        let old = pool.pid(1);
+        let old = pool.pid(1).unwrap();
         std::process::Command::new("kill")
             .args(["-9", &old.to_string()])
             .status()
@@ -293,11 +472,49 @@ mod tests {
         assert_eq!(answers[1].as_ref().unwrap_err().worker, 1);
         assert!(pool.scatter(&[(1, "e".into())])[0].is_err());
         pool.respawn(1).unwrap();
-        assert_ne!(pool.pid(1), old);
+        assert_ne!(pool.pid(1), Some(old));
         assert_eq!(
             pool.scatter(&[(1, "f".into())])[0].as_ref().unwrap(),
-            &format!("{} f", pool.pid(1))
+            &format!("{} f", pool.pid(1).unwrap())
         );
+    }
+
+    /// A worker thread: connects with `token` and echoes lines with its `name` until EOF.
+    fn tcp_worker(
+        addr: String,
+        token: &'static str,
+        name: &'static str,
+    ) -> std::thread::JoinHandle<std::io::Result<()>> {
+        std::thread::spawn(move || {
+            let stream = connect(&addr, token, Duration::from_secs(10))?;
+            let mut out = stream.try_clone()?;
+            for line in BufReader::new(stream).lines() {
+                writeln!(out, "{name} {}", line?)?;
+            }
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn connected_workers_need_the_token_and_a_lost_one_is_replaced_by_the_next() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // A stranger first: refused, not counted; connect() tells it so.
+        let stranger = tcp_worker(addr.clone(), "guess", "stranger");
+        std::thread::sleep(Duration::from_millis(300)); // queued first: accepted first
+        let good = tcp_worker(addr.clone(), "s3cret", "a");
+        let mut pool = ProcessPool::listen(1, listener, "s3cret", Duration::from_secs(10)).unwrap();
+        assert_eq!(pool.pid(0), None);
+        assert_eq!(pool.scatter(&[(0, "x".into())])[0].as_ref().unwrap(), "a x");
+        let err = stranger.join().unwrap().unwrap_err();
+        assert!(err.to_string().contains("refused"), "{err}");
+        // The worker goes away: its next call fails; the replacement is the next to connect.
+        pool.workers[0].lock().unwrap().kill();
+        assert!(pool.scatter(&[(0, "y".into())])[0].is_err());
+        let _ = good.join();
+        let _next = tcp_worker(addr, "s3cret", "b");
+        pool.respawn(0).unwrap();
+        assert_eq!(pool.scatter(&[(0, "z".into())])[0].as_ref().unwrap(), "b z");
     }
 
     #[test]
