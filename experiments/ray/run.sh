@@ -25,7 +25,7 @@ if [ ! -x "$venv/bin/ray" ]; then
   "$venv/bin/pip" install -q ray
 fi
 out=$(mktemp -d)
-cleanup() { "$venv/bin/ray" stop --force > /dev/null 2>&1 || true; rm -rf "$out"; }
+cleanup() { "$venv/bin/ray" stop --force > /dev/null 2>&1 || true; [ -n "${KEEP:-}" ] || rm -rf "$out"; }
 trap cleanup EXIT
 "$venv/bin/ray" stop --force > /dev/null 2>&1 || true
 "$venv/bin/ray" start --head --num-cpus 2 --node-ip-address 127.0.0.1 --include-dashboard false \
@@ -38,8 +38,8 @@ t1=$(date +%s.%N)
 t2=$(date +%s.%N)
 
 # The Ray run, with one worker killed after the learner logs its first iteration.
-PYTHONPATH=$root/crates/python/python "$venv/bin/python" -m hyperctl.cluster --workers 2 \
-  --address 127.0.0.1:6379 --hyperctl "$bin" -- --config "$config" --out "$out/ray" \
+"$venv/bin/python" crates/python/python/hyperctl/cluster.py --workers 2 \
+  --address auto --hyperctl "$bin" -- --config "$config" --out "$out/ray" \
   > "$out/ray.stdout" 2> "$out/ray.log" &
 launcher=$!
 killed=""
@@ -51,7 +51,7 @@ for _ in $(seq 600); do
   kill -0 $launcher 2> /dev/null || break
   sleep 0.1
 done
-wait $launcher
+wait $launcher || { echo "the Ray run failed:"; cat "$out/ray.log"; exit 1; }
 t3=$(date +%s.%N)
 cat "$out/ray.log" | grep -v "^iteration" | sed 's/^/  ray: /' | head -40
 [ -n "$killed" ] || { echo "no worker was killed (the run ended first?)"; exit 1; }
@@ -66,12 +66,19 @@ def results(name):
     return open(f"{out}/{name}/weights.json").read(), [(e["mean_return"], e["per_task"]) for e in evals]
 ref, local, ray = results("reference"), results("local"), results("ray")
 log = open(f"{out}/ray.log").read()
+import csv, statistics
+def per_iteration(name):
+    walls = [float(r["wall_secs"]) for r in csv.DictReader(open(f"{out}/{name}/metrics.csv"))]
+    return statistics.median(b - a for a, b in zip([0.0] + walls, walls))
 summary = {
     "benchmark": "ray_meta_train", "date": datetime.date.today().isoformat(),
     "git_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
     "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
     "config": config, "backend": "flex",
     "wall_secs": {"threads": t1 - t0, "local_workers_2": t2 - t1, "ray_workers_2_with_one_killed": t3 - t2},
+    # Per iteration (rollout, update, evaluation; from metrics.csv): the start-up excluded. The
+    # Ray run's median includes no restart (one iteration has it).
+    "iteration_secs_median": {"threads": per_iteration("reference"), "local_workers_2": per_iteration("local"), "ray_workers_2": per_iteration("ray")},
     "killed_worker_pid": int(killed),
     "learner_noticed_loss": "lost" in log,
     "same_policy_local_workers_as_threads": local == ref,

@@ -145,6 +145,9 @@ pub struct IterationTiming {
     pub train_secs: f64,
     /// Of that, in env resets: starting episodes (data, model, first validation pass; summed).
     pub reset_secs: f64,
+    /// In worker processes: the rollout time workers spent waiting for the busiest one, each
+    /// step (sum over steps and resets of the busiest worker's env time minus the workers' mean).
+    pub straggler_secs: f64,
 }
 
 /// The best evaluation so far and its policy.
@@ -622,6 +625,10 @@ fn timing_of(metrics: &IterationMetrics, envs: &mut Envs) -> IterationTiming {
         env_secs: t.env_secs,
         train_secs: t.train_secs,
         reset_secs: t.reset_secs,
+        straggler_secs: match envs {
+            Envs::Remote(remote) => remote.take_straggler_secs(),
+            Envs::Local { .. } => 0.0,
+        },
         ..IterationTiming::default()
     }
 }

@@ -107,6 +107,7 @@ fn metrics_csv(state: &MetaState) -> Result<Vec<u8>, Error> {
         "env_secs",
         "train_secs",
         "reset_secs",
+        "straggler_secs",
     ])
     .map_err(csv_err)?;
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
@@ -136,6 +137,7 @@ fn metrics_csv(state: &MetaState) -> Result<Vec<u8>, Error> {
             format!("{:.4}", r.timing.env_secs),
             format!("{:.4}", r.timing.train_secs),
             format!("{:.4}", r.timing.reset_secs),
+            format!("{:.4}", r.timing.straggler_secs),
         ])
         .map_err(csv_err)?;
     }

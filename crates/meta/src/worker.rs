@@ -369,6 +369,7 @@ pub struct RemoteEnvs {
     envs: Vec<Tracked>,
     restarts: Vec<usize>,
     timing: EnvTiming,
+    straggler_secs: f64,
     observation_space: BoxSpace,
     action_space: BoxSpace,
 }
@@ -417,6 +418,7 @@ impl RemoteEnvs {
                 })
                 .collect(),
             timing: EnvTiming::default(),
+            straggler_secs: 0.0,
             observation_space,
             action_space,
         };
@@ -437,6 +439,19 @@ impl RemoteEnvs {
     /// Where the envs' time went since the last call (summed over envs).
     pub fn take_timing(&mut self) -> EnvTiming {
         std::mem::take(&mut self.timing)
+    }
+
+    /// Time workers waited for the busiest one since the last call (see
+    /// [`crate::IterationTiming::straggler_secs`]).
+    pub fn take_straggler_secs(&mut self) -> f64 {
+        std::mem::take(&mut self.straggler_secs)
+    }
+
+    /// Adds one round's wait: `busy[w]` is worker w's env time in it.
+    fn add_round(&mut self, busy: &[f64]) {
+        let max = busy.iter().copied().fold(0.0, f64::max);
+        let mean = busy.iter().sum::<f64>() / busy.len().max(1) as f64;
+        self.straggler_secs += max - mean;
     }
 
     /// Each env's snapshot, from the learner's record (what the envs' own snapshots would be).
@@ -682,8 +697,10 @@ impl RemoteEnvs {
                 .collect(),
         )?;
         let mut obs: HashMap<usize, Obs> = HashMap::new();
+        let mut busy = vec![0.0; self.pool.len()];
         for ((w, envs), reply) in groups.iter().zip(replies) {
             for (&i, s) in envs.iter().zip(started(reply, envs.len())?) {
+                busy[*w] += s.timing.env_secs;
                 let t = &mut self.envs[i];
                 t.owner = Some(*w);
                 t.actions.clear();
@@ -692,6 +709,7 @@ impl RemoteEnvs {
                 obs.insert(i, s.obs);
             }
         }
+        self.add_round(&busy);
         Ok(envs
             .iter()
             .map(|i| obs.remove(i).expect("started"))
@@ -798,7 +816,8 @@ impl VecEnv for RemoteEnvs {
                 .collect(),
         )?;
         let mut steps: Vec<Option<(Step, Option<Handoff>)>> = vec![None; self.envs.len()];
-        for ((_, envs), reply) in groups.iter().zip(replies) {
+        let mut busy = vec![0.0; self.pool.len()];
+        for ((w, envs), reply) in groups.iter().zip(replies) {
             let Reply::Stepped(stepped) = reply else {
                 return Err(format!("a worker answered a step with {reply:?}"));
             };
@@ -810,6 +829,7 @@ impl VecEnv for RemoteEnvs {
                 ));
             }
             for (&i, s) in envs.iter().zip(stepped) {
+                busy[*w] += s.timing.env_secs;
                 self.timing_add(&s.timing);
                 let t = &mut self.envs[i];
                 t.actions.push(actions[i].clone());
@@ -829,6 +849,7 @@ impl VecEnv for RemoteEnvs {
                 ));
             }
         }
+        self.add_round(&busy);
         // Episodes that ended: the next ones start on the least loaded workers.
         let mut ended = Vec::new();
         for (i, s) in steps.iter().enumerate() {

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 
-WAITING = re.compile(r"waiting for (\d+) workers on (\S+?):")
+WAITING = re.compile(r"waiting for (\d+) workers on (\S+): ")
 RESTARTS_PER_ACTOR = 5
 
 
