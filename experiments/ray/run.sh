@@ -9,6 +9,8 @@
 # Writes experiments/ray/results/ray_run.json (wall times: local workers vs Ray, the loss, the
 # check). Usage: bash experiments/ray/run.sh [CONFIG]
 #   default CONFIG: experiments/ray/meta_train.toml (the smoke tasks, 4 envs, 6 iterations)
+#   HYPERCTL_BIN=PATH uses that build instead of building --release (CI: the test build);
+#   VENV=DIR the venv (default /tmp/hyperctl-ray-venv); KEEP=1 keeps the run folders.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -22,7 +24,10 @@ fi
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 if [ ! -x "$venv/bin/ray" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q ray
+  if ! "$venv/bin/pip" install -q ray; then
+    echo "SKIPPED: the Ray check (cannot install ray from PyPI)" >&2
+    exit 0
+  fi
 fi
 out=$(mktemp -d)
 cleanup() { "$venv/bin/ray" stop --force > /dev/null 2>&1 || true; [ -n "${KEEP:-}" ] || rm -rf "$out"; }

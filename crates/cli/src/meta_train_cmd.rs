@@ -31,7 +31,7 @@ pub struct MetaTrainArgs {
     /// config's `num_envs`. The policy is the same for any N.
     #[arg(long)]
     workers: Option<usize>,
-    /// Instead of starting the workers, listen on [HOST:]PORT (HOST default 127.0.0.1: loopback
+    /// Instead of starting the workers, listen on HOST:PORT or PORT (HOST default 127.0.0.1: loopback
     /// unless told otherwise) for --workers N of them to connect (`hyperctl worker --connect`,
     /// started by a cluster manager such as Ray). They must present the run's token: the
     /// environment's HYPERCTL_WORKER_TOKEN, else a fresh one written to OUT/worker.token.
