@@ -749,15 +749,15 @@ fn meta_config(dir: &Path) -> PathBuf {
 }
 
 /// A smoke run over experiments/smoke/tasks.toml with 4 envs (so 3 workers all hold some).
-fn meta_config_4_envs(dir: &Path, iterations: usize) -> PathBuf {
+fn meta_config_4_envs(dir: &Path, iterations: usize, rollout: &str) -> PathBuf {
     let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke/tasks.toml");
-    let path = dir.join("meta4.toml");
+    let path = dir.join(format!("meta4-{rollout}.toml"));
     std::fs::write(
         &path,
         format!(
             "collection = {:?}\nseed = 2\ntotal_timesteps = {}\nnum_envs = 4\neval_interval = 2\n\
              eval_seeds = 2\n[ppo]\nnum_steps = 32\nnum_minibatches = 4\nupdate_epochs = 2\n\
-             learning_rate = 0.001\n",
+             learning_rate = 0.001\nrollout = {rollout:?}\n",
             tasks.canonicalize().unwrap().display().to_string(),
             iterations * 4 * 32
         ),
@@ -787,8 +787,19 @@ fn meta_results(out: &Path) -> (Vec<u8>, Vec<(f64, Vec<f64>)>) {
 
 #[test]
 fn meta_train_gives_the_same_policy_in_threads_and_in_any_number_of_worker_processes() {
+    let lockstep = same_policy_for_any_worker_count("lockstep");
+    let segments = same_policy_for_any_worker_count("segments");
+    assert!(
+        lockstep != segments,
+        "segment rollouts act on a frozen normalizer: another policy than lockstep's"
+    );
+}
+
+/// Runs the 4-env smoke config in threads, 1, 2 and 3 workers, and resumed across worker counts;
+/// all must agree. Returns the results.
+fn same_policy_for_any_worker_count(rollout: &str) -> (Vec<u8>, Vec<(f64, Vec<f64>)>) {
     let dir = tempfile::tempdir().unwrap();
-    let config = meta_config_4_envs(dir.path(), 3);
+    let config = meta_config_4_envs(dir.path(), 3, rollout);
     let run = |workers: &str| {
         let out = dir.path().join(format!("w{workers}"));
         let done = hyperctl(&[
@@ -812,7 +823,7 @@ fn meta_train_gives_the_same_policy_in_threads_and_in_any_number_of_worker_proce
     for workers in ["1", "2", "3"] {
         assert!(
             run(workers) == threads,
-            "--workers {workers} gave another policy or other evaluations than threads"
+            "{rollout}: --workers {workers} gave another policy or other evaluations than threads"
         );
     }
     // A resume may use another worker count than the run it continues.
@@ -846,7 +857,7 @@ fn meta_train_gives_the_same_policy_in_threads_and_in_any_number_of_worker_proce
     }
     assert!(
         meta_results(&out) == threads,
-        "a run resumed with other worker counts differs"
+        "{rollout}: a run resumed with other worker counts differs"
     );
     let bad = hyperctl(&[
         "meta-train",
@@ -858,6 +869,7 @@ fn meta_train_gives_the_same_policy_in_threads_and_in_any_number_of_worker_proce
         "100000",
     ]);
     assert_clean_failure(&bad, &["--workers 100000", "at most"]);
+    threads
 }
 
 /// The worker processes of a running `hyperctl` (its children), by reading /proc.
@@ -887,9 +899,15 @@ fn children(pid: u32) -> Vec<u32> {
 #[cfg(target_os = "linux")]
 #[test]
 fn meta_train_replaces_a_killed_worker_and_gives_the_policy_of_an_undisturbed_run() {
+    killed_worker_run("lockstep");
+    killed_worker_run("segments");
+}
+
+#[cfg(target_os = "linux")]
+fn killed_worker_run(rollout: &str) {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let config = meta_config_4_envs(dir.path(), 6);
+    let config = meta_config_4_envs(dir.path(), 6, rollout);
     let undisturbed = dir.path().join("a");
     let done = hyperctl(&[
         "meta-train",

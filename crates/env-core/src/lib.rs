@@ -208,6 +208,18 @@ impl<'a, E: Env> ThreadedEnvs<'a, E> {
     }
 }
 
+impl<E> ThreadedEnvs<'_, E> {
+    /// The threads it steps on.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The envs.
+    pub fn envs_mut(&mut self) -> &mut [E] {
+        self.envs
+    }
+}
+
 impl<E: Env + Send> VecEnv for ThreadedEnvs<'_, E> {
     fn num_envs(&self) -> usize {
         self.envs.len()

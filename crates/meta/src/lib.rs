@@ -424,7 +424,7 @@ pub fn run(
     let mut wall = state.rows.last().map_or(0.0, |r| r.wall_secs);
     while ppo.iteration < num_iterations && options.stop_after.is_none_or(|k| done_here < k) {
         let start = std::time::Instant::now();
-        let metrics = ppo.iterate_vec(&mut envs).map_err(Error::Workers)?;
+        let metrics = ppo.iterate_segments(&mut envs).map_err(Error::Workers)?;
         let mut timing = timing_of(&metrics, &mut envs);
         let iteration = ppo.iteration;
         let eval_start = std::time::Instant::now();
@@ -720,6 +720,22 @@ impl Envs {
                     start,
                 ))
             }
+        }
+    }
+}
+
+impl hyperctl_ppo::SegmentEnv for Envs {
+    fn run_segments(
+        &mut self,
+        policy: &Policy,
+        obs: &[Vec<f32>],
+        eps: &[Vec<f32>],
+    ) -> Result<Vec<Vec<hyperctl_ppo::SegmentStep>>, String> {
+        match self {
+            Envs::Local { envs, threads } => {
+                ThreadedEnvs::new(envs, *threads).run_segments(policy, obs, eps)
+            }
+            Envs::Remote(remote) => remote.run_segments(policy, obs, eps),
         }
     }
 }

@@ -152,6 +152,13 @@ pub enum Request {
         /// `(env index, action)`.
         envs: Vec<(usize, Vec<f32>)>,
     },
+    /// Run these envs' segments (`meta-train` with `rollout = "segments"`).
+    Segment {
+        /// The iteration's policy (its normalizer frozen).
+        policy: Policy,
+        /// `(env index, its observation now, its noise: num_steps × act_dim)`.
+        envs: Vec<(usize, Obs, Vec<f32>)>,
+    },
     /// One evaluation episode.
     Eval {
         /// Eval task index.
@@ -189,6 +196,10 @@ pub struct Stepped {
     pub timing: EnvTiming,
 }
 
+/// One decision of a segment on a worker: the action, the step, the new episode's first
+/// observation when one ended.
+pub type SegmentStepped = (Vec<f32>, Stepped, Option<Obs>);
+
 /// A worker's reply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -199,6 +210,10 @@ pub enum Reply {
     Started(Vec<Started>),
     /// Stepped envs, in request order.
     Stepped(Vec<Stepped>),
+    /// Each env's segment, in request order: `(action, step)` per decision; a step that ended
+    /// an episode carries the cycle's handoff, and the next step's observation is then the new
+    /// episode's first (the worker reset the env itself).
+    Segments(Vec<Vec<SegmentStepped>>),
     /// An evaluation episode's return and whether it diverged.
     Episode(f64, bool),
 }
@@ -302,6 +317,18 @@ impl Server {
                 }
                 Ok(Reply::Stepped(out))
             }
+            Request::Segment { policy, envs } => {
+                policy.validate()?;
+                let mut out = Vec::with_capacity(envs.len());
+                for (i, obs, eps) in envs {
+                    let env = self
+                        .envs
+                        .get_mut(&i)
+                        .ok_or_else(|| format!("env {i} is not on this worker"))?;
+                    out.push(run_segment_here(env, &policy, &obs, &eps));
+                }
+                Ok(Reply::Segments(out))
+            }
             Request::Eval { task, s, policy } => {
                 let eval = &self.pools()?.1;
                 if task >= eval.tasks().len() {
@@ -312,6 +339,41 @@ impl Server {
             }
         }
     }
+}
+
+/// One env's segment on a worker: [`hyperctl_ppo::run_segment`]'s steps, with the handoff taken
+/// before each reset (what the learner records to restore the env) and the time spent.
+fn run_segment_here(
+    env: &mut TaskCycleEnv,
+    policy: &Policy,
+    obs: &[f32],
+    eps: &[f32],
+) -> Vec<SegmentStepped> {
+    use hyperctl_env_core::Env;
+    let act_dim = policy.log_std.len().max(1);
+    let mut obs = obs.to_vec();
+    let mut out = Vec::with_capacity(eps.len() / act_dim);
+    for e in eps.chunks(act_dim) {
+        let action = hyperctl_ppo::segment_action(policy, &obs, e);
+        let step = env.step(&action);
+        let done = step.done();
+        let next = done.then(|| env.handoff());
+        let reset = done.then(|| env.reset(None).0);
+        obs = reset.clone().unwrap_or_else(|| step.obs.clone());
+        out.push((
+            action,
+            Stepped {
+                obs: step.obs,
+                reward: step.reward,
+                terminated: step.terminated,
+                truncated: step.truncated,
+                next,
+                timing: env.take_timing(),
+            },
+            reset,
+        ));
+    }
+    out
 }
 
 /// The worker's copy of the learner's task pools, from the collection by task id.
@@ -771,6 +833,92 @@ fn group(placed: &[(usize, usize)]) -> Vec<(usize, Vec<usize>)> {
         by.entry(w).or_default().push(i);
     }
     by.into_iter().collect()
+}
+
+impl RemoteEnvs {
+    /// Runs every env's segment on the worker holding it (see [`Request::Segment`]); the
+    /// learner's record of each env follows its steps, so a lost worker's envs are restored to
+    /// the iteration's start and their segments run again.
+    pub fn run_segments(
+        &mut self,
+        policy: &Policy,
+        obs: &[Obs],
+        eps: &[Vec<f32>],
+    ) -> Result<Vec<Vec<hyperctl_ppo::SegmentStep>>, String> {
+        let placed: Vec<(usize, usize)> = self
+            .envs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i, t.owner.expect("every env is placed between steps")))
+            .collect();
+        let groups = group(&placed);
+        let replies = self.round(
+            groups
+                .iter()
+                .map(|(w, envs)| {
+                    let items = envs
+                        .iter()
+                        .map(|&i| (i, obs[i].clone(), eps[i].clone()))
+                        .collect();
+                    (
+                        *w,
+                        Request::Segment {
+                            policy: policy.clone(),
+                            envs: items,
+                        },
+                    )
+                })
+                .collect(),
+        )?;
+        let mut out: Vec<Vec<hyperctl_ppo::SegmentStep>> = vec![Vec::new(); self.envs.len()];
+        let mut busy = vec![0.0; self.pool.len()];
+        for ((w, envs), reply) in groups.iter().zip(replies) {
+            let Reply::Segments(segments) = reply else {
+                return Err(format!("a worker answered a segment with {reply:?}"));
+            };
+            if segments.len() != envs.len() {
+                return Err(format!(
+                    "a worker answered {} segments of {}",
+                    segments.len(),
+                    envs.len()
+                ));
+            }
+            for (&i, segment) in envs.iter().zip(segments) {
+                let mut steps = Vec::with_capacity(segment.len());
+                for (action, s, reset) in segment {
+                    busy[*w] += s.timing.env_secs;
+                    self.timing_add(&s.timing);
+                    let t = &mut self.envs[i];
+                    match (&s.next, &reset) {
+                        (Some(next), Some(first)) => {
+                            t.start = next.clone();
+                            t.actions.clear();
+                            t.obs = first.clone();
+                        }
+                        (None, None) => {
+                            t.actions.push(action.clone());
+                            t.obs = s.obs.clone();
+                        }
+                        _ => return Err("a worker's segment step is inconsistent".into()),
+                    }
+                    steps.push((
+                        action,
+                        Step {
+                            obs: s.obs,
+                            reward: s.reward,
+                            terminated: s.terminated,
+                            truncated: s.truncated,
+                            info: Default::default(),
+                        },
+                        reset,
+                    ));
+                }
+                out[i] = steps;
+            }
+        }
+        self.add_round(&busy);
+        Ok(out)
+    }
 }
 
 impl VecEnv for RemoteEnvs {

@@ -74,6 +74,92 @@ pub struct PpoConfig {
     pub norm_reward: bool,
     /// Step environments on parallel threads.
     pub parallel_envs: bool,
+    /// How a rollout steps the envs (see [`RolloutMode`]); absent in older configs: lockstep.
+    #[serde(default)]
+    pub rollout: RolloutMode,
+}
+
+/// How a rollout steps its envs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutMode {
+    /// CleanRL's: every env steps once per step, actions sampled from the current observation
+    /// normalizer (updated after every step), so each step waits for the slowest env.
+    #[default]
+    Lockstep,
+    /// Each env runs its `num_steps` decisions of the iteration on its own, acting with the
+    /// iteration's policy and normalizer frozen at its start ([`segment_action`]; the normalizer
+    /// is then updated step by step as in lockstep), so envs wait for each other once per
+    /// iteration instead of once per step. The Gaussian noise is drawn on the learner in
+    /// lockstep's order, so results still do not depend on where or when envs run; they differ
+    /// from lockstep's only through the frozen normalizer.
+    Segments,
+}
+
+/// The action a [`RolloutMode::Segments`] rollout takes: the policy's mean for `obs` (its own
+/// frozen normalizer applied) plus `exp(log_std) * eps`. Every place that runs segments (threads,
+/// worker processes) calls this one function, so they act identically.
+pub fn segment_action(policy: &Policy, obs: &[f32], eps: &[f32]) -> Vec<f32> {
+    policy
+        .act(obs)
+        .iter()
+        .zip(&policy.log_std)
+        .zip(eps)
+        .map(|((&m, &ls), &e)| (m as f64 + (ls as f64).exp() * e as f64) as f32)
+        .collect()
+}
+
+/// One step of a segment: the action taken, the step, and the next episode's first observation
+/// when the episode ended (autoreset).
+pub type SegmentStep = (Vec<f32>, hyperctl_env_core::Step, Option<Vec<f32>>);
+
+/// A [`VecEnv`] that can also run [`RolloutMode::Segments`] rollouts.
+pub trait SegmentEnv: VecEnv {
+    /// Runs env `i` for `eps[i].len() / act_dim` steps from its current observation `obs[i]`,
+    /// acting with [`segment_action`] on `policy` and `eps[i]`'s rows, resetting it (unseeded)
+    /// when an episode ends; returns each env's steps in order.
+    fn run_segments(
+        &mut self,
+        policy: &Policy,
+        obs: &[Vec<f32>],
+        eps: &[Vec<f32>],
+    ) -> Result<Vec<Vec<SegmentStep>>, String>;
+}
+
+/// One env's segment, stepped here (what every [`SegmentEnv`] does per env).
+pub fn run_segment<E: Env + ?Sized>(
+    env: &mut E,
+    policy: &Policy,
+    obs: &[f32],
+    eps: &[f32],
+) -> Vec<SegmentStep> {
+    let act_dim = policy.log_std.len().max(1);
+    let mut obs = obs.to_vec();
+    let mut out = Vec::with_capacity(eps.len() / act_dim);
+    for e in eps.chunks(act_dim) {
+        let action = segment_action(policy, &obs, e);
+        let step = env.step(&action);
+        let reset = step.done().then(|| env.reset(None).0);
+        obs = reset.clone().unwrap_or_else(|| step.obs.clone());
+        out.push((action, step, reset));
+    }
+    out
+}
+
+impl<E: Env + Send> SegmentEnv for ThreadedEnvs<'_, E> {
+    fn run_segments(
+        &mut self,
+        policy: &Policy,
+        obs: &[Vec<f32>],
+        eps: &[Vec<f32>],
+    ) -> Result<Vec<Vec<SegmentStep>>, String> {
+        let threads = self.threads();
+        Ok(hyperctl_pool::map_mut(
+            self.envs_mut(),
+            threads,
+            |i, env| run_segment(env, policy, &obs[i], &eps[i]),
+        ))
+    }
 }
 
 impl PpoConfig {
@@ -100,6 +186,7 @@ impl PpoConfig {
             norm_obs: true,
             norm_reward: true,
             parallel_envs: true,
+            rollout: RolloutMode::Lockstep,
         }
     }
 }
@@ -410,16 +497,46 @@ impl Ppo {
         } else {
             1
         };
-        self.iterate_vec(&mut ThreadedEnvs::new(envs, threads))
+        self.iterate_segments(&mut ThreadedEnvs::new(envs, threads))
             .expect("envs of this process cannot be lost")
     }
 
-    /// [`Ppo::iterate`] for any [`VecEnv`]. After an error (an env could not be reached) the
+    /// [`Ppo::iterate`] for any [`SegmentEnv`], in the configured [`RolloutMode`]. After an
+    /// error (an env could not be reached) the learner is mid-iteration: drop it and resume from
+    /// the last checkpoint.
+    pub fn iterate_segments(
+        &mut self,
+        envs: &mut dyn SegmentEnv,
+    ) -> Result<IterationMetrics, String> {
+        let segments = self.config.rollout == RolloutMode::Segments;
+        let num_envs = envs.num_envs();
+        self.iterate_with(num_envs, |ppo, policy| {
+            if segments {
+                ppo.rollout_segments(envs, policy)
+            } else {
+                ppo.rollout(envs, policy)
+            }
+        })
+    }
+
+    /// [`Ppo::iterate`] for any [`VecEnv`] (lockstep rollouts only: a config asking for
+    /// segments needs a [`SegmentEnv`]). After an error (an env could not be reached) the
     /// learner is mid-iteration: drop it and resume from the last checkpoint.
     pub fn iterate_vec(&mut self, envs: &mut dyn VecEnv) -> Result<IterationMetrics, String> {
+        if self.config.rollout != RolloutMode::Lockstep {
+            return Err("segment rollouts need envs that can run segments (SegmentEnv)".into());
+        }
+        let num_envs = envs.num_envs();
+        self.iterate_with(num_envs, |ppo, policy| ppo.rollout(envs, policy))
+    }
+
+    fn iterate_with(
+        &mut self,
+        num_envs: usize,
+        rollout: impl FnOnce(&mut Self, &Agent) -> Result<Rollout, String>,
+    ) -> Result<IterationMetrics, String> {
         let start = std::time::Instant::now();
         let c = self.config.clone();
-        let num_envs = envs.num_envs();
         let batch_size = num_envs * c.num_steps;
         let num_iterations = self.num_iterations(num_envs).max(1);
         self.iteration += 1;
@@ -434,7 +551,7 @@ impl Ppo {
 
         // ALGO LOGIC: rollout (storage laid out [step][env]).
         let policy = self.agent().valid();
-        let b = self.rollout(envs, &policy)?;
+        let b = rollout(self, &policy)?;
         let rollout_secs = start.elapsed().as_secs_f64();
 
         // Bootstrap value if not done, then GAE.
@@ -544,45 +661,150 @@ impl Ppo {
             // TRY NOT TO MODIFY: execute the game (envs clip actions into their space; an env
             // whose episode ended is reset in the same step).
             let steps = envs.step_each(&step_actions)?;
-            if c.norm_reward {
-                for (e, (st, _)) in steps.iter().enumerate() {
-                    self.discounted_returns[e] = self.discounted_returns[e] * c.gamma + st.reward;
-                }
-                let batch: Vec<Vec<f32>> = self
-                    .discounted_returns
-                    .iter()
-                    .map(|&r| vec![r as f32])
-                    .collect();
-                self.return_rms.update(&batch);
-            }
-            let reward_scale = 1.0 / (self.return_rms.var[0] + 1e-8).sqrt();
-            for (e, (st, reset_obs)) in steps.into_iter().enumerate() {
-                rewards[step * num_envs + e] = if c.norm_reward {
-                    (st.reward * reward_scale).clamp(-10.0, 10.0) as f32
-                } else {
-                    st.reward as f32
-                };
-                self.running_returns[e] += st.reward;
-                let done = st.done();
-                if done {
-                    self.discounted_returns[e] = 0.0;
-                }
-                self.next_done[e] = if done { 1.0 } else { 0.0 };
-                self.next_obs[e] = match reset_obs {
-                    Some(obs) => {
-                        episodic_returns.push(self.running_returns[e]);
-                        self.running_returns[e] = 0.0;
-                        obs
-                    }
-                    None => st.obs,
-                };
-            }
-            if c.norm_obs {
-                let batch = self.next_obs.clone();
-                self.obs_rms.update(&batch);
-            }
+            self.record_step(
+                steps,
+                &mut rewards[step * num_envs..(step + 1) * num_envs],
+                &mut episodic_returns,
+            );
         }
 
+        Ok(Rollout {
+            obs,
+            actions,
+            logprobs,
+            rewards,
+            dones,
+            values,
+            episodic_returns,
+        })
+    }
+
+    /// After one step of every env: reward scaling (its running statistics), episode returns,
+    /// the next observations and dones, the observation statistics. `rewards` gets the step's
+    /// (scaled) rewards in env order.
+    fn record_step(
+        &mut self,
+        steps: Vec<(hyperctl_env_core::Step, Option<Vec<f32>>)>,
+        rewards: &mut [f32],
+        episodic_returns: &mut Vec<f64>,
+    ) {
+        let c = &self.config;
+        if c.norm_reward {
+            for (e, (st, _)) in steps.iter().enumerate() {
+                self.discounted_returns[e] = self.discounted_returns[e] * c.gamma + st.reward;
+            }
+            let batch: Vec<Vec<f32>> = self
+                .discounted_returns
+                .iter()
+                .map(|&r| vec![r as f32])
+                .collect();
+            self.return_rms.update(&batch);
+        }
+        let reward_scale = 1.0 / (self.return_rms.var[0] + 1e-8).sqrt();
+        for (e, (st, reset_obs)) in steps.into_iter().enumerate() {
+            rewards[e] = if c.norm_reward {
+                (st.reward * reward_scale).clamp(-10.0, 10.0) as f32
+            } else {
+                st.reward as f32
+            };
+            self.running_returns[e] += st.reward;
+            let done = st.done();
+            if done {
+                self.discounted_returns[e] = 0.0;
+            }
+            self.next_done[e] = if done { 1.0 } else { 0.0 };
+            self.next_obs[e] = match reset_obs {
+                Some(obs) => {
+                    episodic_returns.push(self.running_returns[e]);
+                    self.running_returns[e] = 0.0;
+                    obs
+                }
+                None => st.obs,
+            };
+        }
+        if c.norm_obs {
+            let batch = self.next_obs.clone();
+            self.obs_rms.update(&batch);
+        }
+    }
+
+    /// A [`RolloutMode::Segments`] rollout: the noise drawn here in lockstep's order, every
+    /// env's `num_steps` decisions run by `envs` under the policy frozen now, then the batch
+    /// assembled step by step exactly as lockstep's bookkeeping does, the values in one pass.
+    fn rollout_segments(
+        &mut self,
+        envs: &mut dyn SegmentEnv,
+        policy: &Agent,
+    ) -> Result<Rollout, String> {
+        let c = self.config.clone();
+        let (num_envs, num_steps, obs_dim, act_dim) =
+            (envs.num_envs(), c.num_steps, self.obs_dim, self.act_dim);
+        let batch_size = num_envs * num_steps;
+        let log2pi = (2.0 * std::f64::consts::PI).ln();
+        let frozen = self.policy();
+        let mut eps = vec![Vec::with_capacity(num_steps * act_dim); num_envs];
+        for _ in 0..num_steps {
+            for e in eps.iter_mut() {
+                for _ in 0..act_dim {
+                    e.push(self.rng.sample::<f64, _>(StandardNormal) as f32);
+                }
+            }
+        }
+        let segments = envs.run_segments(&frozen, &self.next_obs, &eps)?;
+        if segments.len() != num_envs || segments.iter().any(|s| s.len() != num_steps) {
+            return Err(format!(
+                "the envs ran segments of {:?} steps, expected {num_envs} of {num_steps}",
+                segments.iter().map(Vec::len).collect::<Vec<_>>()
+            ));
+        }
+        let mut columns: Vec<std::vec::IntoIter<SegmentStep>> =
+            segments.into_iter().map(Vec::into_iter).collect();
+        let mut obs = vec![0f32; batch_size * obs_dim];
+        let mut actions = vec![0f32; batch_size * act_dim];
+        let mut logprobs = vec![0f32; batch_size];
+        let mut rewards = vec![0f32; batch_size];
+        let mut dones = vec![0f32; batch_size];
+        let mut episodic_returns = Vec::new();
+        let normalize = |o: &[f32]| match &frozen.obs_norm {
+            Some(n) => n.normalize(o),
+            None => o.to_vec(),
+        };
+        for step in 0..num_steps {
+            self.global_step += num_envs;
+            let mut steps = Vec::with_capacity(num_envs);
+            for (e, column) in columns.iter_mut().enumerate() {
+                let i = step * num_envs + e;
+                obs[i * obs_dim..(i + 1) * obs_dim].copy_from_slice(&normalize(&self.next_obs[e]));
+                dones[i] = self.next_done[e];
+                let (action, st, reset) = column.next().expect("num_steps steps per env");
+                if action.len() != act_dim {
+                    return Err(format!("env {e} took an action of {} values", action.len()));
+                }
+                let mut logp = 0f64;
+                for d in 0..act_dim {
+                    let z = eps[e][step * act_dim + d] as f64;
+                    logp += -0.5 * z * z - frozen.log_std[d] as f64 - 0.5 * log2pi;
+                }
+                logprobs[i] = logp as f32;
+                actions[i * act_dim..(i + 1) * act_dim].copy_from_slice(&action);
+                steps.push((st, reset));
+            }
+            self.record_step(
+                steps,
+                &mut rewards[step * num_envs..(step + 1) * num_envs],
+                &mut episodic_returns,
+            );
+        }
+        // The critic on the whole batch at once (values only enter GAE, not the actions).
+        let values = policy
+            .get_value(Tensor::from_data(
+                TensorData::new(obs.clone(), [batch_size, obs_dim]),
+                &self.device,
+            ))
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 data");
         Ok(Rollout {
             obs,
             actions,

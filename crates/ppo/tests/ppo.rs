@@ -248,3 +248,37 @@ fn damaged_or_foreign_checkpoints_are_rejected_with_a_reason() {
         .to_string();
     assert!(err.contains("optim.bpk"), "{err}");
 }
+
+#[test]
+fn segment_rollouts_learn_the_bandit_too_and_do_not_depend_on_threads() {
+    use hyperctl_ppo::RolloutMode;
+    let segments = PpoConfig {
+        rollout: RolloutMode::Segments,
+        ..config()
+    };
+    let (ppo, curve) = train(segments.clone());
+    let last = curve.last().copied().unwrap();
+    assert!(curve[0] < -1.0 && last > -0.3, "{curve:?}");
+    let policy = ppo.policy();
+    let x = [0.6f32, -0.4];
+    let a = policy.act(&x);
+    assert!(
+        (a[0] - 0.3).abs() < 0.15 && (a[1] + 0.2).abs() < 0.15,
+        "mean action {a:?} for {x:?}"
+    );
+    let small = PpoConfig {
+        total_timesteps: 3 * 4 * 128,
+        ..segments
+    };
+    let (_, serial) = train(small.clone());
+    let (_, parallel) = train(PpoConfig {
+        parallel_envs: true,
+        ..small.clone()
+    });
+    assert_eq!(serial, parallel);
+    let (_, lockstep) = train(PpoConfig {
+        rollout: RolloutMode::Lockstep,
+        ..small
+    });
+    assert_ne!(serial, lockstep, "segments act on a frozen normalizer");
+}
