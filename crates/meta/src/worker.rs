@@ -341,26 +341,22 @@ impl Server {
     }
 }
 
-/// One env's segment on a worker: [`hyperctl_ppo::run_segment`]'s steps, with the handoff taken
-/// before each reset (what the learner records to restore the env) and the time spent.
+/// One env's segment on a worker: [`hyperctl_ppo::run_segment`]'s steps, with the handoff of
+/// each episode that ended (the state its successor started from: what the learner records to
+/// restore the env) and the time spent.
 fn run_segment_here(
     env: &mut TaskCycleEnv,
     policy: &Policy,
     obs: &[f32],
     eps: &[f32],
 ) -> Vec<SegmentStepped> {
-    use hyperctl_env_core::Env;
-    let act_dim = policy.log_std.len().max(1);
-    let mut obs = obs.to_vec();
-    let mut out = Vec::with_capacity(eps.len() / act_dim);
-    for e in eps.chunks(act_dim) {
-        let action = hyperctl_ppo::segment_action(policy, &obs, e);
-        let step = env.step(&action);
-        let done = step.done();
-        let next = done.then(|| env.handoff());
-        let reset = done.then(|| env.reset(None).0);
-        obs = reset.clone().unwrap_or_else(|| step.obs.clone());
-        out.push((
+    hyperctl_ppo::run_segment_with(env, policy, obs, eps, |env, done| {
+        let next = done.then(|| env.episode_start().expect("an episode started"));
+        (next, env.take_timing())
+    })
+    .into_iter()
+    .map(|((action, step, reset), (next, timing))| {
+        (
             action,
             Stepped {
                 obs: step.obs,
@@ -368,12 +364,12 @@ fn run_segment_here(
                 terminated: step.terminated,
                 truncated: step.truncated,
                 next,
-                timing: env.take_timing(),
+                timing,
             },
             reset,
-        ));
-    }
-    out
+        )
+    })
+    .collect()
 }
 
 /// The worker's copy of the learner's task pools, from the collection by task id.
@@ -631,6 +627,17 @@ impl RemoteEnvs {
         self.timing.reset_secs += t.reset_secs;
     }
 
+    /// Every env by the worker holding it (between steps every env is placed).
+    fn placement(&self) -> Vec<(usize, Vec<usize>)> {
+        let placed: Vec<(usize, usize)> = self
+            .envs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i, t.owner.expect("every env is placed between steps")))
+            .collect();
+        group(&placed)
+    }
+
     /// Workers for the unplaced envs `envs`, costliest episode first, each to the worker with
     /// the least load (ties: the lowest index). Returns `(env, worker)` in `envs`' order.
     fn place(&self, envs: &[usize]) -> Vec<(usize, usize)> {
@@ -826,6 +833,15 @@ fn started(reply: Reply, n: usize) -> Result<Vec<Started>, String> {
     }
 }
 
+/// A reply's items, one per env of its request.
+fn one_each<T>(items: Vec<T>, n: usize, what: &str) -> Result<Vec<T>, String> {
+    if items.len() == n {
+        Ok(items)
+    } else {
+        Err(format!("a worker answered {} {what} of {n}", items.len()))
+    }
+}
+
 /// `(env, worker)` pairs grouped by worker (in worker order, envs in their order).
 fn group(placed: &[(usize, usize)]) -> Vec<(usize, Vec<usize>)> {
     let mut by: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
@@ -845,13 +861,7 @@ impl RemoteEnvs {
         obs: &[Obs],
         eps: &[Vec<f32>],
     ) -> Result<Vec<Vec<hyperctl_ppo::SegmentStep>>, String> {
-        let placed: Vec<(usize, usize)> = self
-            .envs
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (i, t.owner.expect("every env is placed between steps")))
-            .collect();
-        let groups = group(&placed);
+        let groups = self.placement();
         let replies = self.round(
             groups
                 .iter()
@@ -876,13 +886,7 @@ impl RemoteEnvs {
             let Reply::Segments(segments) = reply else {
                 return Err(format!("a worker answered a segment with {reply:?}"));
             };
-            if segments.len() != envs.len() {
-                return Err(format!(
-                    "a worker answered {} segments of {}",
-                    segments.len(),
-                    envs.len()
-                ));
-            }
+            let segments = one_each(segments, envs.len(), "segments")?;
             for (&i, segment) in envs.iter().zip(segments) {
                 let mut steps = Vec::with_capacity(segment.len());
                 for (action, s, reset) in segment {
@@ -947,13 +951,7 @@ impl VecEnv for RemoteEnvs {
 
     fn step_each(&mut self, actions: &[Vec<f32>]) -> Result<Vec<(Step, Option<Obs>)>, String> {
         assert_eq!(actions.len(), self.envs.len(), "one action per env");
-        let placed: Vec<(usize, usize)> = self
-            .envs
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (i, t.owner.expect("every env is placed between steps")))
-            .collect();
-        let groups = group(&placed);
+        let groups = self.placement();
         let replies = self.round(
             groups
                 .iter()
@@ -969,13 +967,7 @@ impl VecEnv for RemoteEnvs {
             let Reply::Stepped(stepped) = reply else {
                 return Err(format!("a worker answered a step with {reply:?}"));
             };
-            if stepped.len() != envs.len() {
-                return Err(format!(
-                    "a worker answered {} steps of {}",
-                    stepped.len(),
-                    envs.len()
-                ));
-            }
+            let stepped = one_each(stepped, envs.len(), "steps")?;
             for (&i, s) in envs.iter().zip(stepped) {
                 busy[*w] += s.timing.env_secs;
                 self.timing_add(&s.timing);

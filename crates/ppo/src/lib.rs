@@ -133,6 +133,21 @@ pub fn run_segment<E: Env + ?Sized>(
     obs: &[f32],
     eps: &[f32],
 ) -> Vec<SegmentStep> {
+    run_segment_with(env, policy, obs, eps, |_, _| ())
+        .into_iter()
+        .map(|(step, ())| step)
+        .collect()
+}
+
+/// [`run_segment`] with `after(env, done)` called after each step (and its reset, when the
+/// episode ended), its result kept beside the step.
+pub fn run_segment_with<E: Env + ?Sized, X>(
+    env: &mut E,
+    policy: &Policy,
+    obs: &[f32],
+    eps: &[f32],
+    mut after: impl FnMut(&mut E, bool) -> X,
+) -> Vec<(SegmentStep, X)> {
     let act_dim = policy.log_std.len().max(1);
     let mut obs = obs.to_vec();
     let mut out = Vec::with_capacity(eps.len() / act_dim);
@@ -141,7 +156,8 @@ pub fn run_segment<E: Env + ?Sized>(
         let step = env.step(&action);
         let reset = step.done().then(|| env.reset(None).0);
         obs = reset.clone().unwrap_or_else(|| step.obs.clone());
-        out.push((action, step, reset));
+        let x = after(env, reset.is_some());
+        out.push(((action, step, reset), x));
     }
     out
 }
