@@ -76,12 +76,9 @@ fn the_smoke_run_writes_a_loadable_policy_that_is_the_one_evaluated() {
     assert_eq!(csv.lines().count(), 5, "header + 4 iterations:\n{csv}");
     // The time breakdown: every iteration rolls out and updates; the inner training is a part
     // of the env time; only the evaluating iterations (2 and 4) have evaluation time.
-    assert!(
-        csv.lines()
-            .next()
-            .unwrap()
-            .ends_with("rollout_secs,update_secs,eval_secs,env_secs,train_secs,reset_secs")
-    );
+    assert!(csv.lines().next().unwrap().ends_with(
+        "rollout_secs,update_secs,eval_secs,env_secs,train_secs,reset_secs,straggler_secs"
+    ));
     for r in &state.rows {
         let t = r.timing;
         assert!(t.rollout_secs > 0.0 && t.update_secs > 0.0, "{t:?}");
