@@ -261,35 +261,13 @@ impl Server {
                 self.envs.clear();
                 Ok(Reply::Ready)
             }
-            Request::Start { envs } => {
-                let train = self.pools()?.0.clone();
-                let mut out = Vec::with_capacity(envs.len());
-                for (i, handoff) in envs {
-                    let (mut env, obs) = TaskCycleEnv::start_from(train.clone(), handoff)
-                        .map_err(|e| format!("env {i}: {e}"))?;
-                    out.push(Started {
-                        obs,
-                        timing: env.take_timing(),
-                    });
-                    self.envs.insert(i, env);
-                }
-                Ok(Reply::Started(out))
-            }
-            Request::Restore { envs } => {
+            Request::Start { envs } => self.install(envs, TaskCycleEnv::start_from),
+            Request::Restore { envs } => self.install(envs, |pool, snapshot| {
                 use hyperctl_env_core::Resumable;
-                let train = self.pools()?.0.clone();
-                let mut out = Vec::with_capacity(envs.len());
-                for (i, snapshot) in envs {
-                    let mut env = TaskCycleEnv::from_pool(train.clone());
-                    let obs = env.restore(snapshot).map_err(|e| format!("env {i}: {e}"))?;
-                    out.push(Started {
-                        obs,
-                        timing: env.take_timing(),
-                    });
-                    self.envs.insert(i, env);
-                }
-                Ok(Reply::Started(out))
-            }
+                let mut env = TaskCycleEnv::from_pool(pool);
+                let obs = env.restore(snapshot)?;
+                Ok((env, obs))
+            }),
             Request::Step { envs } => {
                 use hyperctl_env_core::Env;
                 let mut out = Vec::with_capacity(envs.len());
@@ -338,6 +316,28 @@ impl Server {
                 Ok(Reply::Episode(ret, diverged))
             }
         }
+    }
+}
+
+impl Server {
+    /// Builds each `(index, state)` env with `make` over the training pool and keeps it, answering
+    /// each one's first observation and time (`start` and `restore`).
+    fn install<T>(
+        &mut self,
+        envs: Vec<(usize, T)>,
+        make: impl Fn(Arc<TaskPool>, T) -> Result<(TaskCycleEnv, Obs), String>,
+    ) -> Result<Reply, String> {
+        let train = self.pools()?.0.clone();
+        let mut out = Vec::with_capacity(envs.len());
+        for (i, state) in envs {
+            let (mut env, obs) = make(train.clone(), state).map_err(|e| format!("env {i}: {e}"))?;
+            out.push(Started {
+                obs,
+                timing: env.take_timing(),
+            });
+            self.envs.insert(i, env);
+        }
+        Ok(Reply::Started(out))
     }
 }
 
