@@ -729,13 +729,13 @@ impl hyperctl_ppo::SegmentEnv for Envs {
         &mut self,
         policy: &Policy,
         obs: &[Vec<f32>],
-        eps: &[Vec<f32>],
+        noise: &hyperctl_ppo::SegmentNoise,
     ) -> Result<Vec<Vec<hyperctl_ppo::SegmentStep>>, String> {
         match self {
             Envs::Local { envs, threads } => {
-                ThreadedEnvs::new(envs, *threads).run_segments(policy, obs, eps)
+                ThreadedEnvs::new(envs, *threads).run_segments(policy, obs, noise)
             }
-            Envs::Remote(remote) => remote.run_segments(policy, obs, eps),
+            Envs::Remote(remote) => remote.run_segments(policy, obs, noise),
         }
     }
 }

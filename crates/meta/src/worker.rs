@@ -15,6 +15,13 @@
 //! tabular MLPs share the others, instead of every step waiting for the worker holding it and
 //! three others.
 //!
+//! **Segment rollouts** (`rollout = "segments"`) are scheduled by episode instead of by step:
+//! the learner knows every episode an env will run in the iteration before any starts (the next
+//! cycle state does not depend on how an episode goes) and each decision's noise is a function of
+//! (iteration, env, episode, place), so an episode goes to whichever worker is idle as soon as it
+//! surely starts in this iteration, and an iteration waits for the busiest worker only at its end
+//! ([`RemoteEnvs::run_segments`]).
+//!
 //! **A lost worker** (killed, crashed, a torn answer) is replaced by a fresh process, which gets
 //! the run's set-up again and the lost envs restored from the learner's own record of each env
 //! (its episode's start and the actions sent since: the checkpoint's snapshot format, replayed
@@ -23,9 +30,11 @@
 //!
 //! **Protocol** (one JSON object per line, tagged `"meta"`): `init` (protocol, hyperctl version,
 //! collection, task ids, env settings, backend: a worker of another protocol or version
-//! refuses), `start` (episodes from handoffs), `restore` (envs from snapshots), `step` (actions;
-//! an env whose episode ends comes back as its handoff and leaves the worker), `eval` (one
-//! meta-val episode of a policy). Each answer is `{"ok": …}` or `{"error": "…"}`.
+//! refuses), `start` (episodes from handoffs), `restore` (episodes from snapshots), `step`
+//! (actions; an episode that ends comes back as its handoff and leaves the worker), `policy` (a
+//! segment iteration's frozen policy and noise), `piece` (an episode's next decisions of a
+//! segment iteration, starting it first when asked), `eval` (one meta-val episode of a policy).
+//! Episodes are named by `(env, serial)`. Each answer is `{"ok": …}` or `{"error": "…"}`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,13 +42,17 @@ use std::sync::{Arc, Mutex};
 
 use hyperctl_env_core::{BoxSpace, Obs, Step, VecEnv};
 use hyperctl_pool::process::ProcessPool;
-use hyperctl_ppo::Policy;
+use hyperctl_ppo::{Policy, SegmentNoise};
 use hyperctl_schedule_env::{CycleSnapshot, EnvConfig, EnvTiming, Handoff, TaskCycleEnv, TaskPool};
 use hyperctl_tasks::Backend;
 use serde::{Deserialize, Serialize};
 
 /// The protocol's version.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
+
+/// An episode on a worker: its env's index and the env's episode serial (the learner numbers
+/// each env's episodes, so several episodes of one env can be live at once in segment rollouts).
+pub type Key = (usize, u64);
 
 /// How often one worker may be replaced in one invocation before the run stops.
 pub const MAX_RESTARTS: usize = 3;
@@ -137,27 +150,40 @@ pub struct Envelope {
 pub enum Request {
     /// The run's set-up (first, and after every respawn).
     Init(Init),
-    /// Start these envs' next episodes.
+    /// Start these episodes.
     Start {
-        /// `(env index, handoff)`.
-        envs: Vec<(usize, Handoff)>,
+        /// `(key, handoff)`.
+        envs: Vec<(Key, Handoff)>,
     },
-    /// Bring these envs back from snapshots (replaying their episodes so far).
+    /// Bring these episodes back from snapshots (replaying them so far).
     Restore {
-        /// `(env index, snapshot)`.
-        envs: Vec<(usize, CycleSnapshot)>,
+        /// `(key, snapshot)`.
+        envs: Vec<(Key, CycleSnapshot)>,
     },
-    /// Step these envs.
+    /// Step these episodes.
     Step {
-        /// `(env index, action)`.
-        envs: Vec<(usize, Vec<f32>)>,
+        /// `(key, action)`.
+        envs: Vec<(Key, Vec<f32>)>,
     },
-    /// Run these envs' segments (`meta-train` with `rollout = "segments"`).
-    Segment {
-        /// The iteration's policy (its normalizer frozen).
+    /// The policy (its normalizer frozen) and noise of a segment iteration, for its pieces.
+    Policy {
+        /// The iteration's policy.
         policy: Policy,
-        /// `(env index, its observation now, its noise: num_steps × act_dim)`.
-        envs: Vec<(usize, Obs, Vec<f32>)>,
+        /// Its noise.
+        noise: SegmentNoise,
+    },
+    /// One piece of a segment rollout (`rollout = "segments"`): an episode's next decisions.
+    Piece {
+        /// The episode.
+        key: Key,
+        /// Present: start the episode here from this handoff first.
+        start: Option<Handoff>,
+        /// Which of its env's episodes in this iteration it is (its noise stream).
+        j: usize,
+        /// Its decisions already run in this iteration (where in the stream to go on).
+        p: usize,
+        /// At most this many decisions (fewer when the episode ends).
+        steps: usize,
     },
     /// One evaluation episode.
     Eval {
@@ -196,10 +222,6 @@ pub struct Stepped {
     pub timing: EnvTiming,
 }
 
-/// One decision of a segment on a worker: the action, the step, the new episode's first
-/// observation when one ended.
-pub type SegmentStepped = (Vec<f32>, Stepped, Option<Obs>);
-
 /// A worker's reply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -210,10 +232,14 @@ pub enum Reply {
     Started(Vec<Started>),
     /// Stepped envs, in request order.
     Stepped(Vec<Stepped>),
-    /// Each env's segment, in request order: `(action, step)` per decision; a step that ended
-    /// an episode carries the cycle's handoff, and the next step's observation is then the new
-    /// episode's first (the worker reset the env itself).
-    Segments(Vec<Vec<SegmentStepped>>),
+    /// A piece: the episode's start when it started here, then `(action, step)` per decision;
+    /// a step that ended the episode carries the cycle's handoff (the episode left the worker).
+    Piece {
+        /// The start, for a piece that started its episode.
+        started: Option<Started>,
+        /// The decisions.
+        steps: Vec<(Vec<f32>, Stepped)>,
+    },
     /// An evaluation episode's return and whether it diverged.
     Episode(f64, bool),
 }
@@ -232,7 +258,10 @@ pub enum Answer {
 #[derive(Default)]
 pub struct Server {
     pools: Option<(Arc<TaskPool>, TaskPool)>,
-    envs: HashMap<usize, TaskCycleEnv>,
+    /// Live episodes and their observations now.
+    envs: HashMap<Key, (TaskCycleEnv, Obs)>,
+    /// The segment iteration's policy and noise.
+    segment: Option<(Policy, SegmentNoise)>,
 }
 
 impl Server {
@@ -259,6 +288,7 @@ impl Server {
             Request::Init(init) => {
                 self.pools = Some(init_pools(&init)?);
                 self.envs.clear();
+                self.segment = None;
                 Ok(Reply::Ready)
             }
             Request::Start { envs } => self.install(envs, TaskCycleEnv::start_from),
@@ -271,42 +301,45 @@ impl Server {
             Request::Step { envs } => {
                 use hyperctl_env_core::Env;
                 let mut out = Vec::with_capacity(envs.len());
-                for (i, action) in envs {
-                    let env = self
-                        .envs
-                        .get_mut(&i)
-                        .ok_or_else(|| format!("env {i} is not on this worker"))?;
+                for (key, action) in envs {
+                    let (env, obs) = self.live(key)?;
                     if action.len() != env.action_space().dim() {
-                        return Err(format!("env {i}: the action has {} values", action.len()));
+                        return Err(format!(
+                            "env {}: the action has {} values",
+                            key.0,
+                            action.len()
+                        ));
                     }
                     let step = env.step(&action);
-                    let next = step.done().then(|| env.handoff());
-                    out.push(Stepped {
-                        obs: step.obs,
-                        reward: step.reward,
-                        terminated: step.terminated,
-                        truncated: step.truncated,
-                        next,
-                        timing: env.take_timing(),
-                    });
-                    if step.terminated || step.truncated {
-                        self.envs.remove(&i);
+                    obs.clone_from(&step.obs);
+                    let stepped = stepped(env, step);
+                    if stepped.next.is_some() {
+                        self.envs.remove(&key);
                     }
+                    out.push(stepped);
                 }
                 Ok(Reply::Stepped(out))
             }
-            Request::Segment { policy, envs } => {
+            Request::Policy { policy, noise } => {
                 policy.validate()?;
-                let mut out = Vec::with_capacity(envs.len());
-                for (i, obs, eps) in envs {
-                    let env = self
-                        .envs
-                        .get_mut(&i)
-                        .ok_or_else(|| format!("env {i} is not on this worker"))?;
-                    out.push(run_segment_here(env, &policy, &obs, &eps));
+                if noise.act_dim != policy.log_std.len() || noise.num_steps == 0 {
+                    return Err(format!(
+                        "segment noise of {} actions × {} steps for a policy of {} actions",
+                        noise.act_dim,
+                        noise.num_steps,
+                        policy.log_std.len()
+                    ));
                 }
-                Ok(Reply::Segments(out))
+                self.segment = Some((policy, noise));
+                Ok(Reply::Ready)
             }
+            Request::Piece {
+                key,
+                start,
+                j,
+                p,
+                steps,
+            } => self.piece(key, start, j, p, steps),
             Request::Eval { task, s, policy } => {
                 let eval = &self.pools()?.1;
                 if task >= eval.tasks().len() {
@@ -320,56 +353,105 @@ impl Server {
 }
 
 impl Server {
+    fn live(&mut self, key: Key) -> Result<&mut (TaskCycleEnv, Obs), String> {
+        self.envs
+            .get_mut(&key)
+            .ok_or_else(|| format!("env {} (episode {}) is not on this worker", key.0, key.1))
+    }
+
+    /// One segment piece: [`hyperctl_ppo::run_episode_piece`] on the episode (started here
+    /// first when `start` is given), its noise rows `p..p + steps` of stream `j`.
+    fn piece(
+        &mut self,
+        key: Key,
+        start: Option<Handoff>,
+        j: usize,
+        p: usize,
+        steps: usize,
+    ) -> Result<Reply, String> {
+        let (policy, noise) = self
+            .segment
+            .clone()
+            .ok_or("a segment piece before its iteration's `policy`")?;
+        if p.checked_add(steps).is_none_or(|end| end > noise.num_steps) {
+            return Err(format!(
+                "a piece of decisions {p}..{p}+{steps} of an iteration of {}",
+                noise.num_steps
+            ));
+        }
+        let started = match start {
+            Some(handoff) => {
+                let train = self.pools()?.0.clone();
+                let (mut env, obs) = TaskCycleEnv::start_from(train, handoff)
+                    .map_err(|e| format!("env {}: {e}", key.0))?;
+                let started = Started {
+                    obs: obs.clone(),
+                    timing: env.take_timing(),
+                };
+                self.envs.insert(key, (env, obs));
+                Some(started)
+            }
+            None => None,
+        };
+        let (env, obs) = self.live(key)?;
+        let rows = noise.episode(key.0, j);
+        let act = noise.act_dim;
+        let ran = hyperctl_ppo::run_episode_piece(
+            env,
+            &policy,
+            &obs.clone(),
+            &rows[p * act..(p + steps) * act],
+            |_| (),
+        );
+        let mut out = Vec::with_capacity(ran.len());
+        let mut ended = false;
+        for (action, step, ()) in ran {
+            obs.clone_from(&step.obs);
+            let s = stepped(env, step);
+            ended |= s.next.is_some();
+            out.push((action, s));
+        }
+        if ended {
+            self.envs.remove(&key);
+        }
+        Ok(Reply::Piece {
+            started,
+            steps: out,
+        })
+    }
+
     /// Builds each `(index, state)` env with `make` over the training pool and keeps it, answering
     /// each one's first observation and time (`start` and `restore`).
     fn install<T>(
         &mut self,
-        envs: Vec<(usize, T)>,
+        envs: Vec<(Key, T)>,
         make: impl Fn(Arc<TaskPool>, T) -> Result<(TaskCycleEnv, Obs), String>,
     ) -> Result<Reply, String> {
         let train = self.pools()?.0.clone();
         let mut out = Vec::with_capacity(envs.len());
-        for (i, state) in envs {
-            let (mut env, obs) = make(train.clone(), state).map_err(|e| format!("env {i}: {e}"))?;
+        for (key, state) in envs {
+            let (mut env, obs) =
+                make(train.clone(), state).map_err(|e| format!("env {}: {e}", key.0))?;
             out.push(Started {
-                obs,
+                obs: obs.clone(),
                 timing: env.take_timing(),
             });
-            self.envs.insert(i, env);
+            self.envs.insert(key, (env, obs));
         }
         Ok(Reply::Started(out))
     }
 }
 
-/// One env's segment on a worker: [`hyperctl_ppo::run_segment`]'s steps, with the handoff of
-/// each episode that ended (the state its successor started from: what the learner records to
-/// restore the env) and the time spent.
-fn run_segment_here(
-    env: &mut TaskCycleEnv,
-    policy: &Policy,
-    obs: &[f32],
-    eps: &[f32],
-) -> Vec<SegmentStepped> {
-    hyperctl_ppo::run_segment_with(env, policy, obs, eps, |env, done| {
-        let next = done.then(|| env.episode_start().expect("an episode started"));
-        (next, env.take_timing())
-    })
-    .into_iter()
-    .map(|((action, step, reset), (next, timing))| {
-        (
-            action,
-            Stepped {
-                obs: step.obs,
-                reward: step.reward,
-                terminated: step.terminated,
-                truncated: step.truncated,
-                next,
-                timing,
-            },
-            reset,
-        )
-    })
-    .collect()
+/// A step as a worker answers it: the handoff when the episode ended, and the time spent.
+fn stepped(env: &mut TaskCycleEnv, step: Step) -> Stepped {
+    Stepped {
+        next: step.done().then(|| env.handoff()),
+        timing: env.take_timing(),
+        obs: step.obs,
+        reward: step.reward,
+        terminated: step.terminated,
+        truncated: step.truncated,
+    }
 }
 
 /// The worker's copy of the learner's task pools, from the collection by task id.
@@ -413,6 +495,8 @@ struct Tracked {
     actions: Vec<Vec<f32>>,
     /// Its observation now.
     obs: Obs,
+    /// Its episode's serial (the episode's [`Key`] on its worker).
+    serial: u64,
 }
 
 /// The run's envs in worker processes, as a [`VecEnv`].
@@ -426,6 +510,8 @@ pub struct RemoteEnvs {
     episode_cost: Vec<f64>,
     envs: Vec<Tracked>,
     restarts: Vec<usize>,
+    /// During a segment iteration: its `policy` request (a replaced worker gets it again).
+    segment: Option<String>,
     timing: EnvTiming,
     straggler_secs: f64,
     observation_space: BoxSpace,
@@ -473,8 +559,10 @@ impl RemoteEnvs {
                     start: seed_state.clone(),
                     actions: Vec::new(),
                     obs: Vec::new(),
+                    serial: 0,
                 })
                 .collect(),
+            segment: None,
             timing: EnvTiming::default(),
             straggler_secs: 0.0,
             observation_space,
@@ -553,7 +641,10 @@ impl RemoteEnvs {
             requests
                 .iter()
                 .map(|(w, envs)| {
-                    let items = envs.iter().map(|&i| (i, snapshots[i].clone())).collect();
+                    let items = envs
+                        .iter()
+                        .map(|&i| ((i, self.envs[i].serial), snapshots[i].clone()))
+                        .collect();
                     (*w, Request::Restore { envs: items })
                 })
                 .collect(),
@@ -609,7 +700,7 @@ impl RemoteEnvs {
                 });
             match ran {
                 Ok(()) => {}
-                Err(Lost::Worker(w, reason)) => self.recover(w, &reason)?,
+                Err(Lost::Worker(w, reason)) => self.recover(w, &reason, None)?,
                 Err(Lost::Refused(reason)) => return Err(reason),
             }
         }
@@ -622,9 +713,7 @@ impl RemoteEnvs {
     }
 
     fn timing_add(&mut self, t: &EnvTiming) {
-        self.timing.env_secs += t.env_secs;
-        self.timing.train_secs += t.train_secs;
-        self.timing.reset_secs += t.reset_secs;
+        add_timing(&mut self.timing, t);
     }
 
     /// Every env by the worker holding it (between steps every env is placed).
@@ -682,7 +771,7 @@ impl RemoteEnvs {
                 {
                     Ok(reply) => replies[k] = Some(reply),
                     Err(Lost::Worker(_, reason)) => {
-                        self.recover(w, &reason)?;
+                        self.recover(w, &reason, None)?;
                         again.push(k);
                     }
                     Err(Lost::Refused(reason)) => return Err(reason),
@@ -696,9 +785,14 @@ impl RemoteEnvs {
             .collect())
     }
 
-    /// Replaces lost worker `w` by a fresh process: the set-up again, then its envs restored
-    /// from the learner's record.
-    fn recover(&mut self, w: usize, reason: &str) -> Result<(), String> {
+    /// Replaces lost worker `w` by a fresh process: the set-up again (and a segment iteration's
+    /// policy), then its episodes restored: `live`, or the envs it held by the learner's record.
+    fn recover(
+        &mut self,
+        w: usize,
+        reason: &str,
+        live: Option<Vec<(Key, CycleSnapshot)>>,
+    ) -> Result<(), String> {
         self.restarts[w] += 1;
         if self.restarts[w] > MAX_RESTARTS {
             return Err(format!(
@@ -722,16 +816,24 @@ impl RemoteEnvs {
             .expect("one answer")
             .map_err(|e| e.to_string())?;
         expect_ready(w, &answer)?;
-        let mine: Vec<usize> = (0..self.envs.len())
-            .filter(|&i| self.envs[i].owner == Some(w))
-            .collect();
-        if mine.is_empty() {
+        if let Some(policy) = self.segment.clone() {
+            let answer = self.pool.scatter(&[(w, policy)]).pop().expect("one answer");
+            match answer.map_err(|e| e.to_string()) {
+                Ok(answer) => expect_ready(w, &answer)?,
+                Err(reason) => return self.recover(w, &reason, live),
+            }
+        }
+        let live = live.unwrap_or_else(|| {
+            let snapshots = self.snapshots();
+            (0..self.envs.len())
+                .filter(|&i| self.envs[i].owner == Some(w))
+                .map(|i| ((i, self.envs[i].serial), snapshots[i].clone()))
+                .collect()
+        });
+        if live.is_empty() {
             return Ok(());
         }
-        let snapshots = self.snapshots();
-        let request = Request::Restore {
-            envs: mine.iter().map(|&i| (i, snapshots[i].clone())).collect(),
-        };
+        let request = Request::Restore { envs: live.clone() };
         let text = line(request).expect("a request serializes");
         let answer = self.pool.scatter(&[(w, text)]).pop().expect("one answer");
         match answer
@@ -739,18 +841,21 @@ impl RemoteEnvs {
             .and_then(|l| parse(&l))
         {
             Ok(reply) => {
-                for s in started(reply, mine.len())? {
+                for s in started(reply, live.len())? {
                     self.timing_add(&s.timing);
                 }
                 Ok(())
             }
-            Err(Lost::Worker(_, reason)) => self.recover(w, &reason),
+            Err(Lost::Worker(_, reason)) => self.recover(w, &reason, Some(live)),
             Err(Lost::Refused(reason)) => Err(reason),
         }
     }
 
     /// Starts the given envs' next episodes (their `start` already set) on placed workers.
     fn start_episodes(&mut self, envs: &[usize]) -> Result<Vec<Obs>, String> {
+        for &i in envs {
+            self.envs[i].serial += 1;
+        }
         let placed = self.place(envs);
         let groups = group(&placed);
         let replies = self.round(
@@ -759,7 +864,7 @@ impl RemoteEnvs {
                 .map(|(w, envs)| {
                     let items = envs
                         .iter()
-                        .map(|&i| (i, self.envs[i].start.clone()))
+                        .map(|&i| ((i, self.envs[i].serial), self.envs[i].start.clone()))
                         .collect();
                     (*w, Request::Start { envs: items })
                 })
@@ -851,60 +956,376 @@ fn group(placed: &[(usize, usize)]) -> Vec<(usize, Vec<usize>)> {
     by.into_iter().collect()
 }
 
+/// One episode of a segment iteration, as the learner follows it.
+struct Episode {
+    key: Key,
+    start: Handoff,
+    /// Its decisions left when the iteration began: it ends by then at the latest (budget).
+    cap: usize,
+    /// Its actions before this iteration (the episode under way when the iteration began).
+    before: Vec<Vec<f32>>,
+    /// Its first observation (an episode started in this iteration).
+    first: Option<Obs>,
+    /// Its observation now.
+    obs: Obs,
+    /// Its decisions in this iteration.
+    steps: Vec<(Vec<f32>, Stepped)>,
+    ended: bool,
+    /// The worker it was handed to.
+    owner: Option<usize>,
+    /// Whether its worker holds it (it started there).
+    live: bool,
+    /// A piece of it is out.
+    out: bool,
+}
+
+/// A segment iteration's schedule (see [`RemoteEnvs::run_segments`]).
+struct SegmentRound<'a> {
+    num_steps: usize,
+    /// Each env's episodes of this iteration, in order.
+    envs: Vec<Vec<Episode>>,
+    train: &'a TaskPool,
+    step_cost: &'a [f64],
+    /// Per worker: the `(env, episode)` whose piece it runs, and the decisions asked.
+    out: Vec<Option<(usize, usize, usize)>>,
+    lost: Vec<(usize, String)>,
+    error: Option<String>,
+    /// Env time per worker.
+    busy: Vec<f64>,
+    timing: EnvTiming,
+}
+
+impl SegmentRound<'_> {
+    /// Env `i`'s decisions before its episode `j` at the most: the episodes before it that
+    /// ended count what they ran, the others their whole budget.
+    fn before(&self, i: usize, j: usize) -> usize {
+        self.envs[i][..j]
+            .iter()
+            .map(|e| if e.ended { e.steps.len() } else { e.cap })
+            .sum()
+    }
+
+    /// Adds env `i`'s next episodes while they surely start in this iteration (also the one
+    /// that starts right at its end, for its first observation).
+    fn plan(&mut self, i: usize) {
+        loop {
+            let n = self.envs[i].len();
+            let before = self.before(i, n);
+            let all_ended = self.envs[i].iter().all(|e| e.ended);
+            if before > self.num_steps || (before == self.num_steps && !all_ended) {
+                return;
+            }
+            let last = &self.envs[i][n - 1];
+            let start = last.start.successor();
+            let cap = self.train.tasks()[start.next_task()].epochs.max(1);
+            let key = (i, last.key.1 + 1);
+            self.envs[i].push(Episode {
+                key,
+                start,
+                cap,
+                before: Vec::new(),
+                first: None,
+                obs: Vec::new(),
+                steps: Vec::new(),
+                ended: false,
+                owner: None,
+                live: false,
+                out: false,
+            });
+        }
+    }
+
+    /// Decisions episode `(i, j)` may run now (None: nothing to hand out for it).
+    fn ready(&self, i: usize, j: usize) -> Option<usize> {
+        let e = &self.envs[i][j];
+        if e.ended || e.out {
+            return None;
+        }
+        let left = self.num_steps - self.before(i, j) - e.steps.len();
+        (left > 0 || !e.live).then_some(left)
+    }
+
+    fn complete(&self) -> bool {
+        (0..self.envs.len()).all(|i| {
+            (0..self.envs[i].len()).all(|j| self.ready(i, j).is_none() && !self.envs[i][j].out)
+        })
+    }
+
+    fn fail(&mut self, reason: String) {
+        self.error.get_or_insert(reason);
+    }
+
+    /// Applies worker `w`'s piece of episode `(i, j)` (`asked` decisions).
+    fn apply(
+        &mut self,
+        w: usize,
+        i: usize,
+        j: usize,
+        asked: usize,
+        line: &str,
+    ) -> Result<(), String> {
+        let reply = match parse(line) {
+            Ok(reply) => reply,
+            Err(Lost::Refused(reason) | Lost::Worker(_, reason)) => return Err(reason),
+        };
+        let Reply::Piece { started, steps } = reply else {
+            return Err(format!("a worker answered a segment piece with {reply:?}"));
+        };
+        let successor = self.envs[i][j].start.successor();
+        let e = &mut self.envs[i][j];
+        let ended_at = steps.iter().position(|(_, s)| s.next.is_some());
+        if started.is_some() == e.live
+            || steps.len() > asked
+            || e.steps.len() + steps.len() > e.cap
+            || ended_at.is_some_and(|k| k + 1 != steps.len())
+            || (steps.len() < asked && ended_at.is_none())
+        {
+            return Err(format!(
+                "a worker's segment piece of env {i} is inconsistent"
+            ));
+        }
+        if let Some(s) = started {
+            self.busy[w] += s.timing.env_secs;
+            add_timing(&mut self.timing, &s.timing);
+            e.first = Some(s.obs.clone());
+            e.obs = s.obs;
+            e.live = true;
+        }
+        for (action, s) in steps {
+            self.busy[w] += s.timing.env_secs;
+            add_timing(&mut self.timing, &s.timing);
+            e.obs.clone_from(&s.obs);
+            if let Some(next) = &s.next {
+                if *next != successor {
+                    return Err(format!(
+                        "env {i}: a worker's episode left a cycle state other than the one it \
+                         started from implies"
+                    ));
+                }
+                e.ended = true;
+                e.live = false;
+            }
+            e.steps.push((action, s));
+        }
+        self.plan(i);
+        Ok(())
+    }
+}
+
+impl hyperctl_pool::process::Schedule for SegmentRound<'_> {
+    fn next(&mut self, w: usize) -> Option<String> {
+        if self.error.is_some() || !self.lost.is_empty() {
+            return None;
+        }
+        // Work only this worker can do first (episodes it holds), then unstarted episodes; the
+        // costliest first, ties by env and episode.
+        let mut best: Option<(bool, f64, usize, usize, usize)> = None;
+        for i in 0..self.envs.len() {
+            for j in 0..self.envs[i].len() {
+                let Some(left) = self.ready(i, j) else {
+                    continue;
+                };
+                let e = &self.envs[i][j];
+                if e.live && e.owner != Some(w) {
+                    continue;
+                }
+                let run = left.min(e.cap - e.steps.len()).max(1);
+                let cost = self.step_cost[e.start.next_task()] * run as f64;
+                let better = match best {
+                    None => true,
+                    Some((mine, c, ..)) => (e.live, cost) > (mine, c),
+                };
+                if better {
+                    best = Some((e.live, cost, i, j, left));
+                }
+            }
+        }
+        let (_, _, i, j, left) = best?;
+        let e = &mut self.envs[i][j];
+        e.out = true;
+        e.owner = Some(w);
+        self.out[w] = Some((i, j, left));
+        let request = Request::Piece {
+            key: e.key,
+            start: (!e.live).then(|| e.start.clone()),
+            j,
+            p: e.steps.len(),
+            steps: left,
+        };
+        Some(line(request).expect("a request serializes"))
+    }
+
+    fn answer(&mut self, w: usize, answer: Result<String, hyperctl_pool::process::WorkerError>) {
+        let (i, j, asked) = self.out[w].take().expect("a piece was out");
+        self.envs[i][j].out = false;
+        match answer {
+            Ok(line) => {
+                if let Err(reason) = self.apply(w, i, j, asked, &line) {
+                    self.fail(reason);
+                }
+            }
+            Err(e) => {
+                let ep = &mut self.envs[i][j];
+                if !ep.live {
+                    ep.owner = None;
+                }
+                self.lost.push((w, e.reason));
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.error.is_some() || !self.lost.is_empty() || self.complete()
+    }
+}
+
+fn add_timing(to: &mut EnvTiming, t: &EnvTiming) {
+    to.env_secs += t.env_secs;
+    to.train_secs += t.train_secs;
+    to.reset_secs += t.reset_secs;
+}
+
 impl RemoteEnvs {
-    /// Runs every env's segment on the worker holding it (see [`Request::Segment`]); the
-    /// learner's record of each env follows its steps, so a lost worker's envs are restored to
-    /// the iteration's start and their segments run again.
+    /// A segment rollout over the workers, scheduled by episode: every env's episodes of the
+    /// iteration are known before they start (a cycle's next state does not depend on how an
+    /// episode goes, [`Handoff::successor`]) and so is each one's noise ([`SegmentNoise`]), so an
+    /// episode is handed to any idle worker as soon as it surely starts in this iteration (the
+    /// ones before it, at their full budgets, end before the iteration does) and runs as far as
+    /// it surely belongs to it; when an episode before it ends early, it is continued on the
+    /// worker holding it. Pieces go out by estimated cost, the costliest first, a worker's own
+    /// episodes before unstarted ones. The steps are those of [`hyperctl_ppo::run_segment`] in
+    /// one process, whatever the placement. A lost worker's episodes are restored on its
+    /// replacement from the learner's record and their pieces run again.
     pub fn run_segments(
         &mut self,
         policy: &Policy,
-        obs: &[Obs],
-        eps: &[Vec<f32>],
+        _obs: &[Obs],
+        noise: &SegmentNoise,
     ) -> Result<Vec<Vec<hyperctl_ppo::SegmentStep>>, String> {
-        let groups = self.placement();
-        let replies = self.round(
-            groups
-                .iter()
-                .map(|(w, envs)| {
-                    let items = envs
-                        .iter()
-                        .map(|&i| (i, obs[i].clone(), eps[i].clone()))
-                        .collect();
-                    (
-                        *w,
-                        Request::Segment {
-                            policy: policy.clone(),
-                            envs: items,
-                        },
-                    )
-                })
-                .collect(),
-        )?;
-        let mut out: Vec<Vec<hyperctl_ppo::SegmentStep>> = vec![Vec::new(); self.envs.len()];
-        let mut busy = vec![0.0; self.pool.len()];
-        for ((w, envs), reply) in groups.iter().zip(replies) {
-            let Reply::Segments(segments) = reply else {
-                return Err(format!("a worker answered a segment with {reply:?}"));
-            };
-            let segments = one_each(segments, envs.len(), "segments")?;
-            for (&i, segment) in envs.iter().zip(segments) {
-                let mut steps = Vec::with_capacity(segment.len());
-                for (action, s, reset) in segment {
-                    busy[*w] += s.timing.env_secs;
-                    self.timing_add(&s.timing);
-                    let t = &mut self.envs[i];
-                    match (&s.next, &reset) {
-                        (Some(next), Some(first)) => {
-                            t.start = next.clone();
-                            t.actions.clear();
-                            t.obs = first.clone();
-                        }
-                        (None, None) => {
-                            t.actions.push(action.clone());
-                            t.obs = s.obs.clone();
-                        }
-                        _ => return Err("a worker's segment step is inconsistent".into()),
-                    }
+        let policy_line = line(Request::Policy {
+            policy: policy.clone(),
+            noise: *noise,
+        })
+        .expect("a request serializes");
+        self.segment = None;
+        let everyone: Vec<(usize, Request)> = (0..self.pool.len())
+            .map(|w| {
+                (
+                    w,
+                    Request::Policy {
+                        policy: policy.clone(),
+                        noise: *noise,
+                    },
+                )
+            })
+            .collect();
+        for reply in self.round(everyone)? {
+            if !matches!(reply, Reply::Ready) {
+                return Err(format!(
+                    "a worker answered the iteration's policy with {reply:?}"
+                ));
+            }
+        }
+        self.segment = Some(policy_line);
+        let result = self.run_segment_round(noise.num_steps);
+        self.segment = None;
+        result
+    }
+
+    fn run_segment_round(
+        &mut self,
+        num_steps: usize,
+    ) -> Result<Vec<Vec<hyperctl_ppo::SegmentStep>>, String> {
+        let train = self.train.clone();
+        let step_cost = self.step_cost.clone();
+        let mut envs = Vec::with_capacity(self.envs.len());
+        for (i, t) in self.envs.iter().enumerate() {
+            let epochs = train.tasks()[t.start.next_task()].epochs.max(1);
+            if t.actions.len() >= epochs {
+                return Err(format!("env {i}'s episode is past its budget"));
+            }
+            envs.push(vec![Episode {
+                key: (i, t.serial),
+                start: t.start.clone(),
+                cap: epochs - t.actions.len(),
+                before: t.actions.clone(),
+                first: None,
+                obs: t.obs.clone(),
+                steps: Vec::new(),
+                ended: false,
+                owner: t.owner,
+                live: true,
+                out: false,
+            }]);
+        }
+        let mut round = SegmentRound {
+            num_steps,
+            envs,
+            train: &train,
+            step_cost: &step_cost,
+            out: vec![None; self.pool.len()],
+            lost: Vec::new(),
+            error: None,
+            busy: vec![0.0; self.pool.len()],
+            timing: EnvTiming::default(),
+        };
+        for i in 0..round.envs.len() {
+            round.plan(i);
+        }
+        loop {
+            self.pool.serve(&mut round);
+            if let Some(reason) = round.error.take() {
+                return Err(reason);
+            }
+            if round.lost.is_empty() {
+                break;
+            }
+            for (w, reason) in std::mem::take(&mut round.lost) {
+                let live: Vec<(Key, CycleSnapshot)> = round
+                    .envs
+                    .iter()
+                    .flatten()
+                    .filter(|e| e.live && e.owner == Some(w))
+                    .map(|e| {
+                        let actions = e
+                            .before
+                            .iter()
+                            .cloned()
+                            .chain(e.steps.iter().map(|(a, _)| a.clone()))
+                            .collect();
+                        (
+                            e.key,
+                            CycleSnapshot::new(&train, e.start.clone(), actions, e.obs.clone()),
+                        )
+                    })
+                    .collect();
+                self.recover(w, &reason, Some(live))?;
+            }
+        }
+        if !round.complete() {
+            return Err("the segment schedule stalled with work left (a bug)".into());
+        }
+        let busy = std::mem::take(&mut round.busy);
+        let timing = std::mem::take(&mut round.timing);
+        let SegmentRound { envs, .. } = round;
+        self.add_round(&busy);
+        self.timing_add(&timing);
+        let mut out = Vec::with_capacity(envs.len());
+        for (i, episodes) in envs.into_iter().enumerate() {
+            let firsts: Vec<Option<Obs>> = episodes.iter().map(|e| e.first.clone()).collect();
+            let mut steps = Vec::with_capacity(num_steps);
+            let last = episodes.len() - 1;
+            let mut tail = None;
+            for (j, e) in episodes.into_iter().enumerate() {
+                let mut actions = e.before;
+                for (action, s) in e.steps {
+                    let reset = match &s.next {
+                        Some(_) => Some(firsts.get(j + 1).cloned().flatten().ok_or_else(|| {
+                            format!("env {i}: an episode ended with no next one started")
+                        })?),
+                        None => None,
+                    };
+                    actions.push(action.clone());
                     steps.push((
                         action,
                         Step {
@@ -917,10 +1338,26 @@ impl RemoteEnvs {
                         reset,
                     ));
                 }
-                out[i] = steps;
+                if j == last {
+                    tail = Some((e.owner, e.start, actions, e.obs, e.key.1));
+                }
             }
+            if steps.len() != num_steps {
+                return Err(format!(
+                    "env {i} ran {} decisions of a segment of {num_steps}",
+                    steps.len()
+                ));
+            }
+            let (owner, start, actions, obs, serial) = tail.expect("at least one episode");
+            self.envs[i] = Tracked {
+                owner,
+                start,
+                actions,
+                obs,
+                serial,
+            };
+            out.push(steps);
         }
-        self.add_round(&busy);
         Ok(out)
     }
 }
@@ -956,7 +1393,10 @@ impl VecEnv for RemoteEnvs {
             groups
                 .iter()
                 .map(|(w, envs)| {
-                    let items = envs.iter().map(|&i| (i, actions[i].clone())).collect();
+                    let items = envs
+                        .iter()
+                        .map(|&i| ((i, self.envs[i].serial), actions[i].clone()))
+                        .collect();
                     (*w, Request::Step { envs: items })
                 })
                 .collect(),

@@ -389,6 +389,64 @@ impl ProcessPool {
     }
 }
 
+/// A dynamic schedule for [`ProcessPool::serve`]: work that appears as answers come back, and
+/// may be tied to the worker holding its state.
+pub trait Schedule: Send {
+    /// The next request for idle worker `w`, or None when there is none for it now.
+    fn next(&mut self, w: usize) -> Option<String>;
+    /// Worker `w`'s answer to the request it was last given (or why it was lost).
+    fn answer(&mut self, w: usize, answer: Result<String, WorkerError>);
+    /// Nothing more will be handed out: idle workers stop waiting.
+    fn finished(&self) -> bool;
+}
+
+impl ProcessPool {
+    /// Runs `schedule` on the workers: each idle worker asks it for a request, sends it, and
+    /// reports the answer (all under one lock, so the schedule sees one event at a time); a
+    /// worker with nothing to do waits for the others' answers. Returns when the schedule is
+    /// finished and no request is out, or when nothing is out and no worker gets a request (a
+    /// stalled schedule: the caller checks that its work is complete).
+    pub fn serve<S: Schedule>(&self, schedule: &mut S) {
+        struct State<'a, S> {
+            schedule: &'a mut S,
+            out: usize,
+        }
+        let state = Mutex::new(State { schedule, out: 0 });
+        let wake = std::sync::Condvar::new();
+        std::thread::scope(|scope| {
+            for w in 0..self.workers.len() {
+                let (state, wake) = (&state, &wake);
+                scope.spawn(move || {
+                    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                    loop {
+                        if s.schedule.finished() {
+                            break;
+                        }
+                        if let Some(request) = s.schedule.next(w) {
+                            s.out += 1;
+                            drop(s);
+                            let answer = self.workers[w]
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .call(&request)
+                                .map_err(|reason| WorkerError { worker: w, reason });
+                            s = state.lock().unwrap_or_else(|p| p.into_inner());
+                            s.out -= 1;
+                            s.schedule.answer(w, answer);
+                            wake.notify_all();
+                        } else if s.out == 0 {
+                            break; // nothing out, nothing for this worker: nothing will change
+                        } else {
+                            s = wake.wait(s).unwrap_or_else(|p| p.into_inner());
+                        }
+                    }
+                    wake.notify_all();
+                });
+            }
+        });
+    }
+}
+
 impl Drop for Worker {
     fn drop(&mut self) {
         self.kill();
@@ -448,6 +506,78 @@ mod tests {
                 assert_eq!(&order[..3], &[6, 13, 5]);
             }
         }
+    }
+
+    /// A chain per key: job k of a chain is only handed out once job k-1's answer is back, and
+    /// chain c's jobs after the first go only to the worker that ran its first.
+    struct Chains {
+        next_job: Vec<usize>,
+        pinned: Vec<Option<usize>>,
+        running: Vec<bool>,
+        answers: Vec<Vec<String>>,
+        given: Vec<(usize, usize)>,
+        len: usize,
+    }
+
+    impl Schedule for Chains {
+        fn next(&mut self, w: usize) -> Option<String> {
+            let c = (0..self.next_job.len()).find(|&c| {
+                !self.running[c]
+                    && self.next_job[c] < self.len
+                    && self.pinned[c].is_none_or(|p| p == w)
+            })?;
+            self.running[c] = true;
+            self.pinned[c] = Some(w);
+            self.given.push((w, c));
+            Some(format!("{c} {}", self.next_job[c]))
+        }
+        fn answer(&mut self, w: usize, answer: Result<String, WorkerError>) {
+            let line = answer.unwrap();
+            let c: usize = line.split(' ').next().unwrap().parse().unwrap();
+            assert_eq!(self.pinned[c], Some(w));
+            self.running[c] = false;
+            self.next_job[c] += 1;
+            self.answers[c].push(line);
+        }
+        fn finished(&self) -> bool {
+            self.next_job.iter().all(|&n| n == self.len)
+        }
+    }
+
+    #[test]
+    fn serve_hands_out_work_as_it_appears_and_keeps_pinned_work_on_its_worker() {
+        for n in [1, 2, 3] {
+            let pool = echo_pool(n);
+            let mut chains = Chains {
+                next_job: vec![0; 5],
+                pinned: vec![None; 5],
+                running: vec![false; 5],
+                answers: vec![Vec::new(); 5],
+                given: Vec::new(),
+                len: 4,
+            };
+            pool.serve(&mut chains);
+            assert!(chains.finished());
+            for (c, a) in chains.answers.iter().enumerate() {
+                let expected: Vec<String> = (0..4).map(|k| format!("{c} {k}")).collect();
+                assert_eq!(a, &expected, "chain {c}, {n} workers");
+            }
+            let workers: std::collections::BTreeSet<usize> =
+                chains.given.iter().map(|g| g.0).collect();
+            assert!(workers.iter().all(|&w| w < n));
+        }
+        // A schedule with nothing to hand out returns at once instead of waiting forever.
+        let pool = echo_pool(2);
+        let mut stalled = Chains {
+            next_job: vec![0],
+            pinned: vec![Some(7)],
+            running: vec![false],
+            answers: vec![Vec::new()],
+            given: Vec::new(),
+            len: 1,
+        };
+        pool.serve(&mut stalled);
+        assert!(!stalled.finished() && stalled.given.is_empty());
     }
 
     #[test]

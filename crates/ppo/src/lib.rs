@@ -90,9 +90,12 @@ pub enum RolloutMode {
     /// Each env runs its `num_steps` decisions of the iteration on its own, acting with the
     /// iteration's policy and normalizer frozen at its start ([`segment_action`]; the normalizer
     /// is then updated step by step as in lockstep), so envs wait for each other once per
-    /// iteration instead of once per step. The Gaussian noise is drawn on the learner in
-    /// lockstep's order, so results still do not depend on where or when envs run; they differ
-    /// from lockstep's only through the frozen normalizer.
+    /// iteration instead of once per step. The Gaussian noise of a decision is a function of the
+    /// iteration's noise seed (drawn on the learner), the env, which of the iteration's episodes
+    /// of that env it belongs to and its place in it ([`SegmentNoise`]), so results do not depend
+    /// on where or when envs run, and an episode can be run before the one it follows is over
+    /// (its first decision's place in the iteration is not needed). They differ from lockstep's
+    /// through the frozen normalizer and the noise.
     Segments,
 }
 
@@ -109,57 +112,130 @@ pub fn segment_action(policy: &Policy, obs: &[f32], eps: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// The Gaussian noise of one [`RolloutMode::Segments`] iteration: row `p` of
+/// [`SegmentNoise::episode`]`(env, j)` is the noise of the `p`-th decision (in this iteration) of
+/// env `env`'s `j`-th episode of the iteration (`j = 0`: the episode under way when the
+/// iteration began). Drawn from a stream of its own per `(env, j)`, so any process can draw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SegmentNoise {
+    /// The iteration's seed (drawn from the learner's RNG).
+    pub seed: u64,
+    /// Decisions per env per iteration (the most rows an episode can need).
+    pub num_steps: usize,
+    /// Action dimensions (values per row).
+    pub act_dim: usize,
+}
+
+impl SegmentNoise {
+    /// The noise rows (`num_steps × act_dim` standard normals) of env `env`'s `j`-th episode.
+    pub fn episode(&self, env: usize, j: usize) -> Vec<f32> {
+        let mut h = self.seed ^ 0x5E6_0015E;
+        for x in [env as u64, j as u64] {
+            // splitmix64 over (seed, env, j): distinct streams for distinct pairs.
+            h = (h ^ x).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            h ^= h >> 31;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(h);
+        (0..self.num_steps * self.act_dim)
+            .map(|_| rng.sample::<f64, _>(StandardNormal) as f32)
+            .collect()
+    }
+}
+
 /// One step of a segment: the action taken, the step, and the next episode's first observation
 /// when the episode ended (autoreset).
 pub type SegmentStep = (Vec<f32>, hyperctl_env_core::Step, Option<Vec<f32>>);
 
 /// A [`VecEnv`] that can also run [`RolloutMode::Segments`] rollouts.
 pub trait SegmentEnv: VecEnv {
-    /// Runs env `i` for `eps[i].len() / act_dim` steps from its current observation `obs[i]`,
-    /// acting with [`segment_action`] on `policy` and `eps[i]`'s rows, resetting it (unseeded)
-    /// when an episode ends; returns each env's steps in order.
+    /// Runs env `i` for `noise.num_steps` steps from its current observation `obs[i]`, acting
+    /// with [`segment_action`] on `policy` and the noise of [`SegmentNoise::episode`], resetting
+    /// it (unseeded) when an episode ends; returns each env's steps in order.
     fn run_segments(
         &mut self,
         policy: &Policy,
         obs: &[Vec<f32>],
-        eps: &[Vec<f32>],
+        noise: &SegmentNoise,
     ) -> Result<Vec<Vec<SegmentStep>>, String>;
 }
 
-/// One env's segment, stepped here (what every [`SegmentEnv`] does per env).
+/// Steps one episode of a segment from `obs` for at most `rows.len() / act_dim` decisions,
+/// acting with [`segment_action`] on `policy` and `rows` (the episode's noise from its `p`-th
+/// decision of the iteration on), and stops after the step that ends the episode (no reset).
+/// `after(env)` is called after each step, its result kept beside the step. Threads and worker
+/// processes both run segments with this one loop.
+pub fn run_episode_piece<E: Env + ?Sized, X>(
+    env: &mut E,
+    policy: &Policy,
+    obs: &[f32],
+    rows: &[f32],
+    mut after: impl FnMut(&mut E) -> X,
+) -> Vec<(Vec<f32>, hyperctl_env_core::Step, X)> {
+    let act_dim = policy.log_std.len().max(1);
+    let mut obs = obs.to_vec();
+    let mut out = Vec::with_capacity(rows.len() / act_dim);
+    for e in rows.chunks(act_dim) {
+        let action = segment_action(policy, &obs, e);
+        let step = env.step(&action);
+        let done = step.done();
+        obs.clone_from(&step.obs);
+        let x = after(env);
+        out.push((action, step, x));
+        if done {
+            break;
+        }
+    }
+    out
+}
+
+/// Env `i`'s segment of `noise.num_steps` decisions, stepped here: its episodes' pieces
+/// ([`run_episode_piece`]) one after another, resetting the env (unseeded) after each that ends.
 pub fn run_segment<E: Env + ?Sized>(
     env: &mut E,
     policy: &Policy,
     obs: &[f32],
-    eps: &[f32],
+    noise: &SegmentNoise,
+    i: usize,
 ) -> Vec<SegmentStep> {
-    run_segment_with(env, policy, obs, eps, |_, _| ())
-        .into_iter()
-        .map(|(step, ())| step)
-        .collect()
-}
-
-/// [`run_segment`] with `after(env, done)` called after each step (and its reset, when the
-/// episode ended), its result kept beside the step.
-pub fn run_segment_with<E: Env + ?Sized, X>(
-    env: &mut E,
-    policy: &Policy,
-    obs: &[f32],
-    eps: &[f32],
-    mut after: impl FnMut(&mut E, bool) -> X,
-) -> Vec<(SegmentStep, X)> {
-    let act_dim = policy.log_std.len().max(1);
+    let act_dim = noise.act_dim.max(1);
     let mut obs = obs.to_vec();
-    let mut out = Vec::with_capacity(eps.len() / act_dim);
-    for e in eps.chunks(act_dim) {
-        let action = segment_action(policy, &obs, e);
-        let step = env.step(&action);
-        let reset = step.done().then(|| env.reset(None).0);
-        obs = reset.clone().unwrap_or_else(|| step.obs.clone());
-        let x = after(env, reset.is_some());
-        out.push(((action, step, reset), x));
+    let mut out: Vec<SegmentStep> = Vec::with_capacity(noise.num_steps);
+    let mut j = 0;
+    while out.len() < noise.num_steps {
+        let rows = noise.episode(i, j);
+        let left = noise.num_steps - out.len();
+        let piece = run_episode_piece(env, policy, &obs, &rows[..left * act_dim], |_| ());
+        for (action, step, ()) in piece {
+            obs.clone_from(&step.obs);
+            let reset = step.done().then(|| env.reset(None).0);
+            if let Some(first) = &reset {
+                obs.clone_from(first);
+                j += 1;
+            }
+            out.push((action, step, reset));
+        }
     }
     out
+}
+
+/// Where each step of a segment sits: `(episode j, its place p in the episode's rows)`, from
+/// which steps ended an episode (what the learner needs to find each step's noise again).
+pub fn segment_places(segment: &[SegmentStep]) -> Vec<(usize, usize)> {
+    let (mut j, mut p) = (0, 0);
+    segment
+        .iter()
+        .map(|(_, _, reset)| {
+            let here = (j, p);
+            p += 1;
+            if reset.is_some() {
+                j += 1;
+                p = 0;
+            }
+            here
+        })
+        .collect()
 }
 
 impl<E: Env + Send> SegmentEnv for ThreadedEnvs<'_, E> {
@@ -167,13 +243,13 @@ impl<E: Env + Send> SegmentEnv for ThreadedEnvs<'_, E> {
         &mut self,
         policy: &Policy,
         obs: &[Vec<f32>],
-        eps: &[Vec<f32>],
+        noise: &SegmentNoise,
     ) -> Result<Vec<Vec<SegmentStep>>, String> {
         let threads = self.threads();
         Ok(hyperctl_pool::map_mut(
             self.envs_mut(),
             threads,
-            |i, env| run_segment(env, policy, &obs[i], &eps[i]),
+            |i, env| run_segment(env, policy, &obs[i], noise, i),
         ))
     }
 }
@@ -758,21 +834,35 @@ impl Ppo {
         let batch_size = num_envs * num_steps;
         let log2pi = (2.0 * std::f64::consts::PI).ln();
         let frozen = self.policy();
-        let mut eps = vec![Vec::with_capacity(num_steps * act_dim); num_envs];
-        for _ in 0..num_steps {
-            for e in eps.iter_mut() {
-                for _ in 0..act_dim {
-                    e.push(self.rng.sample::<f64, _>(StandardNormal) as f32);
-                }
-            }
-        }
-        let segments = envs.run_segments(&frozen, &self.next_obs, &eps)?;
+        let noise = SegmentNoise {
+            seed: self.rng.random::<u64>(),
+            num_steps,
+            act_dim,
+        };
+        let segments = envs.run_segments(&frozen, &self.next_obs, &noise)?;
         if segments.len() != num_envs || segments.iter().any(|s| s.len() != num_steps) {
             return Err(format!(
                 "the envs ran segments of {:?} steps, expected {num_envs} of {num_steps}",
                 segments.iter().map(Vec::len).collect::<Vec<_>>()
             ));
         }
+        // Each step's noise again, from where it sits in its env's episodes.
+        let eps: Vec<Vec<f32>> = segments
+            .iter()
+            .enumerate()
+            .map(|(e, segment)| {
+                let mut rows: Vec<Option<Vec<f32>>> = Vec::new();
+                let mut eps = Vec::with_capacity(num_steps * act_dim);
+                for (j, p) in segment_places(segment) {
+                    if rows.len() <= j {
+                        rows.resize(j + 1, None);
+                    }
+                    let r = rows[j].get_or_insert_with(|| noise.episode(e, j));
+                    eps.extend_from_slice(&r[p * act_dim..(p + 1) * act_dim]);
+                }
+                eps
+            })
+            .collect();
         let mut columns: Vec<std::vec::IntoIter<SegmentStep>> =
             segments.into_iter().map(Vec::into_iter).collect();
         let mut obs = vec![0f32; batch_size * obs_dim];

@@ -92,6 +92,19 @@ struct CycleState {
     cursor: usize,
 }
 
+impl CycleState {
+    /// Starts the next episode: its task index (reshuffling after a pass) and its seed.
+    fn advance(&mut self) -> (usize, u64) {
+        if self.cursor >= self.order.len() {
+            self.order.shuffle(&mut self.rng);
+            self.cursor = 0;
+        }
+        let index = self.order[self.cursor];
+        self.cursor += 1;
+        (index, self.rng.random::<u64>())
+    }
+}
+
 /// The cycle's state between episodes: everything the next episode depends on. An env can be
 /// handed to another process at an episode boundary by this alone (small, no replay):
 /// [`TaskCycleEnv::start_from`] there starts exactly the episode a reset here would have.
@@ -116,12 +129,16 @@ impl Handoff {
 
     /// The index (in the pool) of the task the next episode trains.
     pub fn next_task(&self) -> usize {
+        self.0.clone().advance().0
+    }
+
+    /// The state after the next episode starts: the handoff that episode leaves, whatever
+    /// happens in it (the cycle's state changes only when an episode starts), so an env's
+    /// episodes can be started ahead of time.
+    pub fn successor(&self) -> Handoff {
         let mut s = self.0.clone();
-        if s.cursor >= s.order.len() {
-            s.order.shuffle(&mut s.rng);
-            s.cursor = 0;
-        }
-        s.order[s.cursor]
+        s.advance();
+        Handoff(s)
     }
 
     fn check(&self, n: usize) -> Result<(), String> {
@@ -240,14 +257,7 @@ impl TaskCycleEnv {
     fn start_episode(&mut self) -> (Obs, Info) {
         self.episode_start = Some(self.state.clone());
         self.actions.clear();
-        let s = &mut self.state;
-        if s.cursor >= s.order.len() {
-            s.order.shuffle(&mut s.rng);
-            s.cursor = 0;
-        }
-        let index = s.order[s.cursor];
-        s.cursor += 1;
-        let episode_seed = s.rng.random::<u64>();
+        let (index, episode_seed) = self.state.advance();
         let mut env = self.pool.env(index);
         let (obs, mut info) = env.reset(Some(episode_seed));
         info.insert("task_index".into(), index as f64);

@@ -47,6 +47,53 @@ fn resets_cycle_through_every_task_in_a_seeded_order() {
 }
 
 #[test]
+fn an_episodes_successor_is_known_before_it_ends_whatever_happens_in_it() {
+    use hyperctl_schedule_env::Handoff;
+    // Two envs from the same state: one diverges at once (lr at its maximum), one runs its
+    // budget; both leave the handoff `successor()` predicted at the episode's start.
+    for (i, action) in [[1.0f32, 0.0], [-0.3, 0.2]].into_iter().enumerate() {
+        let mut env =
+            TaskCycleEnv::new(tiny_tasks(), EnvConfig::defaults(), Backend::Flex).unwrap();
+        env.reset(Some(3 + i as u64));
+        let mut expected: Handoff = env.episode_start().unwrap().successor();
+        for _ in 0..5 {
+            let mut steps = 0;
+            loop {
+                steps += 1;
+                if env.step(&action).done() {
+                    break;
+                }
+            }
+            assert!(steps <= 3, "an episode is at most its budget (3 epochs)");
+            assert_eq!(env.handoff(), expected, "env {i}");
+            env.reset(None);
+            assert_eq!(env.episode_start().unwrap(), expected);
+            expected = expected.successor();
+        }
+        let seeded = Handoff::seeded(2, 3 + i as u64);
+        assert_eq!(
+            seeded.next_task(),
+            TaskCycleEnv::start_from(
+                std::sync::Arc::new(
+                    hyperctl_schedule_env::TaskPool::new(
+                        tiny_tasks(),
+                        EnvConfig::defaults(),
+                        Backend::Flex
+                    )
+                    .unwrap()
+                ),
+                seeded.clone()
+            )
+            .unwrap()
+            .0
+            .episode_start()
+            .unwrap()
+            .next_task()
+        );
+    }
+}
+
+#[test]
 fn a_restored_snapshot_continues_exactly_like_the_original() {
     let mut env = TaskCycleEnv::new(tiny_tasks(), EnvConfig::defaults(), Backend::Flex).unwrap();
     env.reset(Some(9));
