@@ -9,12 +9,17 @@ Inputs:
 - the measured PPO update time per iteration per env (it grows with the batch and runs on the
   learner alone). Messages and the policy forward (~1.5 ms per step measured) are left out.
 
-Two rollout schemes, both with W workers and E = W envs (one env per worker: the most a worker
+Three rollout schemes, all with W workers and E = W envs (one env per worker: the most a worker
 count can use) and 128 decisions per env per iteration:
-- lockstep (what `meta-train --workers` does now): every step waits for the busiest worker; an
+- lockstep (`rollout = "lockstep"`, the default): every step waits for the busiest worker; an
   env goes to the least loaded worker at each episode start;
-- segments (a possible redesign, issue notes): each worker runs its envs' 128 decisions with the
-  iteration's policy without waiting for the others; the iteration waits for the busiest worker.
+- segments, by env: each worker runs its envs' 128 decisions with the iteration's policy
+  without waiting for the others (envs placed longest first with hindsight); the iteration waits
+  for the busiest worker;
+- episodes: segments scheduled by episode, as `meta-train --workers` does since 6e339d5: every
+  episode of the iteration is a piece (all known in advance), an env's first piece stays on the
+  worker holding it, the others go to the first idle worker, costliest first (the "last" piece of
+  an env decides where it is held next iteration). Early ends (divergence) are left out.
 
 Usage: python3 experiments/bench/scaling_model.py TASKS.jsonl results/meta_train_workers.json
 """
@@ -70,6 +75,46 @@ def simulate(workers, envs, scheme, iters=3, seed=0):
                             if f != e:
                                 wl[owner[f]] += step_secs[state[f][0]]
                         owner[e] = min(range(workers), key=lambda w: wl[w])
+        elif scheme == "episodes":
+            # What `meta-train --workers` does with `rollout = "segments"` (issue 18): every
+            # episode of the iteration is a piece of its own (known in advance); an env's first
+            # piece stays on the worker holding it, the others go to whichever worker is idle,
+            # the worker's own pieces first, then the costliest.
+            pinned = [[] for _ in range(workers)]
+            free = []
+            for e in range(envs):
+                left, first = num_steps, True
+                while left > 0:
+                    k, rem = state[e]
+                    n = min(rem, left)
+                    c = step_secs[k] * n + (0.0 if first else step_secs[k] * reset_share * epochs[k])
+                    (pinned[owner[e]] if first else free).append((c, e))
+                    first = False
+                    left -= n
+                    state[e][1] -= n
+                    if state[e][1] == 0:
+                        k = rng.randrange(len(tasks))
+                        state[e] = [k, epochs[k]]
+            free.sort(reverse=True)
+            for p in pinned:
+                p.sort(reverse=True)
+            clock = [0.0] * workers
+            last = {}
+            while free or any(pinned):
+                w = min(range(workers), key=lambda v: clock[v])
+                if pinned[w]:
+                    c, e = pinned[w].pop(0)
+                elif free:
+                    c, e = free.pop(0)
+                else:
+                    clock[w] = min(c for c in clock if c > clock[w]) if any(c > clock[w] for c in clock) else clock[w] + 1e9
+                    continue
+                clock[w] += c
+                serial += c
+                last[e] = w
+            for e, w in last.items():
+                owner[e] = w
+            wall += max(c for c in clock if c < 1e8)
         else:
             seg = [0.0] * envs
             for e in range(envs):
@@ -100,7 +145,7 @@ out = {
     },
     "speedup": {},
 }
-for scheme in ("lockstep", "segments"):
+for scheme in ("lockstep", "segments", "episodes"):
     for w in (2, 8, 16, 64, 256):
         envs = max(w, 8)
         sp = [simulate(w, envs, scheme, seed=s)[0] for s in range(3)]
