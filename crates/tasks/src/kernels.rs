@@ -1,6 +1,15 @@
 //! The small CNN's two heavy operations, 3×3 convolution (valid, stride 1) and 2×2 max pooling
-//! (stride 2), with their own forward and backward on the CPU backend (burn-flex, with and
-//! without autodiff). Every other backend (wgpu) gets burn's own `conv2d` and `max_pool2d`.
+//! (stride 2), and the MLPs' tanh, with their own forward and backward on the CPU backend
+//! (burn-flex, with and without autodiff). Every other backend (wgpu) gets burn's own `conv2d`,
+//! `max_pool2d` and `tanh`.
+//!
+//! tanh (issue 18, profiled on the meta-train task mix, 184 of 390 tasks tanh MLPs): 33% of a
+//! 1-core segment rollout went to glibc's scalar `tanhf`/`expm1f`, and burn-autodiff computes
+//! tanh twice per training step (its backward recomputes it from the input, then four more
+//! elementwise passes for `1 − y²` and the product). Here the forward is `(1 − t)/(1 + t)` with
+//! `t = e^(−2|x|)` in f64 (one `exp`, about 2.5× faster than `tanhf` and correctly rounded on
+//! every f32 checked; `tanhf` is off by up to 2 ulp), and the backward is one pass over the
+//! saved output: `g · (1 − y²)`.
 //!
 //! Why: profiled on one thread (experiments/bench/README.md), burn-flex 0.22.1 spent most of the
 //! CNN step in `max_pool2d_with_indices` (6.6 ms forward for a [64, 16, 26, 26] input) and in the
@@ -325,6 +334,86 @@ fn conv_autodiff(x: AdTensor, w: AdTensor, b: AdTensor) -> AdTensor {
     }
 }
 
+/// tanh of one value: `(1 − t)/(1 + t)`, `t = e^(−2|x|)`, in f64 (see the module doc).
+#[inline]
+pub fn tanh_f32(x: f32) -> f32 {
+    let a = (x as f64).abs();
+    if a < 1e-9 {
+        return x; // tanh(x) = x in f32 here (and ±0, subnormals stay as they are)
+    }
+    if a > 10.0 {
+        return 1f32.copysign(x); // 1 − tanh(10) < 5e-9: rounds to 1 (also ±∞)
+    }
+    let t = (-2.0 * a).exp();
+    (((1.0 - t) / (1.0 + t)).copysign(x as f64)) as f32 // NaN stays NaN
+}
+
+/// Elementwise tanh (any rank): [`tanh_f32`] on flex tensors, burn's `tanh` elsewhere.
+pub fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if x.dtype() == DType::F32 {
+        if let Ok(t) = x.clone().try_into_primitive::<Ad>() {
+            return Tensor::from_primitive::<Ad>(tanh_autodiff(t));
+        }
+        if let Ok(t) = x.clone().try_into_primitive::<Flex>() {
+            return Tensor::from_primitive::<Flex>(tanh_forward(&t));
+        }
+    }
+    burn::tensor::activation::tanh(x)
+}
+
+fn shape_of(t: &FlexTensor) -> Vec<usize> {
+    let s = t.layout().shape();
+    (0..s.num_dims()).map(|i| s[i]).collect()
+}
+
+fn tanh_forward(x: &FlexTensor) -> FlexTensor {
+    let (t, range) = host(x);
+    let ys: Vec<f32> = t.storage::<f32>()[range]
+        .iter()
+        .map(|&v| tanh_f32(v))
+        .collect();
+    flex(ys, &shape_of(x))
+}
+
+#[derive(Debug)]
+struct Tanh;
+
+impl Backward<Flex, 1> for Tanh {
+    /// The forward's output.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = parent {
+            let y = ops.state;
+            let (yt, yr) = host(&y);
+            let (gt, gr) = host(&grad);
+            let dx: Vec<f32> = yt.storage::<f32>()[yr]
+                .iter()
+                .zip(&gt.storage::<f32>()[gr])
+                .map(|(&y, &g)| g * (1.0 - y * y))
+                .collect();
+            grads.register::<Flex>(node.id, flex(dx, &shape_of(&y)));
+        }
+    }
+}
+
+fn tanh_autodiff(x: AdTensor) -> AdTensor {
+    let inner = <Ad as AutodiffBackend>::inner(x.clone());
+    match Tanh
+        .prepare::<NoCheckpointing>([x.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let y = tanh_forward(&inner);
+            prep.finish(y.clone(), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(tanh_forward(&inner)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +426,55 @@ mod tests {
         let (a, b) = (a.into_data(), b.into_data());
         assert_eq!(a.shape(), b.shape(), "{what}: shapes");
         a.assert_approx_eq::<f32>(&b, Tolerance::rel_abs(1e-4, 1e-5));
+    }
+
+    /// tanh: every f32 in a sweep of the whole range within 1 ulp of f64's tanh (glibc's `tanhf`
+    /// is within 2), the special values right, and the gradient burn's own.
+    #[test]
+    fn tanh_is_within_an_ulp_and_its_gradient_matches_burn() {
+        let mut bits: u32 = 0;
+        while bits < 0x7f80_0000 {
+            for x in [f32::from_bits(bits), -f32::from_bits(bits)] {
+                let exact = (x as f64).tanh() as f32;
+                let ulps = (tanh_f32(x).to_bits() as i64 - exact.to_bits() as i64).abs();
+                assert!(
+                    ulps <= 1,
+                    "tanh({x:e}) = {:e}, f64 says {exact:e}",
+                    tanh_f32(x)
+                );
+            }
+            bits += 9973;
+        }
+        assert!(tanh_f32(f32::NAN).is_nan());
+        assert_eq!(tanh_f32(f32::INFINITY), 1.0);
+        assert_eq!(tanh_f32(f32::NEG_INFINITY), -1.0);
+        assert_eq!(tanh_f32(-0.0).to_bits(), (-0.0f32).to_bits());
+
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let x = Tensor::<2>::random([7, 33], Distribution::Normal(0.0, 2.0), &device);
+        let r = Tensor::<2>::random([7, 33], Distribution::Normal(0.0, 1.0), &device);
+        assert!(x.clone().try_into_primitive::<Ad>().is_ok());
+        let run = |ours: bool| {
+            let x = x.clone().require_grad();
+            let y = if ours {
+                tanh(x.clone())
+            } else {
+                burn::tensor::activation::tanh(x.clone())
+            };
+            let grads = (y.clone() * r.clone()).sum().backward();
+            (y.inner(), x.grad(&grads).expect("input grad"))
+        };
+        let (y0, dx0) = run(false);
+        let (y1, dx1) = run(true);
+        let tol = Tolerance::rel_abs(1e-6, 1e-7);
+        y1.into_data().assert_approx_eq::<f32>(&y0.into_data(), tol);
+        dx1.into_data()
+            .assert_approx_eq::<f32>(&dx0.into_data(), tol);
+        let plain = x.clone().inner();
+        tanh(plain.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(&burn::tensor::activation::tanh(plain).into_data(), tol);
     }
 
     /// Forward values and the gradients of input, weight and bias equal burn's own

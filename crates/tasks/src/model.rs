@@ -34,7 +34,7 @@ impl Activation {
     fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Activation::Relu => burn::tensor::activation::relu(x),
-            Activation::Tanh => burn::tensor::activation::tanh(x),
+            Activation::Tanh => crate::kernels::tanh(x),
             Activation::Gelu => burn::tensor::activation::gelu(x),
         }
     }
