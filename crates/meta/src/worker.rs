@@ -401,11 +401,10 @@ impl Server {
             &policy,
             &obs.clone(),
             &rows[p * act..(p + steps) * act],
-            |_| (),
         );
         let mut out = Vec::with_capacity(ran.len());
         let mut ended = false;
-        for (action, step, ()) in ran {
+        for (action, step) in ran {
             obs.clone_from(&step.obs);
             let s = stepped(env, step);
             ended |= s.next.is_some();

@@ -164,15 +164,14 @@ pub trait SegmentEnv: VecEnv {
 /// Steps one episode of a segment from `obs` for at most `rows.len() / act_dim` decisions,
 /// acting with [`segment_action`] on `policy` and `rows` (the episode's noise from its `p`-th
 /// decision of the iteration on), and stops after the step that ends the episode (no reset).
-/// `after(env)` is called after each step, its result kept beside the step. Threads and worker
-/// processes both run segments with this one loop.
-pub fn run_episode_piece<E: Env + ?Sized, X>(
+/// Returns `(action, step)` per decision. Threads and worker processes both run segments with
+/// this one loop.
+pub fn run_episode_piece<E: Env + ?Sized>(
     env: &mut E,
     policy: &Policy,
     obs: &[f32],
     rows: &[f32],
-    mut after: impl FnMut(&mut E) -> X,
-) -> Vec<(Vec<f32>, hyperctl_env_core::Step, X)> {
+) -> Vec<(Vec<f32>, hyperctl_env_core::Step)> {
     let act_dim = policy.log_std.len().max(1);
     let mut obs = obs.to_vec();
     let mut out = Vec::with_capacity(rows.len() / act_dim);
@@ -181,8 +180,7 @@ pub fn run_episode_piece<E: Env + ?Sized, X>(
         let step = env.step(&action);
         let done = step.done();
         obs.clone_from(&step.obs);
-        let x = after(env);
-        out.push((action, step, x));
+        out.push((action, step));
         if done {
             break;
         }
@@ -206,8 +204,8 @@ pub fn run_segment<E: Env + ?Sized>(
     while out.len() < noise.num_steps {
         let rows = noise.episode(i, j);
         let left = noise.num_steps - out.len();
-        let piece = run_episode_piece(env, policy, &obs, &rows[..left * act_dim], |_| ());
-        for (action, step, ()) in piece {
+        let piece = run_episode_piece(env, policy, &obs, &rows[..left * act_dim]);
+        for (action, step) in piece {
             obs.clone_from(&step.obs);
             let reset = step.done().then(|| env.reset(None).0);
             if let Some(first) = &reset {
