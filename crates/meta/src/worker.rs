@@ -1201,23 +1201,14 @@ impl RemoteEnvs {
         _obs: &[Obs],
         noise: &SegmentNoise,
     ) -> Result<Vec<Vec<hyperctl_ppo::SegmentStep>>, String> {
-        let policy_line = line(Request::Policy {
+        let request = Request::Policy {
             policy: policy.clone(),
             noise: *noise,
-        })
-        .expect("a request serializes");
+        };
+        let policy_line = line(request.clone()).expect("a request serializes");
         self.segment = None;
-        let everyone: Vec<(usize, Request)> = (0..self.pool.len())
-            .map(|w| {
-                (
-                    w,
-                    Request::Policy {
-                        policy: policy.clone(),
-                        noise: *noise,
-                    },
-                )
-            })
-            .collect();
+        let everyone: Vec<(usize, Request)> =
+            (0..self.pool.len()).map(|w| (w, request.clone())).collect();
         for reply in self.round(everyone)? {
             if !matches!(reply, Reply::Ready) {
                 return Err(format!(
