@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hyperctl_ppo::PpoConfig;
+use hyperctl_ppo::{PpoConfig, RolloutMode};
 use hyperctl_schedule_env::EnvConfig;
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +76,8 @@ pub struct MetaTrainConfig {
     #[serde(default)]
     pub select: Select,
     /// PPO settings that differ from CleanRL's defaults (any `PpoConfig` field except `seed`
-    /// and `total_timesteps`, which are set above).
+    /// and `total_timesteps`, which are set above), except `rollout`, which defaults to
+    /// `"segments"` here (CleanRL's is `"lockstep"`).
     #[serde(default)]
     pub ppo: BTreeMap<String, serde_json::Value>,
     /// Environment settings (defaults: `envs/schedule_env.toml`).
@@ -213,9 +214,13 @@ impl MetaTrainConfig {
 
     /// CleanRL's defaults with the `[ppo]` table applied, the seed and step budget from the top.
     fn ppo_config(&self) -> Result<PpoConfig, String> {
+        // meta-train's own default rollout is segments (2.00× with 2 workers against lockstep's
+        // 1.24×; the shipped policy v6 was trained with it and ties v5 on fresh meta-val seeds:
+        // experiments/default-policy-v6-segments). CleanRL's lockstep stays `rollout = "lockstep"`.
         let base = PpoConfig {
             seed: self.seed,
             total_timesteps: self.total_timesteps,
+            rollout: RolloutMode::Segments,
             ..PpoConfig::cleanrl()
         };
         let mut value = serde_json::to_value(&base).expect("PpoConfig serializes");
