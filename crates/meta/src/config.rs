@@ -316,6 +316,13 @@ mod tests {
         assert_eq!(r.ppo.ent_coef, 0.01);
         assert_eq!((r.ppo.seed, r.ppo.total_timesteps), (3, 8192));
         assert_eq!(r.ppo.clip_coef, 0.2, "CleanRL default");
+        assert_eq!(
+            r.ppo.rollout,
+            RolloutMode::Segments,
+            "meta-train's own default"
+        );
+        let lockstep = parse(&format!("{BASE}[ppo]\nrollout = \"lockstep\"\n")).unwrap();
+        assert_eq!(lockstep.ppo.rollout, RolloutMode::Lockstep);
         assert_eq!(r.collection, "experiments/x/tasks.toml");
         assert_eq!(r.config.split, "meta-train");
         assert_eq!(r.config.env, EnvConfig::defaults());

@@ -24,6 +24,8 @@ pub mod data;
 pub mod generated;
 pub mod idx;
 mod kernels;
+#[doc(hidden)]
+pub use kernels::tanh_slice; // for examples/tanh_speed.rs
 pub mod model;
 pub mod optim;
 mod rules;
