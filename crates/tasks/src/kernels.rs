@@ -24,6 +24,7 @@
 //! first maximum of each window, as burn and PyTorch do.
 
 use burn::module::Param;
+use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Tensor, TensorData};
 use burn_autodiff::Autodiff;
@@ -335,6 +336,177 @@ fn conv_autodiff(x: AdTensor, w: AdTensor, b: AdTensor) -> AdTensor {
     }
 }
 
+/// The activation a [`dense`] layer applies after its affine map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenseAct {
+    /// None (an output layer).
+    Identity,
+    /// max(0, z).
+    Relu,
+    /// tanh(z), by [`tanh_f32`].
+    Tanh,
+}
+
+/// `act(x · W + b)` for a burn `Linear` with bias, as one operation on the CPU backend: one
+/// matmul, then the bias and the activation in one pass over its fresh output; the backward
+/// pass is one pass for the activation's derivative and the bias gradient, then the two
+/// matmuls. burn's own `Linear` + activation records three autodiff operations (matmul,
+/// broadcast add, activation), each with its own output buffer, and reduces the bias gradient
+/// with a generic sum (issue 18). Other backends, and a layer without bias, get burn's.
+///
+/// # Shapes
+/// - input: `[batch, d_in]`
+/// - output: `[batch, d_out]`
+pub fn dense(layer: &Linear, x: Tensor<2>, act: DenseAct) -> Tensor<2> {
+    let weight = layer.weight.val(); // [d_in, d_out]
+    if let Some(bias) = layer.bias.as_ref().map(Param::val)
+        && x.dtype() == DType::F32
+    {
+        // The input may be a plain flex tensor (a minibatch of data) under autodiff weights.
+        let x_ad = x.clone().try_into_primitive::<Ad>().or_else(|_| {
+            x.clone()
+                .try_into_primitive::<Flex>()
+                .map(<Ad as AutodiffBackend>::from_inner)
+        });
+        let all = (
+            x_ad,
+            weight.clone().try_into_primitive::<Ad>(),
+            bias.clone().try_into_primitive::<Ad>(),
+        );
+        if let (Ok(x), Ok(w), Ok(b)) = all {
+            return Tensor::from_primitive::<Ad>(dense_autodiff(x, w, b, act));
+        }
+        let all = (
+            x.clone().try_into_primitive::<Flex>(),
+            weight.try_into_primitive::<Flex>(),
+            bias.try_into_primitive::<Flex>(),
+        );
+        if let (Ok(x), Ok(w), Ok(b)) = all {
+            return Tensor::from_primitive::<Flex>(dense_forward(x, w, &b, act));
+        }
+    }
+    let z = layer.forward(x);
+    match act {
+        DenseAct::Identity => z,
+        DenseAct::Relu => burn::tensor::activation::relu(z),
+        DenseAct::Tanh => tanh(z),
+    }
+}
+
+/// The forward pass: `act(x · W + b)` in the matmul's own output buffer.
+fn dense_forward(x: FlexTensor, w: FlexTensor, bias: &FlexTensor, act: DenseAct) -> FlexTensor {
+    let mut out = Flex::float_matmul(x, w); // [batch, d_out], fresh
+    let (bias_t, bias_range) = host(bias);
+    let b = &bias_t.storage::<f32>()[bias_range];
+    let n = out.layout().shape().num_elements();
+    // The matmul's fresh, contiguous output takes the bias in place (no copy: it is unique).
+    assert!(out.layout().contiguous_offsets() == Some((0, n)));
+    for row in out.storage_mut::<f32>().chunks_exact_mut(b.len()) {
+        match act {
+            DenseAct::Identity => row.iter_mut().zip(b).for_each(|(v, &c)| *v += c),
+            DenseAct::Relu => row
+                .iter_mut()
+                .zip(b)
+                .for_each(|(v, &c)| *v = (*v + c).max(0.0)),
+            DenseAct::Tanh => {
+                row.iter_mut().zip(b).for_each(|(v, &c)| *v += c);
+                let pre = row.to_vec();
+                tanh_slice(&pre, row);
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+struct DenseState {
+    /// The layer's input `[batch, d_in]` (for the weight gradient; a shared handle, no copy).
+    x: FlexTensor,
+    /// The weight `[d_in, d_out]` (for the input gradient).
+    w: FlexTensor,
+    /// The output (for the activation's derivative).
+    y: FlexTensor,
+    act: DenseAct,
+}
+
+#[derive(Debug)]
+struct Dense;
+
+impl Backward<Flex, 3> for Dense {
+    type State = DenseState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let DenseState { x, w, y, act } = ops.state;
+        let shape = shape_of(&y);
+        let d_out = shape[1];
+        // dz = g · act'(z), from the saved output.
+        let dz = match act {
+            DenseAct::Identity => grad,
+            DenseAct::Relu | DenseAct::Tanh => {
+                let (yt, yr) = host(&y);
+                let (gt, gr) = host(&grad);
+                let ys = &yt.storage::<f32>()[yr];
+                let gs = &gt.storage::<f32>()[gr];
+                let dz: Vec<f32> = if act == DenseAct::Relu {
+                    ys.iter()
+                        .zip(gs)
+                        .map(|(&y, &g)| if y > 0.0 { g } else { 0.0 })
+                        .collect()
+                } else {
+                    ys.iter()
+                        .zip(gs)
+                        .map(|(&y, &g)| g * (1.0 - y * y))
+                        .collect()
+                };
+                flex(dz, &shape)
+            }
+        };
+        if let Some(node) = node_b {
+            let (dt, dr) = host(&dz);
+            let mut db = vec![0f32; d_out];
+            for row in dt.storage::<f32>()[dr].chunks_exact(d_out) {
+                db.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+            }
+            grads.register::<Flex>(node.id, flex(db, &[d_out]));
+        }
+        if let Some(node) = node_w {
+            let x_t = Flex::float_swap_dims(x, 0, 1); // [d_in, batch]
+            grads.register::<Flex>(node.id, Flex::float_matmul(x_t, dz.clone()));
+        }
+        if let Some(node) = node_x {
+            let w_t = Flex::float_swap_dims(w, 0, 1); // [d_out, d_in]
+            grads.register::<Flex>(node.id, Flex::float_matmul(dz, w_t));
+        }
+    }
+}
+
+fn dense_autodiff(x: AdTensor, w: AdTensor, b: AdTensor, act: DenseAct) -> AdTensor {
+    let (xi, wi, bi) = (
+        <Ad as AutodiffBackend>::inner(x.clone()),
+        <Ad as AutodiffBackend>::inner(w.clone()),
+        <Ad as AutodiffBackend>::inner(b.clone()),
+    );
+    match Dense
+        .prepare::<NoCheckpointing>([x.node(), w.node(), b.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let y = dense_forward(xi.clone(), wi.clone(), &bi, act);
+            let state = DenseState {
+                x: xi,
+                w: wi,
+                y: y.clone(),
+                act,
+            };
+            prep.finish(state, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(dense_forward(xi, wi, &bi, act)),
+    }
+}
+
 /// `e^y` for `y` in [−20, 0] (and NaN → NaN), in f64 arithmetic alone, so that a loop of it
 /// vectorizes and gives the same bits on every CPU (glibc's `exp` picks an FMA or a plain variant
 /// by the CPU). `y = k·ln 2 + r`, `|r| ≤ ln 2 / 2` (Cody–Waite: fdlibm's split of ln 2, exact
@@ -496,6 +668,7 @@ fn tanh_autodiff(x: AdTensor) -> AdTensor {
 mod tests {
     use super::*;
     use burn::module::Module;
+    use burn::nn::LinearConfig;
     use burn::nn::conv::Conv2dConfig;
     use burn::nn::pool::MaxPool2dConfig;
     use burn::tensor::{Device, Distribution, Tolerance};
@@ -663,6 +836,76 @@ mod tests {
                 plain.forward(x.clone().inner()),
                 "inference output",
             );
+        }
+    }
+
+    /// The fused layer's output and the gradients of input, weight and bias equal burn's
+    /// `Linear::forward` + activation, for each activation, with a tracked input (a hidden
+    /// layer) and with a data input (the first layer: no input gradient); without autodiff too.
+    #[test]
+    fn dense_matches_burn_linear_and_activation_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        let tol = Tolerance::rel_abs(1e-4, 1e-5); // as the convolution's: summation order differs
+        let same =
+            |a: Tensor<2>, b: Tensor<2>| a.into_data().assert_approx_eq::<f32>(&b.into_data(), tol);
+        for act in [DenseAct::Identity, DenseAct::Relu, DenseAct::Tanh] {
+            for (batch, d_in, d_out) in [(9, 13, 7), (1, 4, 1), (32, 64, 64)] {
+                let layer = LinearConfig::new(d_in, d_out).init(&device);
+                let x = Tensor::<2>::random([batch, d_in], Distribution::Normal(0.0, 1.5), &device);
+                let r =
+                    Tensor::<2>::random([batch, d_out], Distribution::Normal(0.0, 1.0), &device);
+                assert!(x.clone().try_into_primitive::<Ad>().is_ok());
+                for tracked_input in [true, false] {
+                    let run = |ours: bool| {
+                        let x = if tracked_input {
+                            x.clone().require_grad()
+                        } else {
+                            x.clone()
+                        };
+                        let y = if ours {
+                            dense(&layer, x.clone(), act)
+                        } else {
+                            let z = layer.forward(x.clone());
+                            match act {
+                                DenseAct::Identity => z,
+                                DenseAct::Relu => burn::tensor::activation::relu(z),
+                                DenseAct::Tanh => burn::tensor::activation::tanh(z),
+                            }
+                        };
+                        let grads = (y.clone() * r.clone()).sum().backward();
+                        let w = layer.weight.val().grad(&grads).expect("weight grad");
+                        let b = layer
+                            .bias
+                            .as_ref()
+                            .unwrap()
+                            .val()
+                            .grad(&grads)
+                            .expect("bias grad");
+                        let dx = x.grad(&grads);
+                        (y.inner(), dx, w, b)
+                    };
+                    let (y0, dx0, w0, b0) = run(false);
+                    let (y1, dx1, w1, b1) = run(true);
+                    same(y1, y0);
+                    same(w1, w0);
+                    b1.into_data().assert_approx_eq::<f32>(&b0.into_data(), tol);
+                    assert_eq!(dx0.is_some(), tracked_input);
+                    assert_eq!(dx1.is_some(), tracked_input, "{act:?}");
+                    if let (Some(a), Some(b)) = (dx1, dx0) {
+                        same(a, b);
+                    }
+                }
+                let plain = layer.valid();
+                let x = x.inner();
+                let reference = plain.forward(x.clone());
+                let reference = match act {
+                    DenseAct::Identity => reference,
+                    DenseAct::Relu => burn::tensor::activation::relu(reference),
+                    DenseAct::Tanh => burn::tensor::activation::tanh(reference),
+                };
+                same(dense(&plain, x, act), reference);
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::kernels::{conv3x3, max_pool2};
+use crate::kernels::{DenseAct, conv3x3, dense, max_pool2};
 use crate::{Error, Result};
 
 /// Hidden-layer nonlinearity of an MLP.
@@ -254,10 +254,19 @@ impl Mlp {
     /// - output: `[batch, n_outputs]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let mut x = x; // [batch, n_features]
+        // relu and tanh layers as one fused operation each (crate::kernels::dense, issue 18).
+        let fused = match self.activation {
+            Activation::Relu => Some(DenseAct::Relu),
+            Activation::Tanh => Some(DenseAct::Tanh),
+            Activation::Gelu => None,
+        };
         for layer in &self.hidden {
-            x = self.activation.apply(layer.forward(x)); // [batch, width]
+            x = match fused {
+                Some(act) => dense(layer, x, act),
+                None => self.activation.apply(layer.forward(x)),
+            }; // [batch, width]
         }
-        self.output.forward(x) // [batch, n_outputs]
+        dense(&self.output, x, DenseAct::Identity) // [batch, n_outputs]
     }
 }
 
