@@ -320,7 +320,7 @@ impl Env for ScheduleEnv {
         let mut trainer = self
             .task
             .split(&self.data, seed)
-            .and_then(|split| Trainer::new(&split, &config))
+            .and_then(|split| Trainer::from_split(split, &config))
             .expect("the task was built once in ScheduleEnv::new, so it should build for any seed");
         let mut hp = clamp_hparams(self.task.init, &self.config);
         let mut info = Info::new();

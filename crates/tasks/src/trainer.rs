@@ -108,21 +108,21 @@ struct DeviceTable {
 }
 
 impl DeviceTable {
-    fn new(table: &Table, n_features: usize, task_type: TaskType, device: &Device) -> Self {
+    /// Takes the table's buffers (no copy of the features: `TensorData` keeps the `Vec`).
+    fn new(table: Table, n_features: usize, task_type: TaskType, device: &Device) -> Self {
         let n = table.n_rows();
-        let x = Tensor::from_data(TensorData::new(table.x.clone(), [n, n_features]), device);
+        let mean = table.y.iter().map(|&v| v as f64).sum::<f64>() / n.max(1) as f64;
+        let total_sum_squares = table.y.iter().map(|&v| (v as f64 - mean).powi(2)).sum();
+        let x = Tensor::from_data(TensorData::new(table.x, [n, n_features]), device);
         let y = match task_type {
             TaskType::Classification => {
                 let labels: Vec<i64> = table.y.iter().map(|&v| v as i64).collect();
                 Targets::Classes(Tensor::from_data(TensorData::new(labels, [n]), device))
             }
-            TaskType::Regression => Targets::Values(Tensor::from_data(
-                TensorData::new(table.y.clone(), [n, 1]),
-                device,
-            )),
+            TaskType::Regression => {
+                Targets::Values(Tensor::from_data(TensorData::new(table.y, [n, 1]), device))
+            }
         };
-        let mean = table.y.iter().map(|&v| v as f64).sum::<f64>() / n.max(1) as f64;
-        let total_sum_squares = table.y.iter().map(|&v| (v as f64 - mean).powi(2)).sum();
         Self {
             x,
             y,
@@ -202,8 +202,14 @@ struct StepOut {
 }
 
 impl Trainer {
-    /// Builds the model and puts the split's data on the backend's device.
+    /// Builds the model and puts a copy of the split's data on the backend's device.
     pub fn new(data: &SplitData, config: &TrainerConfig) -> Result<Self> {
+        Self::from_split(data.clone(), config)
+    }
+
+    /// [`Trainer::new`] taking the split itself: its buffers become the device tables without a
+    /// copy (an episode start of meta-training builds a fresh split and hands it over).
+    pub fn from_split(data: SplitData, config: &TrainerConfig) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(Error::InvalidConfig {
                 field: "batch_size",
@@ -258,9 +264,10 @@ impl Trainer {
                 (ModuleOptimizer::from(adamw), handle)
             }
         };
-        let train = DeviceTable::new(&data.train, data.n_features, data.task_type, &device);
-        let val = DeviceTable::new(&data.val, data.n_features, data.task_type, &device);
-        let test = DeviceTable::new(&data.test, data.n_features, data.task_type, &device);
+        let (n_features, task_type) = (data.n_features, data.task_type);
+        let train = DeviceTable::new(data.train, n_features, task_type, &device);
+        let val = DeviceTable::new(data.val, n_features, task_type, &device);
+        let test = DeviceTable::new(data.test, n_features, task_type, &device);
         let mut trainer = Self {
             config: config.clone(),
             task_type: data.task_type,
