@@ -1,7 +1,8 @@
 //! The small CNN's two heavy operations, 3×3 convolution (valid, stride 1) and 2×2 max pooling
-//! (stride 2), and the MLPs' tanh, with their own forward and backward on the CPU backend
-//! (burn-flex, with and without autodiff). Every other backend (wgpu) gets burn's own `conv2d`,
-//! `max_pool2d` and `tanh`.
+//! (stride 2), the MLPs' layers (`dense`: affine map + relu/tanh as one operation) and their
+//! tanh, with their own forward and backward on the CPU backend (burn-flex, with and without
+//! autodiff). Every other backend (wgpu) gets burn's own `conv2d`, `max_pool2d`, `Linear` and
+//! `tanh`.
 //!
 //! tanh (issue 18, profiled on the meta-train task mix, 184 of 390 tasks tanh MLPs): 33% of a
 //! 1-core segment rollout went to glibc's scalar `tanhf`/`expm1f`, and burn-autodiff computes
