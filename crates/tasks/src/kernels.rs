@@ -402,19 +402,22 @@ fn dense_forward(x: FlexTensor, w: FlexTensor, bias: &FlexTensor, act: DenseAct)
     let n = out.layout().shape().num_elements();
     // The matmul's fresh, contiguous output takes the bias in place (no copy: it is unique).
     assert!(out.layout().contiguous_offsets() == Some((0, n)));
-    for row in out.storage_mut::<f32>().chunks_exact_mut(b.len()) {
+    let values = out.storage_mut::<f32>();
+    for row in values.chunks_exact_mut(b.len()) {
         match act {
-            DenseAct::Identity => row.iter_mut().zip(b).for_each(|(v, &c)| *v += c),
             DenseAct::Relu => row
                 .iter_mut()
                 .zip(b)
                 .for_each(|(v, &c)| *v = (*v + c).max(0.0)),
-            DenseAct::Tanh => {
-                row.iter_mut().zip(b).for_each(|(v, &c)| *v += c);
-                let pre = row.to_vec();
-                tanh_slice(&pre, row);
+            DenseAct::Identity | DenseAct::Tanh => {
+                row.iter_mut().zip(b).for_each(|(v, &c)| *v += c)
             }
         }
+    }
+    if act == DenseAct::Tanh {
+        // One buffer per call (the vectorized loop reads one slice and writes another).
+        let pre = values.to_vec();
+        tanh_slice(&pre, values);
     }
     out
 }
