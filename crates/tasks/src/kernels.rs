@@ -167,34 +167,55 @@ fn pool_autodiff(x: AdTensor) -> AdTensor {
 /// - output: `[batch, c_out, h - 2, w - 2]`
 pub fn conv3x3(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let bias = layer.bias.as_ref().map(Param::val);
-    let weight = layer.weight.val();
-    if let Some(bias) = bias
-        && x.dtype() == DType::F32
-    {
-        // The input may be a plain flex tensor (a minibatch of data) under autodiff weights.
-        let x_ad = x.clone().try_into_primitive::<Ad>().or_else(|_| {
-            x.clone()
-                .try_into_primitive::<Flex>()
-                .map(<Ad as AutodiffBackend>::from_inner)
-        });
-        let all = (
-            x_ad,
-            weight.clone().try_into_primitive::<Ad>(),
-            bias.clone().try_into_primitive::<Ad>(),
-        );
-        if let (Ok(x), Ok(w), Ok(b)) = all {
-            return Tensor::from_primitive::<Ad>(conv_autodiff(x, w, b));
+    match primitives(&x, &layer.weight.val(), bias.as_ref()) {
+        Some(Primitives::Autodiff(x, w, b)) => Tensor::from_primitive::<Ad>(conv_autodiff(x, w, b)),
+        Some(Primitives::Flex(x, w, b)) => {
+            Tensor::from_primitive::<Flex>(conv_forward(&x, &w, &b).0)
         }
-        let all = (
-            x.clone().try_into_primitive::<Flex>(),
-            weight.try_into_primitive::<Flex>(),
-            bias.try_into_primitive::<Flex>(),
-        );
-        if let (Ok(x), Ok(w), Ok(b)) = all {
-            return Tensor::from_primitive::<Flex>(conv_forward(&x, &w, &b).0);
-        }
+        None => layer.forward(x),
     }
-    layer.forward(x)
+}
+
+/// A layer's input, weight and bias as flex primitives, all under autodiff or all without.
+enum Primitives {
+    Autodiff(AdTensor, AdTensor, AdTensor),
+    Flex(FlexTensor, FlexTensor, FlexTensor),
+}
+
+/// The primitives our kernels take, if the layer has a bias and everything is f32 on flex
+/// (with autodiff: the input may be a plain flex tensor, a minibatch of data, under autodiff
+/// weights); `None` sends the caller to burn's own op.
+fn primitives<const DX: usize, const DW: usize>(
+    x: &Tensor<DX>,
+    weight: &Tensor<DW>,
+    bias: Option<&Tensor<1>>,
+) -> Option<Primitives> {
+    let bias = bias?;
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    let x_ad = x.clone().try_into_primitive::<Ad>().or_else(|_| {
+        x.clone()
+            .try_into_primitive::<Flex>()
+            .map(<Ad as AutodiffBackend>::from_inner)
+    });
+    let all = (
+        x_ad,
+        weight.clone().try_into_primitive::<Ad>(),
+        bias.clone().try_into_primitive::<Ad>(),
+    );
+    if let (Ok(x), Ok(w), Ok(b)) = all {
+        return Some(Primitives::Autodiff(x, w, b));
+    }
+    let all = (
+        x.clone().try_into_primitive::<Flex>(),
+        weight.clone().try_into_primitive::<Flex>(),
+        bias.clone().try_into_primitive::<Flex>(),
+    );
+    match all {
+        (Ok(x), Ok(w), Ok(b)) => Some(Primitives::Flex(x, w, b)),
+        _ => None,
+    }
 }
 
 /// im2col for a 3×3 valid convolution: `[batch, c·9, positions]`, row `c·9 + ki·3 + kj`
@@ -318,23 +339,33 @@ impl Backward<Flex, 3> for Conv3x3 {
 
 type AdTensor = <Ad as burn_backend::BackendTypes>::FloatTensorPrimitive;
 
-fn conv_autodiff(x: AdTensor, w: AdTensor, b: AdTensor) -> AdTensor {
-    let (xi, wi, bi) = (
-        <Ad as AutodiffBackend>::inner(x.clone()),
-        <Ad as AutodiffBackend>::inner(w.clone()),
-        <Ad as AutodiffBackend>::inner(b.clone()),
-    );
-    match Conv3x3
+/// Runs a three-parent op (input, weight, bias) under autodiff: `forward` gets the inner flex
+/// tensors and whether the op is tracked, and returns the output with, when tracked, the state
+/// its backward pass needs.
+fn autodiff_op3<O: Backward<Flex, 3>>(
+    op: O,
+    [x, w, b]: [AdTensor; 3],
+    forward: impl FnOnce([FlexTensor; 3], bool) -> (FlexTensor, Option<O::State>),
+) -> AdTensor {
+    let inner = [x.clone(), w.clone(), b.clone()].map(<Ad as AutodiffBackend>::inner);
+    match op
         .prepare::<NoCheckpointing>([x.node(), w.node(), b.node()])
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let (out, state) = conv_forward(&xi, &wi, &bi);
-            prep.finish(state, out)
+            let (out, state) = forward(inner, true);
+            prep.finish(state.expect("a tracked forward returns its state"), out)
         }
-        OpsKind::UnTracked(prep) => prep.finish(conv_forward(&xi, &wi, &bi).0),
+        OpsKind::UnTracked(prep) => prep.finish(forward(inner, false).0),
     }
+}
+
+fn conv_autodiff(x: AdTensor, w: AdTensor, b: AdTensor) -> AdTensor {
+    autodiff_op3(Conv3x3, [x, w, b], |[x, w, b], tracked| {
+        let (out, state) = conv_forward(&x, &w, &b);
+        (out, tracked.then_some(state))
+    })
 }
 
 /// The activation a [`dense`] layer applies after its affine map.
@@ -359,32 +390,16 @@ pub enum DenseAct {
 /// - input: `[batch, d_in]`
 /// - output: `[batch, d_out]`
 pub fn dense(layer: &Linear, x: Tensor<2>, act: DenseAct) -> Tensor<2> {
-    let weight = layer.weight.val(); // [d_in, d_out]
-    if let Some(bias) = layer.bias.as_ref().map(Param::val)
-        && x.dtype() == DType::F32
-    {
-        // The input may be a plain flex tensor (a minibatch of data) under autodiff weights.
-        let x_ad = x.clone().try_into_primitive::<Ad>().or_else(|_| {
-            x.clone()
-                .try_into_primitive::<Flex>()
-                .map(<Ad as AutodiffBackend>::from_inner)
-        });
-        let all = (
-            x_ad,
-            weight.clone().try_into_primitive::<Ad>(),
-            bias.clone().try_into_primitive::<Ad>(),
-        );
-        if let (Ok(x), Ok(w), Ok(b)) = all {
+    let bias = layer.bias.as_ref().map(Param::val);
+    // The weight is [d_in, d_out].
+    match primitives(&x, &layer.weight.val(), bias.as_ref()) {
+        Some(Primitives::Autodiff(x, w, b)) => {
             return Tensor::from_primitive::<Ad>(dense_autodiff(x, w, b, act));
         }
-        let all = (
-            x.clone().try_into_primitive::<Flex>(),
-            weight.try_into_primitive::<Flex>(),
-            bias.try_into_primitive::<Flex>(),
-        );
-        if let (Ok(x), Ok(w), Ok(b)) = all {
+        Some(Primitives::Flex(x, w, b)) => {
             return Tensor::from_primitive::<Flex>(dense_forward(x, w, &b, act));
         }
+        None => {}
     }
     let z = layer.forward(x);
     match act {
@@ -487,28 +502,16 @@ impl Backward<Flex, 3> for Dense {
 }
 
 fn dense_autodiff(x: AdTensor, w: AdTensor, b: AdTensor, act: DenseAct) -> AdTensor {
-    let (xi, wi, bi) = (
-        <Ad as AutodiffBackend>::inner(x.clone()),
-        <Ad as AutodiffBackend>::inner(w.clone()),
-        <Ad as AutodiffBackend>::inner(b.clone()),
-    );
-    match Dense
-        .prepare::<NoCheckpointing>([x.node(), w.node(), b.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let y = dense_forward(xi.clone(), wi.clone(), &bi, act);
-            let state = DenseState {
-                x: xi,
-                w: wi,
-                y: y.clone(),
-                act,
-            };
-            prep.finish(state, y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(dense_forward(xi, wi, &bi, act)),
-    }
+    autodiff_op3(Dense, [x, w, b], |[x, w, b], tracked| {
+        let y = dense_forward(x.clone(), w.clone(), &b, act);
+        let state = tracked.then(|| DenseState {
+            x,
+            w,
+            y: y.clone(),
+            act,
+        });
+        (y, state)
+    })
 }
 
 /// `e^y` for `y` in [−20, 0] (and NaN → NaN), in f64 arithmetic alone, so that a loop of it
