@@ -750,14 +750,20 @@ fn meta_config(dir: &Path) -> PathBuf {
 
 /// A smoke run over experiments/smoke/tasks.toml with 4 envs (so 3 workers all hold some).
 fn meta_config_4_envs(dir: &Path, iterations: usize, rollout: &str) -> PathBuf {
+    meta_config_4_envs_with(dir, iterations, rollout, "")
+}
+
+/// [`meta_config_4_envs`] with `extra` TOML appended (tables after `[ppo]`).
+fn meta_config_4_envs_with(dir: &Path, iterations: usize, rollout: &str, extra: &str) -> PathBuf {
     let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke/tasks.toml");
-    let path = dir.join(format!("meta4-{rollout}.toml"));
+    let tag = if extra.is_empty() { "" } else { "-extra" };
+    let path = dir.join(format!("meta4-{rollout}{tag}.toml"));
     std::fs::write(
         &path,
         format!(
             "collection = {:?}\nseed = 2\ntotal_timesteps = {}\nnum_envs = 4\neval_interval = 2\n\
              eval_seeds = 2\n[ppo]\nnum_steps = 32\nnum_minibatches = 4\nupdate_epochs = 2\n\
-             learning_rate = 0.001\nrollout = {rollout:?}\n",
+             learning_rate = 0.001\nrollout = {rollout:?}\n{extra}",
             tasks.canonicalize().unwrap().display().to_string(),
             iterations * 4 * 32
         ),
@@ -793,6 +799,57 @@ fn meta_train_gives_the_same_policy_in_threads_and_in_any_number_of_worker_proce
         lockstep != segments,
         "segment rollouts act on a frozen normalizer: another policy than lockstep's"
     );
+}
+
+#[test]
+fn per_episode_starts_train_the_same_policy_in_threads_and_in_worker_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = meta_config_4_envs(dir.path(), 2, "segments");
+    // The same run as `plain` apart from the starts.
+    let starts = meta_config_4_envs_with(
+        dir.path(),
+        2,
+        "segments",
+        "[episode_starts]\nlr = [1e-3, 0.3]\nmomentum = [0.0, 0.9]\n",
+    );
+    let run = |config: &Path, name: &str, workers: &str| {
+        let out = dir.path().join(name);
+        let done = hyperctl(&[
+            "meta-train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--workers",
+            workers,
+        ]);
+        assert!(
+            done.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        out
+    };
+    let threads = run(&starts, "starts-threads", "0");
+    let workers = run(&starts, "starts-workers", "2");
+    let own = run(&plain, "own-starts", "0");
+    assert!(
+        meta_results(&threads) == meta_results(&workers),
+        "per-episode starts: 2 workers gave another policy than threads"
+    );
+    assert!(
+        meta_results(&threads).0 != meta_results(&own).0,
+        "drawing starts per episode should change what is learned"
+    );
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(threads.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        record["training"]["episode_starts"],
+        serde_json::json!({"lr": [1e-3, 0.3], "momentum": [0.0, 0.9]})
+    );
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(own.join("config.json")).unwrap()).unwrap();
+    assert!(record["training"].get("episode_starts").is_none());
 }
 
 /// Runs the 4-env smoke config in threads, 1, 2 and 3 workers, and resumed across worker counts;

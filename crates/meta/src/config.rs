@@ -18,13 +18,16 @@
 //! [ppo]                           # optional: any PpoConfig field except seed/total_timesteps
 //! num_steps = 64
 //! [env]                           # optional: EnvConfig fields (bounds, action scale, penalty)
+//! [episode_starts]                # optional: every training episode draws its own start
+//! lr = [1e-4, 1.0]                # log-uniform starting lr (within the env's lr bounds)
+//! momentum = [0.0, 0.5, 0.9]      # starting momentum, uniformly (evaluation keeps the tasks')
 //! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hyperctl_ppo::{PpoConfig, RolloutMode};
-use hyperctl_schedule_env::EnvConfig;
+use hyperctl_schedule_env::{EnvConfig, EpisodeStarts};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -83,6 +86,9 @@ pub struct MetaTrainConfig {
     /// Environment settings (defaults: `envs/schedule_env.toml`).
     #[serde(default = "EnvConfig::defaults")]
     pub env: EnvConfig,
+    /// Per-episode starts of the training episodes (none: each task's own `init`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episode_starts: Option<EpisodeStarts>,
 }
 
 /// How the kept policy is selected among the evaluations.
@@ -196,6 +202,9 @@ impl MetaTrainConfig {
         self.env
             .validate()
             .map_err(|e| bad(format!("[env]: {e}")))?;
+        if let Some(starts) = &self.episode_starts {
+            starts.validate(&self.env).map_err(|e| bad(e.to_string()))?;
+        }
         let folder = path.parent().unwrap_or(Path::new(""));
         let collection = if self.collection.ends_with(".toml") || self.collection.contains('/') {
             folder.join(&self.collection).to_string_lossy().into_owned()
@@ -326,6 +335,18 @@ mod tests {
         assert_eq!(r.collection, "experiments/x/tasks.toml");
         assert_eq!(r.config.split, "meta-train");
         assert_eq!(r.config.env, EnvConfig::defaults());
+        assert_eq!(r.config.episode_starts, None);
+        let starts = parse(&format!(
+            "{BASE}[episode_starts]\nlr = [1e-4, 1.0]\nmomentum = [0.0, 0.5, 0.9]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            starts.config.episode_starts,
+            Some(EpisodeStarts {
+                lr: [1e-4, 1.0],
+                momentum: vec![0.0, 0.5, 0.9]
+            })
+        );
         assert_eq!(
             parse(&BASE.replace("tasks.toml", "generated"))
                 .unwrap()
@@ -363,6 +384,26 @@ mod tests {
             (format!("{BASE}bogus = 1\n"), "unknown field `bogus`"),
             (BASE.replace("seed = 3\n", ""), "missing field `seed`"),
             (format!("{BASE}[env]\nlr_min = -1.0\n"), "lr_min"),
+            (
+                format!("{BASE}[episode_starts]\nlr = [1.0, 0.1]\nmomentum = [0.9]\n"),
+                "episode_starts.lr",
+            ),
+            (
+                format!("{BASE}[episode_starts]\nlr = [1e-4, 100.0]\nmomentum = [0.9]\n"),
+                "leaves the env's lr bounds",
+            ),
+            (
+                format!("{BASE}[episode_starts]\nlr = [1e-4, 1.0]\nmomentum = []\n"),
+                "episode_starts.momentum",
+            ),
+            (
+                format!("{BASE}[episode_starts]\nlr = [1e-4, 1.0]\nmomentum = [1.5]\n"),
+                "momentum bounds",
+            ),
+            (
+                format!("{BASE}[episode_starts]\nlr = [1e-4, 1.0]\nmomentum = [0.9]\nbeta = 1\n"),
+                "unknown field `beta`",
+            ),
         ] {
             let err = parse(&text).unwrap_err();
             assert!(err.contains(expected), "expected `{expected}` in: {err}");

@@ -294,10 +294,12 @@ fn pools(resolved: &Resolved, backend: Backend) -> Result<(Arc<TaskPool>, TaskPo
         )
         .map_err(|e| Error::Tasks(format!("split `{split}`: {e}")))
     };
-    Ok((
-        Arc::new(pool(train, &c.split)?),
-        pool(evals, &c.eval_split)?,
-    ))
+    // Only the training episodes draw their starts; evaluation keeps each task's own, so that
+    // selection scores every checkpoint on the same cells.
+    let train = pool(train, &c.split)?
+        .with_starts(c.episode_starts.clone())
+        .map_err(|e| Error::Tasks(format!("split `{}`: {e}", c.split)))?;
+    Ok((Arc::new(train), pool(evals, &c.eval_split)?))
 }
 
 fn row_from(
@@ -382,6 +384,7 @@ pub fn run(
                     train: task_ids.0.clone(),
                     eval: task_ids.1.clone(),
                     env: c.env.clone(),
+                    starts: c.episode_starts.clone(),
                     backend: options.backend,
                 },
                 pool.clone(),

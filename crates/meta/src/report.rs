@@ -19,7 +19,7 @@ fn plot_err<E: std::fmt::Debug>(e: E) -> Error {
 pub fn training_record(resolved: &Resolved, state: &MetaState) -> serde_json::Value {
     let first = state.invocations.first();
     let best = state.best.as_ref().map(|b| &b.eval);
-    json!({
+    let mut record = json!({
         "collection": state.config.collection,
         "split": state.config.split,
         "eval_split": state.config.eval_split,
@@ -43,7 +43,12 @@ pub fn training_record(resolved: &Resolved, state: &MetaState) -> serde_json::Va
         "optimizer": state.optimizer,
         "version": first.map(|p| p.version.clone()),
         "git_commit": first.map(|p| p.git_commit.clone()),
-    })
+    });
+    // Written only when set, so earlier policies' records read as before.
+    if let Some(starts) = &state.config.episode_starts {
+        record["episode_starts"] = json!(starts);
+    }
+    record
 }
 
 /// Rewrites every output file from `state`.

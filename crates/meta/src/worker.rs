@@ -43,7 +43,9 @@ use std::sync::{Arc, Mutex};
 use hyperctl_env_core::{BoxSpace, Obs, Step, VecEnv};
 use hyperctl_pool::process::ProcessPool;
 use hyperctl_ppo::{Policy, SegmentNoise};
-use hyperctl_schedule_env::{CycleSnapshot, EnvConfig, EnvTiming, Handoff, TaskCycleEnv, TaskPool};
+use hyperctl_schedule_env::{
+    CycleSnapshot, EnvConfig, EnvTiming, EpisodeStarts, Handoff, TaskCycleEnv, TaskPool,
+};
 use hyperctl_tasks::Backend;
 use serde::{Deserialize, Serialize};
 
@@ -132,6 +134,9 @@ pub struct Init {
     pub eval: Vec<String>,
     /// Env settings.
     pub env: EnvConfig,
+    /// Per-episode starts of the training tasks (`[episode_starts]`; none: each task's own).
+    #[serde(default)]
+    pub starts: Option<EpisodeStarts>,
     /// Backend of the inner training.
     pub backend: Backend,
 }
@@ -481,7 +486,10 @@ fn init_pools(init: &Init) -> Result<(Arc<TaskPool>, TaskPool), String> {
                 .collect::<Result<Vec<_>, _>>()?;
         TaskPool::new(tasks, init.env.clone(), init.backend).map_err(|e| e.to_string())
     };
-    Ok((Arc::new(pick(&init.train)?), pick(&init.eval)?))
+    let train = pick(&init.train)?
+        .with_starts(init.starts.clone())
+        .map_err(|e| e.to_string())?;
+    Ok((Arc::new(train), pick(&init.eval)?))
 }
 
 /// The learner's record of one env.

@@ -29,6 +29,74 @@ pub struct TaskPool {
     data: Vec<Arc<Dataset>>,
     config: EnvConfig,
     backend: Backend,
+    starts: Option<EpisodeStarts>,
+}
+
+/// Where each episode of a [`TaskCycleEnv`] starts, drawn afresh per episode from its seed
+/// instead of the task's one fixed `init` (meta-training's `[episode_starts]`): the learning
+/// rate log-uniform over `lr = [lo, hi]`, the momentum uniformly from `momentum`. A task then
+/// no longer pairs with a single start, so a policy cannot do well by remembering a trajectory
+/// per start; it has to read where the task's good lr is.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpisodeStarts {
+    /// Log-uniform range of the starting learning rate, `[lo, hi]` with 0 < lo ≤ hi.
+    pub lr: [f64; 2],
+    /// Starting momenta (SGD's momentum or AdamW's beta1), drawn uniformly.
+    pub momentum: Vec<f64>,
+}
+
+impl EpisodeStarts {
+    /// Checks the ranges against the env's bounds; the error names the field.
+    pub fn validate(&self, env: &EnvConfig) -> Result<(), Error> {
+        let bad = |field: &'static str, reason: String| Err(Error::InvalidConfig { field, reason });
+        let [lo, hi] = self.lr;
+        if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi) {
+            return bad(
+                "episode_starts.lr",
+                format!("expected [lo, hi] with 0 < lo <= hi, got [{lo}, {hi}]"),
+            );
+        }
+        if lo < env.lr_min || hi > env.lr_max {
+            return bad(
+                "episode_starts.lr",
+                format!(
+                    "[{lo}, {hi}] leaves the env's lr bounds [{}, {}]",
+                    env.lr_min, env.lr_max
+                ),
+            );
+        }
+        if self.momentum.is_empty() {
+            return bad(
+                "episode_starts.momentum",
+                "expected at least one momentum".into(),
+            );
+        }
+        if let Some(m) = self
+            .momentum
+            .iter()
+            .find(|m| !(**m >= env.momentum_min && **m <= env.momentum_max))
+        {
+            return bad(
+                "episode_starts.momentum",
+                format!(
+                    "{m} is outside the env's momentum bounds [{}, {}]",
+                    env.momentum_min, env.momentum_max
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The start of the episode with seed `seed` (the same seed always gives the same start).
+    pub fn draw(&self, seed: u64) -> hyperctl_tasks::Hyperparams {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x57A2_75EE_D5EE_D5EE);
+        let [lo, hi] = self.lr;
+        let u: f64 = rng.random();
+        let lr = (lo.ln() + u * (hi.ln() - lo.ln())).exp().clamp(lo, hi);
+        let momentum = self.momentum[rng.random_range(0..self.momentum.len())];
+        hyperctl_tasks::Hyperparams { lr, momentum }
+    }
 }
 
 impl TaskPool {
@@ -60,7 +128,23 @@ impl TaskPool {
             data,
             config,
             backend,
+            starts: None,
         })
+    }
+
+    /// Every episode a cycle over this pool starts draws its own start from `starts` (checked
+    /// against the env's bounds); `None` keeps each task's own `init`.
+    pub fn with_starts(mut self, starts: Option<EpisodeStarts>) -> Result<Self, Error> {
+        if let Some(s) = &starts {
+            s.validate(&self.config)?;
+        }
+        self.starts = starts;
+        Ok(self)
+    }
+
+    /// The per-episode start distribution, if any.
+    pub fn starts(&self) -> Option<&EpisodeStarts> {
+        self.starts.as_ref()
     }
 
     /// The tasks, in the order given.
@@ -77,6 +161,21 @@ impl TaskPool {
     pub fn env(&self, index: usize) -> ScheduleEnv {
         ScheduleEnv::prevalidated(
             self.tasks[index].clone(),
+            self.data[index].clone(),
+            self.config.clone(),
+            self.backend,
+        )
+    }
+
+    /// The env for an episode of task `index` with seed `seed`: [`TaskPool::env`], started
+    /// from the pool's per-episode start when it has one.
+    pub fn episode_env(&self, index: usize, seed: u64) -> ScheduleEnv {
+        let mut task = self.tasks[index].clone();
+        if let Some(starts) = &self.starts {
+            task.init = starts.draw(seed);
+        }
+        ScheduleEnv::prevalidated(
+            task,
             self.data[index].clone(),
             self.config.clone(),
             self.backend,
@@ -258,7 +357,7 @@ impl TaskCycleEnv {
         self.episode_start = Some(self.state.clone());
         self.actions.clear();
         let (index, episode_seed) = self.state.advance();
-        let mut env = self.pool.env(index);
+        let mut env = self.pool.episode_env(index, episode_seed);
         let (obs, mut info) = env.reset(Some(episode_seed));
         info.insert("task_index".into(), index as f64);
         self.current = Some(env);

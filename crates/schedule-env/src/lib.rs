@@ -32,7 +32,7 @@ pub mod env;
 pub use hyperctl_decide::{action, config, decision, features, live};
 
 pub use controller::{EpisodeResult, IntervalRecord, run_schedule, run_schedule_with};
-pub use cycle::{CycleSnapshot, EnvTiming, Handoff, TaskCycleEnv, TaskPool};
+pub use cycle::{CycleSnapshot, EnvTiming, EpisodeStarts, Handoff, TaskCycleEnv, TaskPool};
 pub use env::ScheduleEnv;
 pub use hyperctl_decide::{
     Controller, Decision, DecisionInput, DecisionLoop, EnvConfig, EpisodeContext, EpochReport,

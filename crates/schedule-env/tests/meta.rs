@@ -169,3 +169,71 @@ fn ppo_runs_on_schedule_environments() {
     let action = ppo.policy().act(&[0.0; hyperctl_schedule_env::N_FEATURES]);
     assert_eq!(action.len(), 2);
 }
+
+#[test]
+fn episode_starts_draw_a_start_per_episode_from_its_seed_alone() {
+    use hyperctl_schedule_env::{EpisodeStarts, FEATURES, TaskPool};
+    use std::sync::Arc;
+    let lr_feature = FEATURES
+        .iter()
+        .position(|f| f.0 == "log10_lr")
+        .expect("the lr feature");
+    let starts = EpisodeStarts {
+        lr: [1e-3, 0.5],
+        momentum: vec![0.0, 0.9],
+    };
+    let pool = |starts: Option<EpisodeStarts>| {
+        Arc::new(
+            TaskPool::new(tiny_tasks(), EnvConfig::defaults(), Backend::Flex)
+                .unwrap()
+                .with_starts(starts)
+                .unwrap(),
+        )
+    };
+    let first_lrs = |pool: Arc<TaskPool>| -> Vec<f32> {
+        let mut env = TaskCycleEnv::from_pool(pool);
+        let mut lrs = vec![env.reset(Some(11)).0[lr_feature]];
+        lrs.extend((0..7).map(|_| env.reset(None).0[lr_feature]));
+        lrs
+    };
+    let drawn = first_lrs(pool(Some(starts.clone())));
+    let own = first_lrs(pool(None));
+    // Without starts every episode begins at the tasks' own init (0.01); with them, each episode
+    // draws its own, inside the range, and the same seed gives the same draws.
+    assert!(own.iter().all(|&l| (l - (-2.0)).abs() < 1e-6), "{own:?}");
+    assert!(
+        drawn
+            .iter()
+            .all(|&l| (1e-3f32.log10() - 1e-6..=0.5f32.log10() + 1e-6).contains(&l)),
+        "{drawn:?}"
+    );
+    let mut distinct = drawn.clone();
+    distinct.sort_by(f32::total_cmp);
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        drawn.len(),
+        "a new start per episode: {drawn:?}"
+    );
+    assert_eq!(drawn, first_lrs(pool(Some(starts.clone()))));
+    // An episode started elsewhere from a handoff (a worker) starts where a reset would.
+    let mut env = TaskCycleEnv::from_pool(pool(Some(starts.clone())));
+    env.reset(Some(11));
+    let handoff = env.handoff();
+    let here = env.reset(None).0;
+    let (_, there) = TaskCycleEnv::start_from(pool(Some(starts.clone())), handoff).unwrap();
+    assert_eq!(here, there);
+    // Momenta come from the list; a bad range is refused with its field.
+    let hp = starts.draw(5);
+    assert!(starts.momentum.contains(&hp.momentum));
+    let err = TaskPool::new(tiny_tasks(), EnvConfig::defaults(), Backend::Flex)
+        .unwrap()
+        .with_starts(Some(EpisodeStarts {
+            lr: [1e-7, 1.0],
+            momentum: vec![0.9],
+        }))
+        .err()
+        .expect("a start below lr_min is refused")
+        .to_string();
+    assert!(err.contains("episode_starts.lr"), "{err}");
+}
