@@ -2,11 +2,11 @@
   R1  fresh seeds: median over tasks of the mean episode return over seeds + SKIP.. (compare
       output `fresh-seeds-{base,cand}`), and divergences;
   R2  start sweep: per start (× 0.01, 0.1, 1, 10 the headline's tuned-best lr, momentum 0.9,
-      seeds + 0..1; folders `sweep-{base,cand}-x{f}`), the mean over tasks of
+      seeds + SWEEP_SKIP.. (default 0); folders `sweep-{base,cand}-x{f}`), the mean over tasks of
       ln(test loss cand / base) (per task the mean over its seeds, a diverged run counting as the
       untrained model's validation loss, as in the headline) with a 95% bootstrap interval over
       tasks, and divergences.
-    python3 experiments/default-policy-v7-starts/rule.py DIR BASE CAND SKIP
+    python3 experiments/default-policy-v7-starts/rule.py DIR BASE CAND SKIP [SWEEP_SKIP]
 e.g. python3 experiments/default-policy-v7-starts/rule.py experiments/default-policy-v7-starts v6 v7 9
 """
 import math, os, statistics, sys
@@ -17,17 +17,21 @@ sys.path.insert(0, os.path.join(here, "../headline"))
 from targets import bootstrap, loss_of, read_jsonl, source_of  # noqa: E402
 
 folder, base, cand, skip = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+sweep_skip = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+
+
+def fresh_cells(records, k):
+    """The records of seeds + k.. of each task."""
+    first = defaultdict(lambda: float("inf"))
+    for r in records:
+        first[r["task_id"]] = min(first[r["task_id"]], r["seed"])
+    return [r for r in records if r["seed"] - first[r["task_id"]] >= k]
 
 
 def fresh(name):
     records = read_jsonl(os.path.join(folder, f"fresh-seeds-{name}", "results.jsonl"))
-    first = defaultdict(lambda: float("inf"))
-    for r in records:
-        first[r["task_id"]] = min(first[r["task_id"]], r["seed"])
     returns, diverged, runs = defaultdict(list), 0, 0
-    for r in records:
-        if r["seed"] - first[r["task_id"]] < skip:
-            continue
+    for r in fresh_cells(records, skip):
         returns[r["task_id"]].append(r["episode_return"])
         runs += 1
         diverged += bool(r["diverged"])
@@ -44,14 +48,15 @@ print(f"## R1 fresh seeds (+{skip}..): {base} {sb:.4f} ({db}/{nb} diverged), {ca
 print(f"paired mean return {cand} - {base}: {diff['mean']:+.4f} [{diff['lo']:+.4f}, {diff['hi']:+.4f}]; "
       f"R1 {'passes' if r1 else 'FAILS'} (score not lower, no more divergences)\n")
 
-print("## R2 start sweep (seeds + 0..1)\n")
+print(f"## R2 start sweep (seeds + {sweep_skip}..)\n")
 print(f"| start | cells | ln({cand} / {base}) | generated | tabular | diverged {base} / {cand} |")
 print("|---|---:|---|---|---|---|")
 r2, div_total = True, [0, 0]
 for f in ["0.01", "0.1", "1", "10"]:
     runs = {}
     for v in [base, cand]:
-        runs[v] = {(r["task_id"], r["seed"]): r for r in read_jsonl(os.path.join(folder, f"sweep-{v}-x{f}", "results.jsonl"))}
+        records = read_jsonl(os.path.join(folder, f"sweep-{v}-x{f}", "results.jsonl"))
+        runs[v] = {(r["task_id"], r["seed"]): r for r in fresh_cells(records, sweep_skip)}
     assert runs[base].keys() == runs[cand].keys(), f"x{f}: the two runs hold different cells"
     by_task, by_source = defaultdict(list), defaultdict(lambda: defaultdict(list))
     for k in runs[base]:
