@@ -1803,3 +1803,64 @@ fn compare_in_worker_processes_gives_the_records_of_in_process_runs() {
     ]);
     assert_clean_failure(&bad, &["--workers must be at least 1"]);
 }
+
+#[test]
+fn a_policy_trained_on_feature_version_2_runs_under_it_and_only_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke");
+    let text = std::fs::read_to_string(smoke.join("meta_train.toml"))
+        .unwrap()
+        .replace(
+            "collection = \"tasks.toml\"",
+            &format!(
+                "collection = {:?}",
+                smoke.join("tasks.toml").canonicalize().unwrap()
+            ),
+        );
+    let config = dir.path().join("v2.toml");
+    std::fs::write(&config, format!("{text}\n[env]\nfeature_version = 2\n")).unwrap();
+    let out = dir.path().join("policy");
+    let run = hyperctl(&[
+        "meta-train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(record["featurizer"]["version"], 2);
+    assert_eq!(record["architecture"]["obs_dim"], 19);
+    assert_eq!(record["action_mapping"]["env"]["feature_version"], 2);
+    let spec = format!("policy:{}", out.display());
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--dataset",
+            "gen:gauss-mix:n=120,d=3",
+            "--epochs",
+            "4",
+            "--controller",
+            &spec,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        hyperctl(&args)
+    };
+    let ran = train(&[]);
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let v1_env = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../envs/schedule_env.toml");
+    assert_clean_failure(
+        &train(&["--env-config", v1_env.to_str().unwrap()]),
+        &["trained under env settings"],
+    );
+}

@@ -181,4 +181,32 @@ mod tests {
             "lr_down_log2_step",
         );
     }
+
+    #[test]
+    fn feature_versions_other_than_the_known_ones_are_refused() {
+        for v in [1, 2] {
+            EnvConfig {
+                feature_version: v,
+                ..EnvConfig::defaults()
+            }
+            .validate()
+            .unwrap();
+        }
+        refused(
+            EnvConfig {
+                feature_version: 7,
+                ..EnvConfig::defaults()
+            },
+            "feature_version",
+        );
+        // Version 1 is left out of records, so they read as before.
+        let json = serde_json::to_string(&EnvConfig::defaults()).unwrap();
+        assert!(!json.contains("feature_version"), "{json}");
+        let v2 = EnvConfig {
+            feature_version: 2,
+            ..EnvConfig::defaults()
+        };
+        let json = serde_json::to_string(&v2).unwrap();
+        assert_eq!(serde_json::from_str::<EnvConfig>(&json).unwrap(), v2);
+    }
 }

@@ -35,6 +35,15 @@ pub struct EnvConfig {
     /// Action 1 = ±1 multiplies (1 − momentum) by 10^(∓momentum_log10_step).
     #[serde(default = "defaults::momentum_log10_step")]
     pub momentum_log10_step: f64,
+    /// Which observation the featurizer computes (`crate::features`): 1 (the default) or 2
+    /// (version 1 with a two-interval memory of lr steps and loss changes). A policy runs only
+    /// under the version it was trained with. Left out of records when 1, so earlier records read
+    /// as before.
+    #[serde(
+        default = "defaults::feature_version",
+        skip_serializing_if = "defaults::is_feature_version_1"
+    )]
+    pub feature_version: u32,
 }
 
 mod defaults {
@@ -62,6 +71,12 @@ mod defaults {
     pub fn momentum_log10_step() -> f64 {
         0.5
     }
+    pub fn feature_version() -> u32 {
+        crate::features::FEATURIZER_VERSION
+    }
+    pub fn is_feature_version_1(v: &u32) -> bool {
+        *v == 1
+    }
 }
 
 impl EnvConfig {
@@ -88,6 +103,7 @@ impl EnvConfig {
             lr_down_log2_step: None,
             lr_action_power: defaults::lr_action_power(),
             momentum_log10_step: defaults::momentum_log10_step(),
+            feature_version: defaults::feature_version(),
         }
     }
 
@@ -127,6 +143,16 @@ impl EnvConfig {
         }
         if !(self.momentum_log10_step > 0.0 && self.momentum_log10_step <= 2.0) {
             return bad("momentum_log10_step", "must be in (0, 2]");
+        }
+        if crate::features::feature_table(self.feature_version).is_none() {
+            return bad(
+                "feature_version",
+                &format!(
+                    "{} is not a feature version this build computes (expected one of {:?})",
+                    self.feature_version,
+                    crate::features::FEATURIZER_VERSIONS
+                ),
+            );
         }
         Ok(())
     }

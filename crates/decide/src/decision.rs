@@ -95,7 +95,7 @@ impl DecisionLoop {
         initial_val_loss: f64,
         guard: Option<Rollback>,
     ) -> Self {
-        let featurizer = Featurizer::new(initial_val_loss, budget);
+        let featurizer = Featurizer::with_version(env.feature_version, initial_val_loss, budget);
         let hp = clamp_hparams(init, &env);
         let good = guard.map(|_| GoodPoint {
             epoch: 0,

@@ -22,11 +22,23 @@
 //! | 10 | `log10_lr` | log10(lr) of the next interval | [−5, 1] | — |
 //! | 11 | `log10_one_minus_momentum` | log10(1 − μ) of the next interval | [−2, 0] | — |
 //! | 12 | `progress` | intervals done / budget | [0, 1] | — |
+//!
+//! Version 2 (`EnvConfig::feature_version = 2`) appends what a feed-forward policy needs to read
+//! the loss's response to its own last moves (a memory of two intervals):
+//!
+//! | # | name | definition | bounds | neutral |
+//! |---|---|---|---|---|
+//! | 13 | `last_lr_step` | log₂(lr of the interval just run / lr of the one before) | [−10, 10] | 0 |
+//! | 14 | `prev_lr_step` | the same one interval earlier | [−10, 10] | 0 |
+//! | 15 | `last_val_change` | ln(val loss / the previous interval's val loss, V₀ before the first) | [−5, 5] | 0 |
+//! | 16 | `prev_val_change` | the same one interval earlier | [−5, 5] | 0 |
+//! | 17 | `last_train_change` | ln(train_loss_mean / the previous interval's) | [−5, 5] | 0 |
+//! | 18 | `log10_interval_steps` | log10(minibatch steps in the interval just run) | [0, 5] | 0 |
 
 use crate::stats::{EpochStats, Hyperparams};
 use hyperctl_env_core::{BoxSpace, Obs};
 
-/// Name, lower bound, upper bound and neutral value of each feature, in order.
+/// Name, lower bound, upper bound and neutral value of each feature of version 1, in order.
 pub const FEATURES: [(&str, f32, f32, f32); 13] = [
     ("train_loss_rel", -10.0, 5.0, 0.0),
     ("val_loss_rel", -10.0, 5.0, 0.0),
@@ -43,21 +55,71 @@ pub const FEATURES: [(&str, f32, f32, f32); 13] = [
     ("progress", 0.0, 1.0, 0.0),
 ];
 
-/// Number of features.
+/// Version 2's features: version 1's, then the two-interval memory (module docs).
+pub const FEATURES_V2: [(&str, f32, f32, f32); 19] = [
+    FEATURES[0],
+    FEATURES[1],
+    FEATURES[2],
+    FEATURES[3],
+    FEATURES[4],
+    FEATURES[5],
+    FEATURES[6],
+    FEATURES[7],
+    FEATURES[8],
+    FEATURES[9],
+    FEATURES[10],
+    FEATURES[11],
+    FEATURES[12],
+    ("last_lr_step", -10.0, 10.0, 0.0),
+    ("prev_lr_step", -10.0, 10.0, 0.0),
+    ("last_val_change", -5.0, 5.0, 0.0),
+    ("prev_val_change", -5.0, 5.0, 0.0),
+    ("last_train_change", -5.0, 5.0, 0.0),
+    ("log10_interval_steps", 0.0, 5.0, 0.0),
+];
+
+/// Number of features of version 1 (the default).
 pub const N_FEATURES: usize = FEATURES.len();
 
-/// Version of the feature definitions above. Bump it whenever any feature's definition, bounds or
-/// order changes: saved policies record it and refuse to load under another version.
+/// Most features of any version.
+const MAX_FEATURES: usize = FEATURES_V2.len();
+
+/// The default version of the feature definitions (the one `EnvConfig::defaults` selects).
+/// Versions are never changed once released: a new definition, bound or order is a new version.
+/// Saved policies record theirs and run only under it.
 pub const FEATURIZER_VERSION: u32 = 1;
+
+/// Every feature version this build computes.
+pub const FEATURIZER_VERSIONS: [u32; 2] = [1, 2];
+
+/// The features of `version` (name, lower bound, upper bound, neutral value), or `None` for a
+/// version this build does not know.
+pub fn feature_table(version: u32) -> Option<&'static [(&'static str, f32, f32, f32)]> {
+    match version {
+        1 => Some(&FEATURES),
+        2 => Some(&FEATURES_V2),
+        _ => None,
+    }
+}
+
+fn table(version: u32) -> &'static [(&'static str, f32, f32, f32)] {
+    feature_table(version).expect("EnvConfig::validate accepts only known feature versions")
+}
 
 /// Points used for the validation-loss slope.
 const SLOPE_WINDOW: usize = 4;
 
-/// The observation space of the featurizer.
+/// The observation space of feature version 1.
 pub fn observation_space() -> BoxSpace {
+    observation_space_of(FEATURIZER_VERSION)
+}
+
+/// The observation space of feature version `version` (a known one: see [`feature_table`]).
+pub fn observation_space_of(version: u32) -> BoxSpace {
+    let t = table(version);
     BoxSpace::new(
-        FEATURES.iter().map(|f| f.1).collect(),
-        FEATURES.iter().map(|f| f.2).collect(),
+        t.iter().map(|f| f.1).collect(),
+        t.iter().map(|f| f.2).collect(),
     )
     .expect("the feature bounds should be valid")
 }
@@ -65,36 +127,59 @@ pub fn observation_space() -> BoxSpace {
 /// Turns a stream of interval statistics into observations (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Featurizer {
+    version: u32,
     initial_val_loss: f64,
     budget: usize,
     best_val: f64,
     ln_val_history: Vec<f64>,
     first_grad_norm: Option<f64>,
     intervals_done: usize,
-    last_raw: [f64; N_FEATURES],
+    last_raw: [f64; MAX_FEATURES],
+    /// Version 2's memory: the last two intervals' lrs, the last two ln-val changes, and the
+    /// previous interval's val and train losses.
+    lr_history: [f64; 2],
+    val_change_history: [f64; 2],
+    prev_val: f64,
+    prev_train: f64,
 }
 
 impl Featurizer {
-    /// A featurizer for an episode whose untrained validation loss is `initial_val_loss` and whose
-    /// budget is `budget` intervals.
+    /// A featurizer of feature version 1 for an episode whose untrained validation loss is
+    /// `initial_val_loss` and whose budget is `budget` intervals.
     pub fn new(initial_val_loss: f64, budget: usize) -> Self {
+        Self::with_version(FEATURIZER_VERSION, initial_val_loss, budget)
+    }
+
+    /// [`Featurizer::new`] for feature version `version` (a known one: see [`feature_table`]).
+    pub fn with_version(version: u32, initial_val_loss: f64, budget: usize) -> Self {
+        table(version);
         let v0 = floor_loss(initial_val_loss);
         Self {
+            version,
             initial_val_loss: v0,
             budget: budget.max(1),
             best_val: v0,
             ln_val_history: vec![v0.ln()],
             first_grad_norm: None,
             intervals_done: 0,
-            last_raw: [f64::NAN; N_FEATURES],
+            last_raw: [f64::NAN; MAX_FEATURES],
+            lr_history: [f64::NAN; 2],
+            val_change_history: [f64::NAN; 2],
+            prev_val: v0,
+            prev_train: f64::NAN,
         }
+    }
+
+    /// The feature version this featurizer computes.
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// The observation before any interval has run.
     pub fn initial(&self, next: Hyperparams) -> Obs {
-        let mut raw = [f64::NAN; N_FEATURES];
+        let mut raw = [f64::NAN; MAX_FEATURES];
         self.fill_hparams(&mut raw, next);
-        finish(raw)
+        self.finish(raw)
     }
 
     /// Takes in the statistics of the interval just finished and returns the observation for the
@@ -104,7 +189,26 @@ impl Featurizer {
         let v0 = self.initial_val_loss;
         let val = stats.val_loss;
         let train = stats.train_loss_mean;
-        let mut raw = [f64::NAN; N_FEATURES];
+        let mut raw = [f64::NAN; MAX_FEATURES];
+        if self.version >= 2 {
+            // The lr step into the interval just run, and the one before it.
+            let [older, last] = self.lr_history;
+            raw[13] = (stats.lr / last).log2();
+            raw[14] = (last / older).log2();
+            self.lr_history = [last, stats.lr];
+            let change = ln_ratio(val, self.prev_val);
+            raw[15] = change;
+            raw[16] = self.val_change_history[1];
+            self.val_change_history = [self.val_change_history[1], change];
+            raw[17] = ln_ratio(train, self.prev_train);
+            raw[18] = (stats.steps as f64).log10();
+            if val.is_finite() {
+                self.prev_val = val;
+            }
+            if train.is_finite() {
+                self.prev_train = train;
+            }
+        }
         raw[0] = ln_ratio(train, v0);
         raw[1] = ln_ratio(val, v0);
         raw[2] = ln_ratio(val, self.best_val);
@@ -127,7 +231,7 @@ impl Featurizer {
         raw[9] = stats.update_ratio.log10();
         self.fill_hparams(&mut raw, next);
         self.last_raw = raw;
-        finish(raw)
+        self.finish(raw)
     }
 
     /// After a rolled-back interval (training went back to the state this featurizer last
@@ -138,10 +242,15 @@ impl Featurizer {
         let mut raw = self.last_raw;
         self.fill_hparams(&mut raw, next);
         self.last_raw = raw;
-        finish(raw)
+        self.finish(raw)
     }
 
-    fn fill_hparams(&self, raw: &mut [f64; N_FEATURES], next: Hyperparams) {
+    /// Maps NaN to the neutral value and clips into bounds (the version's features only).
+    fn finish(&self, raw: [f64; MAX_FEATURES]) -> Obs {
+        finish(&raw, table(self.version))
+    }
+
+    fn fill_hparams(&self, raw: &mut [f64; MAX_FEATURES], next: Hyperparams) {
         raw[10] = next.lr.log10();
         raw[11] = (1.0 - next.momentum).log10();
         raw[12] = self.intervals_done as f64 / self.budget as f64;
@@ -176,9 +285,9 @@ fn slope(ys: &[f64]) -> f64 {
 }
 
 /// Maps NaN to the neutral value and clips into bounds.
-fn finish(raw: [f64; N_FEATURES]) -> Obs {
+fn finish(raw: &[f64], features: &[(&str, f32, f32, f32)]) -> Obs {
     raw.iter()
-        .zip(FEATURES.iter())
+        .zip(features.iter())
         .map(|(&v, &(_, lo, hi, neutral))| {
             if v.is_nan() {
                 neutral
@@ -264,6 +373,57 @@ mod tests {
             let obs = f.observe(&s, hp);
             assert!(space.contains(&obs), "{obs:?}");
         }
+    }
+
+    #[test]
+    fn version_2_is_version_1_with_a_memory_of_lr_steps_and_loss_changes() {
+        assert_eq!(&FEATURES_V2[..N_FEATURES], &FEATURES[..]);
+        assert!(feature_table(3).is_none());
+        let space = observation_space_of(2);
+        let hp = |lr: f64| Hyperparams { lr, momentum: 0.9 };
+        let mut v1 = Featurizer::new(2.0, 10);
+        let mut v2 = Featurizer::with_version(2, 2.0, 10);
+        assert_eq!(v2.version(), 2);
+        let init = v2.initial(hp(0.01));
+        assert_eq!(init.len(), 19);
+        assert_eq!(&init[..N_FEATURES], &v1.initial(hp(0.01))[..]);
+        assert!(
+            init[13..18].iter().all(|&x| x == 0.0),
+            "neutral before any interval"
+        );
+        // Three intervals at lr 0.01, 0.04, 0.02 with val losses 1.6, 1.2, 1.5.
+        let mut run = |lr: f64, train: f64, val: f64| {
+            let mut s = stats(train, val, 3.0);
+            s.lr = lr;
+            s.steps = 100;
+            let a = v1.observe(&s, hp(lr));
+            let b = v2.observe(&s, hp(lr));
+            assert_eq!(&b[..N_FEATURES], &a[..], "the first 13 are version 1's");
+            assert!(space.contains(&b), "{b:?}");
+            b
+        };
+        let o1 = run(0.01, 1.5, 1.6);
+        assert_eq!(
+            (o1[13], o1[14], o1[16]),
+            (0.0, 0.0, 0.0),
+            "no earlier interval yet"
+        );
+        assert!((o1[15] - (1.6f32 / 2.0).ln()).abs() < 1e-6, "against V0");
+        assert_eq!(o1[17], 0.0);
+        assert!((o1[18] - 2.0).abs() < 1e-6, "log10(100 steps)");
+        let o2 = run(0.04, 1.0, 1.2);
+        assert!((o2[13] - 2.0).abs() < 1e-6 && o2[14] == 0.0, "{o2:?}");
+        assert!((o2[15] - (1.2f32 / 1.6).ln()).abs() < 1e-6);
+        assert!((o2[16] - (1.6f32 / 2.0).ln()).abs() < 1e-6);
+        assert!((o2[17] - (1.0f32 / 1.5).ln()).abs() < 1e-6);
+        let o3 = run(0.02, 1.1, 1.5);
+        assert!((o3[13] + 1.0).abs() < 1e-6 && (o3[14] - 2.0).abs() < 1e-6);
+        assert!((o3[15] - (1.5f32 / 1.2).ln()).abs() < 1e-6);
+        assert!((o3[16] - (1.2f32 / 1.6).ln()).abs() < 1e-6);
+        // A diverged interval's NaNs stay inside the space.
+        let mut bad = stats(f64::NAN, f64::INFINITY, f64::NAN);
+        bad.lr = 5.0;
+        assert!(space.contains(&v2.observe(&bad, hp(5.0))));
     }
 
     #[test]

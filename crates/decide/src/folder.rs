@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use crate::policy::{Dense, Policy, RunningMeanStd};
 use crate::{
-    Controller, Decision, DecisionInput, EnvConfig, EpisodeContext, FEATURES, FEATURIZER_VERSION,
+    Controller, Decision, DecisionInput, EnvConfig, EpisodeContext, FEATURIZER_VERSIONS,
+    feature_table,
 };
 
 /// Format version of the policy folder.
@@ -56,7 +57,8 @@ pub struct Architecture {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturizerInfo {
-    /// [`FEATURIZER_VERSION`] at training time.
+    /// The feature version it was trained on (its env settings' `feature_version`; one of
+    /// [`FEATURIZER_VERSIONS`]).
     pub version: u32,
     /// Feature names, in order.
     pub features: Vec<String>,
@@ -153,8 +155,12 @@ pub fn encode_folder(
             activation: "tanh".into(),
         },
         featurizer: FeaturizerInfo {
-            version: FEATURIZER_VERSION,
-            features: FEATURES.iter().map(|f| f.0.to_string()).collect(),
+            version: env.feature_version,
+            features: feature_table(env.feature_version)
+                .expect("the env settings were validated")
+                .iter()
+                .map(|f| f.0.to_string())
+                .collect(),
         },
         normalization: policy.obs_norm.as_ref().map(|n| Normalization {
             mean: n.mean.clone(),
@@ -267,13 +273,19 @@ impl PolicyFolder {
                 config.format
             )));
         }
-        if config.featurizer.version != FEATURIZER_VERSION {
+        let version = config.featurizer.version;
+        let Some(table) = feature_table(version) else {
             return Err(bad(format!(
-                "trained on featurizer version {}, this build computes version {FEATURIZER_VERSION}",
-                config.featurizer.version
+                "trained on featurizer version {version}, this build computes versions {FEATURIZER_VERSIONS:?}"
+            )));
+        };
+        if config.action_mapping.env.feature_version != version {
+            return Err(bad(format!(
+                "featurizer version {version} but action_mapping.env.feature_version {} (they must agree)",
+                config.action_mapping.env.feature_version
             )));
         }
-        let names: Vec<&str> = FEATURES.iter().map(|f| f.0).collect();
+        let names: Vec<&str> = table.iter().map(|f| f.0).collect();
         if config.featurizer.features != names {
             return Err(bad(format!(
                 "feature list {:?} differs from this build's {names:?}",
@@ -407,6 +419,10 @@ mod tests {
     use crate::N_FEATURES;
 
     fn toy_policy() -> Policy {
+        toy_policy_of(N_FEATURES)
+    }
+
+    fn toy_policy_of(n_features: usize) -> Policy {
         let dense = |inputs: usize, outputs: usize, scale: f32| Dense {
             inputs,
             outputs,
@@ -417,11 +433,11 @@ mod tests {
         };
         Policy {
             obs_norm: Some(RunningMeanStd {
-                mean: vec![0.5; N_FEATURES],
-                var: vec![2.0; N_FEATURES],
+                mean: vec![0.5; n_features],
+                var: vec![2.0; n_features],
                 count: 10.0,
             }),
-            layers: vec![dense(N_FEATURES, 4, 0.5), dense(4, 2, 0.3)],
+            layers: vec![dense(n_features, 4, 0.5), dense(4, 2, 0.3)],
             log_std: vec![-0.5, -0.7],
         }
     }
@@ -430,6 +446,38 @@ mod tests {
         for (name, bytes) in files {
             std::fs::write(dir.join(name), bytes).unwrap();
         }
+    }
+
+    #[test]
+    fn a_version_2_policy_records_its_features_and_refuses_a_mismatched_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = EnvConfig {
+            feature_version: 2,
+            ..EnvConfig::defaults()
+        };
+        let policy = toy_policy_of(crate::FEATURES_V2.len());
+        let files = encode_folder(&policy, &env, serde_json::json!({}));
+        write(dir.path(), &files);
+        let loaded = PolicyFolder::load(dir.path()).unwrap();
+        assert_eq!(loaded.config.featurizer.version, 2);
+        assert_eq!(loaded.config.featurizer.features.len(), 19);
+        assert_eq!(loaded.config.featurizer.features[13], "last_lr_step");
+        assert_eq!(loaded.config.action_mapping.env, env);
+        // The featurizer section and the env settings must agree.
+        let config = dir.path().join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&config).unwrap();
+        let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        value["action_mapping"]["env"]
+            .as_object_mut()
+            .unwrap()
+            .remove("feature_version");
+        std::fs::write(&config, serde_json::to_vec(&value).unwrap()).unwrap();
+        let err = PolicyFolder::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("must agree"), "{err}");
+        value["featurizer"]["version"] = serde_json::json!(9);
+        std::fs::write(&config, serde_json::to_vec(&value).unwrap()).unwrap();
+        let err = PolicyFolder::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("featurizer version 9"), "{err}");
     }
 
     #[test]

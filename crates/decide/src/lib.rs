@@ -33,7 +33,10 @@ pub use action::{action_space, apply_action, clamp_hparams};
 pub use config::EnvConfig;
 pub use controller::{Controller, Decision, DecisionInput, EpisodeContext, Rollback};
 pub use decision::{DecisionLoop, Observed};
-pub use features::{FEATURES, FEATURIZER_VERSION, Featurizer, N_FEATURES};
+pub use features::{
+    FEATURES, FEATURES_V2, FEATURIZER_VERSION, FEATURIZER_VERSIONS, Featurizer, N_FEATURES,
+    feature_table,
+};
 pub use folder::{PolicyController, PolicyError, PolicyFolder};
 pub use live::{EpochReport, FEATURE_FIELDS, LiveDecision, LiveSession, ReportError};
 pub use policy::{Dense, Policy, RunningMeanStd};

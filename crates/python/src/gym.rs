@@ -107,16 +107,26 @@ impl PyScheduleEnv {
         })
     }
 
-    /// Observation width (the featurizer's features).
+    /// Observation width of feature version 1, the default (an env made with another
+    /// `feature_version` reports its own in `observation_bounds`).
     #[classattr]
     fn obs_dim() -> usize {
         N_FEATURES
     }
 
-    /// The observation space's bounds, per feature: (low, high).
+    /// The bounds of feature version 1's observation space, per feature: (low, high).
     #[classattr]
     fn obs_bounds() -> (Vec<f32>, Vec<f32>) {
         let space = hyperctl_schedule_env::features::observation_space();
+        (space.low.clone(), space.high.clone())
+    }
+
+    /// This env's observation bounds, per feature: (low, high) (its env config's
+    /// `feature_version`).
+    #[getter]
+    fn observation_bounds(&self) -> (Vec<f32>, Vec<f32>) {
+        let episode = self.env.lock().unwrap_or_else(|e| e.into_inner());
+        let space = episode.env.observation_space();
         (space.low.clone(), space.high.clone())
     }
 

@@ -155,5 +155,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("HAS_GYM", cfg!(feature = "gym"))?;
     m.add_function(wrap_pyfunction!(policy_config, m)?)?;
     m.add("FEATURIZER_VERSION", hyperctl_decide::FEATURIZER_VERSION)?;
+    m.add(
+        "FEATURIZER_VERSIONS",
+        hyperctl_decide::FEATURIZER_VERSIONS.to_vec(),
+    )?;
     Ok(())
 }

@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::Error;
 use crate::config::EnvConfig;
 use crate::env::ScheduleEnv;
-use crate::features::observation_space;
+use crate::features::observation_space_of;
 
 /// Tasks with their datasets loaded (one copy per distinct source), each checked by building it
 /// once under one env config and backend.
@@ -304,12 +304,12 @@ impl TaskCycleEnv {
                 order: (0..pool.tasks.len()).collect(),
                 cursor: usize::MAX,
             },
+            observation_space: observation_space_of(pool.config.feature_version),
             pool,
             episode_start: None,
             actions: Vec::new(),
             obs: Vec::new(),
             current: None,
-            observation_space: observation_space(),
             action_space: crate::env::action_space(),
             timing: EnvTiming::default(),
         }

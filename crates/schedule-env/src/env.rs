@@ -23,7 +23,7 @@ use hyperctl_tasks::{
 use crate::Error;
 use crate::action::{apply_action, clamp_hparams};
 use crate::config::EnvConfig;
-use crate::features::{Featurizer, observation_space};
+use crate::features::{Featurizer, observation_space_of};
 
 pub use hyperctl_decide::action::action_space;
 
@@ -99,11 +99,11 @@ impl ScheduleEnv {
     ) -> Self {
         Self {
             next_seed: task.seed,
+            observation_space: observation_space_of(config.feature_version),
             task,
             config,
             backend,
             data,
-            observation_space: observation_space(),
             action_space: action_space(),
             episode: None,
             keep_snapshots: false,
@@ -353,7 +353,11 @@ impl Env for ScheduleEnv {
             }
         }
         let initial_val = trainer.initial_val();
-        let featurizer = Featurizer::new(initial_val.loss, self.task.epochs);
+        let featurizer = Featurizer::with_version(
+            self.config.feature_version,
+            initial_val.loss,
+            self.task.epochs,
+        );
         let obs = featurizer.initial(hp);
         info.insert("initial_val_loss".into(), initial_val.loss);
         info.insert("initial_val_metric".into(), initial_val.metric);

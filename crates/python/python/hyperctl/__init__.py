@@ -9,7 +9,7 @@ mapping, bounds, divergence rule and guard as ``hyperctl train``, the Rust libra
   interval's minibatch losses, gradient norms, update ratio and validation loss.
 """
 
-from ._native import FEATURIZER_VERSION, Session, policy_config
+from ._native import FEATURIZER_VERSION, FEATURIZER_VERSIONS, Session, policy_config
 from ._loop import Controller, Decision
 
-__all__ = ["Controller", "Decision", "Session", "policy_config", "FEATURIZER_VERSION"]
+__all__ = ["Controller", "Decision", "Session", "policy_config", "FEATURIZER_VERSION", "FEATURIZER_VERSIONS"]

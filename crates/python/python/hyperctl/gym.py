@@ -42,7 +42,7 @@ class HyperctlEnv(gymnasium.Env):
                 'MATURIN_PEP517_ARGS="--features gym" pip install ./crates/python'
             )
         self._env = _native.ScheduleEnv(task, split=split, data_dir=data_dir, env_config=env_config)
-        low, high = _native.ScheduleEnv.obs_bounds
+        low, high = self._env.observation_bounds
         self.observation_space = gymnasium.spaces.Box(
             np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32), dtype=np.float32
         )
