@@ -814,20 +814,7 @@ fn per_episode_starts_train_the_same_policy_in_threads_and_in_worker_processes()
     );
     let run = |config: &Path, name: &str, workers: &str| {
         let out = dir.path().join(name);
-        let done = hyperctl(&[
-            "meta-train",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--workers",
-            workers,
-        ]);
-        assert!(
-            done.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&done.stderr)
-        );
+        meta_train_ok(config, &out, workers);
         out
     };
     let threads = run(&starts, "starts-threads", "0");
@@ -852,6 +839,25 @@ fn per_episode_starts_train_the_same_policy_in_threads_and_in_worker_processes()
     assert!(record["training"].get("episode_starts").is_none());
 }
 
+/// `meta-train --config CONFIG --out OUT --workers N`, which must succeed.
+fn meta_train_ok(config: &Path, out: &Path, workers: &str) {
+    let done = hyperctl(&[
+        "meta-train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--workers",
+        workers,
+    ]);
+    assert!(
+        done.status.success(),
+        "{} --workers {workers}: {}",
+        out.display(),
+        String::from_utf8_lossy(&done.stderr)
+    );
+}
+
 /// Runs the 4-env smoke config in threads, 1, 2 and 3 workers, and resumed across worker counts;
 /// all must agree. Returns the results.
 fn same_policy_for_any_worker_count(rollout: &str) -> (Vec<u8>, Vec<(f64, Vec<f64>)>) {
@@ -859,20 +865,7 @@ fn same_policy_for_any_worker_count(rollout: &str) -> (Vec<u8>, Vec<(f64, Vec<f6
     let config = meta_config_4_envs(dir.path(), 3, rollout);
     let run = |workers: &str| {
         let out = dir.path().join(format!("w{workers}"));
-        let done = hyperctl(&[
-            "meta-train",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--workers",
-            workers,
-        ]);
-        assert!(
-            done.status.success(),
-            "--workers {workers}: {}",
-            String::from_utf8_lossy(&done.stderr)
-        );
+        meta_train_ok(&config, &out, workers);
         meta_results(&out)
     };
     let threads = run("0");
@@ -1555,11 +1548,10 @@ fn demo_compares_a_policy_with_baselines_from_untuned_starts() {
     assert_clean_failure(&out, &["no policy at /no/such/policy"]);
 }
 
-#[test]
-fn a_policy_runs_under_the_env_settings_it_was_trained_with_by_default() {
-    let dir = tempfile::tempdir().unwrap();
+/// The smoke meta-training config written to `dir/NAME` with `head` before it and `env` as its
+/// `[env]` table (the collection path made absolute).
+fn smoke_config_with(dir: &Path, name: &str, head: &str, env: &str) -> PathBuf {
     let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke");
-    let config = dir.path().join("meta.toml");
     let text = std::fs::read_to_string(smoke.join("meta_train.toml"))
         .unwrap()
         .replace(
@@ -1569,24 +1561,22 @@ fn a_policy_runs_under_the_env_settings_it_was_trained_with_by_default() {
                 smoke.join("tasks.toml").display().to_string()
             ),
         );
-    std::fs::write(
-        &config,
-        format!("select = \"median\"\n{text}\n[env]\nlr_log2_step = 2.0\n"),
-    )
-    .unwrap();
-    let policy = dir.path().join("policy");
-    let run = hyperctl(&[
-        "meta-train",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        policy.to_str().unwrap(),
-    ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    let config = dir.join(name);
+    std::fs::write(&config, format!("{head}{text}\n[env]\n{env}")).unwrap();
+    config
+}
+
+#[test]
+fn a_policy_runs_under_the_env_settings_it_was_trained_with_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = smoke_config_with(
+        dir.path(),
+        "meta.toml",
+        "select = \"median\"\n",
+        "lr_log2_step = 2.0\n",
     );
+    let policy = dir.path().join("policy");
+    meta_train_ok(&config, &policy, "1");
     let card = std::fs::read_to_string(policy.join("CARD.md")).unwrap();
     assert!(card.contains("by its median return"), "{card}");
     // The command as a user runs it, not the path of the binary that made it.
@@ -1807,31 +1797,9 @@ fn compare_in_worker_processes_gives_the_records_of_in_process_runs() {
 #[test]
 fn a_policy_trained_on_feature_version_2_runs_under_it_and_only_under_it() {
     let dir = tempfile::tempdir().unwrap();
-    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/smoke");
-    let text = std::fs::read_to_string(smoke.join("meta_train.toml"))
-        .unwrap()
-        .replace(
-            "collection = \"tasks.toml\"",
-            &format!(
-                "collection = {:?}",
-                smoke.join("tasks.toml").canonicalize().unwrap()
-            ),
-        );
-    let config = dir.path().join("v2.toml");
-    std::fs::write(&config, format!("{text}\n[env]\nfeature_version = 2\n")).unwrap();
+    let config = smoke_config_with(dir.path(), "v2.toml", "", "feature_version = 2\n");
     let out = dir.path().join("policy");
-    let run = hyperctl(&[
-        "meta-train",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    meta_train_ok(&config, &out, "1");
     let record: Value =
         serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(record["featurizer"]["version"], 2);
