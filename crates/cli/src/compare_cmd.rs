@@ -372,11 +372,18 @@ fn identity_of(
 ) -> anyhow::Result<serde_json::Value> {
     let mut policies = serde_json::Map::new();
     for c in &unguarded(&args.controllers) {
-        if let Some(dir) = hyperctl_controllers::Spec::parse(c)?.policy_dir() {
+        let spec = hyperctl_controllers::Spec::parse(c)?;
+        if let Some(dir) = spec.policy_dir() {
             policies.insert(
                 c.clone(),
                 hyperctl_controllers::policy::fingerprint(dir)?.into(),
             );
+        }
+        // An open-loop schedule is its file: a resume with another file's content is refused.
+        if let hyperctl_controllers::Spec::OpenLoop(file) = spec {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("{}: cannot read the open-loop file", file.display()))?;
+            policies.insert(c.clone(), text.into());
         }
     }
     let task_defs = |ts: &[hyperctl_collections::CollectionTask]| -> serde_json::Map<String, serde_json::Value> {

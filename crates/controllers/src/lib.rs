@@ -6,6 +6,7 @@
 //! | `step`, `exponential`, `cosine`, `warmup-cosine`, `onecycle` | fixed schedules with PyTorch semantics ([`schedules`]) |
 //! | `plateau`, `simple-reactive`, `hypergradient` | reactive heuristics ([`reactive`]) |
 //! | `policy:DIR` | a learned policy loaded from its folder ([`policy`]), acting with its mean action |
+//! | `open-loop:FILE` | a task-agnostic open-loop schedule per start-lr decade, read from a JSON file ([`open_loop`]; issue 19's task-agnostic replay) |
 //! | `dog`, `ldog`, `schedule-free`, `prodigy`, `d-adapt`, `lr-range-test` | parameter-free methods: the trainer's step rule in place of the inner optimizer ([`param_free`]) |
 //! | `average[:gamma=G\|:ema=D](SPEC)` | SPEC, evaluated at averaged weights ([`param_free::Averaged`]) |
 //! | `rollback(SPEC)` | SPEC under the deployment guard ([`hyperctl_schedule_env::Rollback::DEPLOYED`]) |
@@ -28,12 +29,14 @@ pub mod constant;
 pub mod param_free;
 /// `policy:DIR` (the folder and its controller live in `hyperctl-decide`, without burn).
 pub use hyperctl_decide::folder as policy;
+pub mod open_loop;
 pub mod reactive;
 pub mod replay;
 pub mod schedules;
 pub mod spec;
 
 pub use constant::Constant;
+pub use open_loop::OpenLoop;
 pub use param_free::{Averaged, ParameterFree};
 pub use policy::{PolicyController, PolicyFolder};
 pub use reactive::Reactive;
@@ -55,6 +58,8 @@ pub enum Spec {
     Reactive(ControllerSpec),
     /// `policy:DIR`: a learned policy's folder.
     Policy(PathBuf),
+    /// `open-loop:FILE`: a task-agnostic open-loop schedule per start decade ([`open_loop`]).
+    OpenLoop(PathBuf),
     /// A parameter-free method (`dog`, `ldog`, `schedule-free`, `prodigy`, `d-adapt`).
     ParameterFree(ControllerSpec),
     /// `average[:PARAMS](SPEC)`: SPEC with iterate averaging.
@@ -127,6 +132,15 @@ impl Spec {
             }
             return Ok(Spec::Policy(PathBuf::from(dir)));
         }
+        if let Some(file) = spec.strip_prefix("open-loop:") {
+            if file.is_empty() {
+                return Err(SpecError::new(
+                    spec,
+                    "expected `open-loop:FILE`, a `hyperctl-open-loop/1` JSON file",
+                ));
+            }
+            return Ok(Spec::OpenLoop(PathBuf::from(file)));
+        }
         let parsed = ControllerSpec::parse(spec)?;
         match parsed.name.as_str() {
             "constant" | "step" | "exponential" | "cosine" | "warmup-cosine" | "onecycle" => {
@@ -184,6 +198,9 @@ impl Spec {
             Spec::Policy(dir) => PolicyController::load(spec, dir)
                 .map(|c| Box::new(c) as Box<dyn Controller + Send>)
                 .map_err(|e| SpecError::new(spec, e.to_string())),
+            Spec::OpenLoop(file) => OpenLoop::load(spec, file)
+                .map(|c| Box::new(c) as Box<dyn Controller + Send>)
+                .map_err(|e| SpecError::new(spec, e)),
             Spec::Rollback(inner) => inner.build(unguarded_text(spec).0),
             Spec::ParameterFree(p) if p.name == "lr-range-test" => {
                 Ok(Box::new(param_free::LrRangeTestThenOneCycle::from_spec(p)?))
@@ -284,6 +301,7 @@ pub const KNOWN: &[&str] = &[
     "simple-reactive",
     "hypergradient",
     "policy:DIR",
+    "open-loop:FILE",
     "dog",
     "ldog",
     "schedule-free",
