@@ -151,7 +151,7 @@ pub fn run(args: CompareArgs, backend: Backend) -> anyhow::Result<()> {
     // Claim the out folder: one comparison, made from the same inputs.
     let _lock = crate::output::lock_dir(&args.out)?;
     let meta = RunMeta::new(backend.name(), 0);
-    claim(&args.out, &identity, &meta)?;
+    crate::output::claim(&args.out, "comparison", &identity, &meta)?;
 
     // Run: tune, compare, replay, oracle.
     let outcome = hyperctl_compare::run_plan(
@@ -407,33 +407,6 @@ fn identity_of(
         "oracle_from": args.oracle_from,
         "starts": plan.config.starts,
     }))
-}
-
-/// Writes `out/config.json`, or checks that the comparison already there was made from the same
-/// inputs (then its recorded runs are resumed), naming what changed otherwise.
-fn claim(
-    out: &std::path::Path,
-    identity: &serde_json::Value,
-    meta: &RunMeta,
-) -> anyhow::Result<()> {
-    let config_path = out.join("config.json");
-    if let Ok(text) = std::fs::read_to_string(&config_path) {
-        let previous: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not JSON", config_path.display()))?;
-        let previous = previous.get("comparison").cloned().unwrap_or_default();
-        if previous != *identity {
-            bail!(
-                "{} holds a comparison made from other inputs, so its runs cannot be resumed here: {}; use another --out",
-                out.display(),
-                crate::output::describe_changes(&previous, identity)
-            );
-        }
-    }
-    let config_json = serde_json::json!({ "comparison": identity, "meta": meta });
-    crate::output::write_atomic(
-        &config_path,
-        serde_json::to_string_pretty(&config_json)?.as_bytes(),
-    )
 }
 
 /// The best single fixed schedule of the shipped headline (warmup-cosine tuned over 176

@@ -11,6 +11,7 @@ mod meta_train_cmd;
 mod output;
 mod plot;
 mod serve;
+mod sweep_cmd;
 mod tasks_cmd;
 mod train;
 
@@ -51,6 +52,10 @@ enum Command {
     /// The shipped policy against the main baselines from untuned starts on held-out generated
     /// tasks: a table and a report, offline, in a few minutes.
     Demo(compare_cmd::DemoArgs),
+    /// Graybox search over what the controller does not set (width, depth, weight decay, batch
+    /// size, optimizer, ...): a controller runs every trial's lr and momentum, hopeless trials stop
+    /// early at rungs; resumable.
+    Sweep(sweep_cmd::SweepArgs),
     /// Serve a policy's decisions to training loops in any framework (JSON lines over TCP).
     Serve(serve::ServeArgs),
     /// List or validate task collections.
@@ -87,7 +92,7 @@ fn main() -> ExitCode {
     // told otherwise.
     let threads = cli.threads.or(matches!(
         cli.command,
-        Command::Compare(_) | Command::MetaTrain(_) | Command::Worker(_)
+        Command::Compare(_) | Command::MetaTrain(_) | Command::Sweep(_) | Command::Worker(_)
     )
     .then_some(1));
     if let Some(threads) = threads {
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args, cli.backend),
         Command::Tasks(command) => tasks_cmd::run(command),
         Command::Compare(args) => compare_cmd::run(args, cli.backend),
+        Command::Sweep(args) => sweep_cmd::run(args, cli.backend),
         Command::Worker(args) => connected_worker(args),
         Command::MetaTrain(args) => meta_train_cmd::run(args, cli.backend),
         Command::Serve(args) => serve::run(args),

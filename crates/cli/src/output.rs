@@ -163,6 +163,35 @@ pub fn describe_changes(before: &serde_json::Value, after: &serde_json::Value) -
     }
 }
 
+/// Writes `out/config.json` as `{KEY: identity, "meta": meta}`, or checks that the run already there
+/// (a comparison, a sweep) was made from the same inputs — then its recorded results are resumed —
+/// naming what changed otherwise.
+pub fn claim(
+    out: &Path,
+    key: &str,
+    identity: &serde_json::Value,
+    meta: &RunMeta,
+) -> anyhow::Result<()> {
+    let config_path = out.join("config.json");
+    if let Ok(text) = std::fs::read_to_string(&config_path) {
+        let previous: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not JSON", config_path.display()))?;
+        let previous = previous.get(key).cloned().unwrap_or_default();
+        if previous != *identity {
+            anyhow::bail!(
+                "{} holds a {key} made from other inputs, so its results cannot be resumed here: {}; use another --out",
+                out.display(),
+                describe_changes(&previous, identity)
+            );
+        }
+    }
+    let config_json = serde_json::json!({ key: identity, "meta": meta });
+    write_atomic(
+        &config_path,
+        serde_json::to_string_pretty(&config_json)?.as_bytes(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

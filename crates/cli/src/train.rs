@@ -15,11 +15,47 @@ use crate::output::{RunMeta, write_atomic};
 /// Arguments of `hyperctl train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
+    #[command(flatten)]
+    pub task: TaskArgs,
+    /// The controller SPEC, e.g. `constant:lr=0.1,momentum=0.9`.
+    #[arg(long)]
+    controller: String,
+    /// Environment config (TOML, see envs/schedule_env.toml); default: the settings a `policy:DIR`
+    /// controller was trained under, else envs/schedule_env.toml's.
+    #[arg(long)]
+    env_config: Option<PathBuf>,
+    /// Print one JSON object per epoch, then a final object with the test loss and metric.
+    #[arg(long)]
+    json: bool,
+    /// When an epoch diverges, or its validation loss exceeds --blowup-factor × the run's best so
+    /// far, go back to the last good weights, multiply that epoch's learning rate by
+    /// --rollback-factor and continue (at most --max-rollbacks times).
+    #[arg(long)]
+    rollback: bool,
+    /// Learning-rate factor applied at each rollback, in (0, 1).
+    #[arg(long, default_value_t = 0.5, requires = "rollback")]
+    rollback_factor: f64,
+    /// Most rollbacks in one run; the next divergence ends it.
+    #[arg(long, default_value_t = 5, requires = "rollback")]
+    max_rollbacks: usize,
+    /// Validation loss above this × the run's best so far counts as a blow-up to roll back
+    /// (> 1; `inf` rolls back divergences only).
+    #[arg(long, default_value_t = 4.0, requires = "rollback")]
+    blowup_factor: f64,
+    /// Write trace.jsonl, result.json and trace.svg into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// The flags that define one training run (TASK in INTERFACE.md): `COLLECTION#TASK_ID`, or the
+/// inline --dataset ... flags. Shared by `train` and `sweep`.
+#[derive(Debug, Args)]
+pub struct TaskArgs {
     /// A task from a collection, `COLLECTION#TASK_ID` (instead of the inline --dataset ... flags).
-    task: Option<String>,
+    pub task: Option<String>,
     /// Data root for the collection's relative paths (default: $HYPERCTL_DATA, else its folder).
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
     /// Dataset source: `csv:PATH` (.csv/.csv.gz, last column the target), `idx:DIR` (MNIST format)
     /// or `gen:FAMILY[:k=v,...]` (gauss-mix, teacher-cls, spirals, teacher-reg, shapes).
     #[arg(long, required_unless_present = "task", conflicts_with = "task", value_parser = DatasetSource::parse)]
@@ -70,34 +106,6 @@ pub struct TrainArgs {
     /// Decide every K minibatches instead of every epoch (for large datasets).
     #[arg(long)]
     steps_per_decision: Option<usize>,
-    /// The controller SPEC, e.g. `constant:lr=0.1,momentum=0.9`.
-    #[arg(long)]
-    controller: String,
-    /// Environment config (TOML, see envs/schedule_env.toml); default: the settings a `policy:DIR`
-    /// controller was trained under, else envs/schedule_env.toml's.
-    #[arg(long)]
-    env_config: Option<PathBuf>,
-    /// Print one JSON object per epoch, then a final object with the test loss and metric.
-    #[arg(long)]
-    json: bool,
-    /// When an epoch diverges, or its validation loss exceeds --blowup-factor × the run's best so
-    /// far, go back to the last good weights, multiply that epoch's learning rate by
-    /// --rollback-factor and continue (at most --max-rollbacks times).
-    #[arg(long)]
-    rollback: bool,
-    /// Learning-rate factor applied at each rollback, in (0, 1).
-    #[arg(long, default_value_t = 0.5, requires = "rollback")]
-    rollback_factor: f64,
-    /// Most rollbacks in one run; the next divergence ends it.
-    #[arg(long, default_value_t = 5, requires = "rollback")]
-    max_rollbacks: usize,
-    /// Validation loss above this × the run's best so far counts as a blow-up to roll back
-    /// (> 1; `inf` rolls back divergences only).
-    #[arg(long, default_value_t = 4.0, requires = "rollback")]
-    blowup_factor: f64,
-    /// Write trace.jsonl, result.json and trace.svg into this directory.
-    #[arg(long)]
-    out: Option<PathBuf>,
 }
 
 /// The env settings a run uses: the file given; else the settings the `policy:DIR` controllers
@@ -149,7 +157,8 @@ fn parse_task_type(s: &str) -> Result<TaskType, hyperctl_tasks::Error> {
     s.parse()
 }
 
-fn task_from_args(args: &TrainArgs) -> anyhow::Result<TaskSpec> {
+/// The task the flags define.
+pub fn task_from_args(args: &TaskArgs) -> anyhow::Result<TaskSpec> {
     if let Some(reference) = &args.task {
         let Some((collection, id)) = hyperctl_collections::split_task_ref(reference) else {
             bail!(
@@ -291,7 +300,7 @@ fn final_json(
 
 /// Runs `hyperctl train`.
 pub fn run(args: TrainArgs, backend: Backend) -> anyhow::Result<()> {
-    let task = task_from_args(&args)?;
+    let task = task_from_args(&args.task)?;
     let env_config = env_config_for(
         args.env_config.as_ref(),
         std::slice::from_ref(&args.controller),
@@ -304,7 +313,7 @@ pub fn run(args: TrainArgs, backend: Backend) -> anyhow::Result<()> {
     let mut controller = hyperctl_controllers::build(&args.controller)?;
     let mut env = ScheduleEnv::new(task.clone(), env_config.clone(), backend)
         .with_context(|| format!("cannot set up task `{}`", task.id))?;
-    if let Some(batch) = args.batch_size
+    if let Some(batch) = args.task.batch_size
         && batch > env.train_rows()
     {
         bail!(

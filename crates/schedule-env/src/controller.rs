@@ -38,6 +38,9 @@ pub struct EpisodeResult {
     pub diverged: bool,
     /// Diverged intervals rolled back (see [`Rollback`]).
     pub rollbacks: usize,
+    /// Stopped before its budget by [`run_schedule_while`]'s caller (never set otherwise).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
     /// Test loss and metric of the final model (NaN when diverged).
     pub test: EvalStats,
     /// Total wall-clock seconds of the intervals.
@@ -64,6 +67,23 @@ pub fn run_schedule_with(
     seed: u64,
     rollback: Option<Rollback>,
     mut on_interval: impl FnMut(&IntervalRecord),
+) -> EpisodeResult {
+    run_schedule_while(env, controller, seed, rollback, |record| {
+        on_interval(record);
+        true
+    })
+}
+
+/// [`run_schedule_with`] that `go_on` may stop early: after each interval it sees the record and
+/// answers whether to train the next one (a search's early stopping). A stopped episode ends
+/// there: [`EpisodeResult::stopped`] is set and its test split is not evaluated (`test` is NaN),
+/// since a stopped run is not a result to report.
+pub fn run_schedule_while(
+    env: &mut ScheduleEnv,
+    controller: &mut dyn Controller,
+    seed: u64,
+    rollback: Option<Rollback>,
+    mut go_on: impl FnMut(&IntervalRecord) -> bool,
 ) -> EpisodeResult {
     if rollback.is_some() {
         env.enable_rollback();
@@ -92,6 +112,7 @@ pub fn run_schedule_with(
     let mut intervals: Vec<IntervalRecord> = Vec::with_capacity(env.task().epochs);
     let mut episode_return = 0.0;
     let mut obs = decisions.initial_obs();
+    let mut stopped = false;
     loop {
         let hp = decisions.decide(controller, &obs);
         let step = env.step_hparams(hp);
@@ -119,10 +140,14 @@ pub fn run_schedule_with(
                 obs = next;
             }
         }
-        on_interval(&record);
+        let wanted = go_on(&record);
         intervals.push(record);
         debug_assert_eq!(decisions.ended(), env.episode_done());
         if decisions.ended() {
+            break;
+        }
+        if !wanted {
+            stopped = true;
             break;
         }
     }
@@ -138,6 +163,14 @@ pub fn run_schedule_with(
         episode_return,
         diverged,
         rollbacks: decisions.rollbacks(),
-        test: env.evaluate_test(),
+        stopped,
+        test: if stopped {
+            EvalStats {
+                loss: f64::NAN,
+                metric: f64::NAN,
+            }
+        } else {
+            env.evaluate_test()
+        },
     }
 }

@@ -31,7 +31,9 @@ pub mod env;
 // The decision path lives in `hyperctl-decide` (no burn); its modules keep their paths here.
 pub use hyperctl_decide::{action, config, decision, features, live};
 
-pub use controller::{EpisodeResult, IntervalRecord, run_schedule, run_schedule_with};
+pub use controller::{
+    EpisodeResult, IntervalRecord, run_schedule, run_schedule_while, run_schedule_with,
+};
 pub use cycle::{CycleSnapshot, EnvTiming, EpisodeStarts, Handoff, TaskCycleEnv, TaskPool};
 pub use env::ScheduleEnv;
 pub use hyperctl_decide::{

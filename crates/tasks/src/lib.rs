@@ -34,7 +34,7 @@ pub mod task;
 pub mod trainer;
 
 pub use data::{Dataset, SplitData, TaskType};
-pub use model::ModelSpec;
+pub use model::{Activation, ModelSpec};
 pub use source::DatasetSource;
 pub use task::TaskSpec;
 pub use trainer::{

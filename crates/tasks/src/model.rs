@@ -39,7 +39,8 @@ impl Activation {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// Its name in model specs (`relu`, `tanh`, `gelu`).
+    pub fn name(self) -> &'static str {
         match self {
             Activation::Relu => "relu",
             Activation::Tanh => "tanh",

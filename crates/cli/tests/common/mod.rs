@@ -12,6 +12,7 @@ pub fn hyperctl(args: &[&str]) -> Output {
 }
 
 /// Reads the `listening on ADDR` line a started `hyperctl serve` prints and returns its port.
+#[allow(dead_code)] // not every test file serves
 pub fn listening_port(child: &mut std::process::Child) -> u16 {
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.as_mut().expect("stdout is piped"))

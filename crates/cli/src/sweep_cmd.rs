@@ -1,0 +1,368 @@
+//! `hyperctl sweep`: graybox search over what the controller does not set (issue 20). Glue over
+//! [`hyperctl_sweep`]: the task from the TASK flags, the space file, the output folder (locked,
+//! claimed by its inputs so a rerun resumes), progress on stderr, and the report files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use hyperctl_sweep::{Method, Space, Summary, Sweep, TrialRecord};
+use hyperctl_tasks::Backend;
+use plotters::prelude::*;
+
+use crate::output::{RunMeta, write_atomic};
+use crate::train::{TaskArgs, env_config_for};
+
+/// The most epochs one sweep may spend.
+const MAX_BUDGET: usize = 10_000_000;
+/// The most trials one sweep may run.
+const MAX_TRIALS: usize = 100_000;
+
+/// Arguments of `hyperctl sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    task: TaskArgs,
+    /// The search space (TOML: width, depth, activation, weight_decay, batch_size, optimizer, lr,
+    /// momentum; each a value or a distribution, INTERFACE.md).
+    #[arg(long)]
+    space: PathBuf,
+    /// Epochs all trials together may train (stopped trials count what they trained); each trial's
+    /// own budget is the task's epochs.
+    #[arg(long)]
+    budget: usize,
+    /// The controller that sets every trial's lr and momentum.
+    #[arg(long, default_value = "rollback(policy:policies/default)")]
+    controller: String,
+    /// Early stopping: `asha[:eta=3,min_epochs=1]` (successive halving at rungs) or `random` (every
+    /// trial trains its whole budget).
+    #[arg(long, default_value = "asha", value_parser = Method::parse)]
+    method: Method,
+    /// The search seed: which configurations are drawn, and every trial's run seed (task seed + it).
+    #[arg(long, default_value_t = 0)]
+    search_seed: u64,
+    /// At most this many trials.
+    #[arg(long, default_value_t = 1000)]
+    max_trials: usize,
+    /// Trials trained in parallel (default: all cores; each then uses one kernel thread). Results
+    /// do not depend on it.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Environment config (TOML); default: the settings a `policy:DIR` controller was trained under.
+    #[arg(long)]
+    env_config: Option<PathBuf>,
+    /// Output folder: results.jsonl, summary.json, summary.md, anytime.svg, config.json. An
+    /// existing folder with the same sweep is resumed.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Runs `hyperctl sweep`.
+pub fn run(args: SweepArgs, backend: Backend) -> anyhow::Result<()> {
+    if !(1..=MAX_BUDGET).contains(&args.budget) {
+        anyhow::bail!(
+            "--budget {} is outside 1..={MAX_BUDGET} epochs",
+            args.budget
+        );
+    }
+    if !(1..=MAX_TRIALS).contains(&args.max_trials) {
+        anyhow::bail!(
+            "--max-trials {} is outside 1..={MAX_TRIALS}",
+            args.max_trials
+        );
+    }
+    let task = crate::train::task_from_args(&args.task)?;
+    let space_text = std::fs::read_to_string(&args.space)
+        .with_context(|| format!("cannot read the space file {}", args.space.display()))?;
+    let space =
+        Space::parse(&space_text).map_err(|e| anyhow::anyhow!("{}: {e}", args.space.display()))?;
+    space
+        .check_task(&task)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.space.display()))?;
+    let env = env_config_for(
+        args.env_config.as_ref(),
+        std::slice::from_ref(&args.controller),
+    )?;
+    hyperctl_controllers::check_env(&args.controller, &env)?;
+    let data = Arc::new(
+        task.load()
+            .with_context(|| format!("cannot load the data of task `{}`", task.id))?,
+    );
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let sweep = Sweep {
+        task,
+        space,
+        budget: args.budget,
+        max_trials: args.max_trials,
+        method: args.method,
+        controller: args.controller.clone(),
+        env,
+        backend,
+        seed: args.search_seed,
+        jobs,
+    };
+    hyperctl_sweep::search::check(&sweep, &data).map_err(|e| match e {
+        hyperctl_sweep::Error::Space(m) => anyhow::anyhow!("{}: {m}", args.space.display()),
+        e => e.into(),
+    })?;
+    let _lock = crate::output::lock_dir(&args.out)?;
+    let identity = identity_of(&args, &sweep, &space_text, backend)?;
+    let meta = RunMeta::new(backend.name(), args.search_seed);
+    crate::output::claim(&args.out, "sweep", &identity, &meta)?;
+    hyperctl_sweep::search::resumable(&sweep, &args.out)?;
+    eprintln!(
+        "sweep: task `{}`, {} epochs each, budget {} epochs, {} ({}), controller `{}`, {jobs} in parallel",
+        sweep.task.id,
+        sweep.task.epochs,
+        sweep.budget,
+        method_name(&sweep.method),
+        rungs_text(&sweep),
+        sweep.controller,
+    );
+    let best = std::sync::Mutex::new(None::<(f64, usize)>);
+    let on_trial = |t: &TrialRecord| {
+        let mut best = best.lock().unwrap_or_else(|p| p.into_inner());
+        if t.completed()
+            && let Some(v) = t.final_val_loss
+            && best.is_none_or(|(b, _)| v < b)
+        {
+            *best = Some((v, t.trial));
+        }
+        let outcome = if t.diverged {
+            format!("diverged at epoch {}", t.epochs)
+        } else if t.stopped {
+            format!(
+                "stopped at epoch {} (val {})",
+                t.epochs,
+                fmt(t.val_loss.last().copied().flatten())
+            )
+        } else {
+            format!("val {}, test {}", fmt(t.final_val_loss), fmt(t.test_loss))
+        };
+        let incumbent = best.map_or("none yet".to_string(), |(v, i)| {
+            format!("{} (trial {i})", fmt(Some(v)))
+        });
+        eprintln!(
+            "trial {:>3}  epochs {:>6}/{}  {}  -> {outcome}  | best val {incumbent}",
+            t.trial,
+            t.epochs_spent,
+            sweep.budget,
+            hyperctl_sweep::space::describe(&t.config),
+        );
+    };
+    let trials = hyperctl_sweep::run(&sweep, data.clone(), &args.out, &on_trial)?;
+    let summary = hyperctl_sweep::summarize(&trials);
+    write_atomic(
+        &args.out.join("summary.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "summary": summary,
+            "sweep": identity,
+            "meta": meta,
+        }))?
+        .as_bytes(),
+    )?;
+    let md = summary_md(&sweep, &summary, &trials);
+    write_atomic(&args.out.join("summary.md"), md.as_bytes())?;
+    anytime_svg(
+        &summary,
+        &trials,
+        &sweep.task.id,
+        &args.out.join("anytime.svg"),
+    )?;
+    print!("{md}");
+    eprintln!(
+        "wrote {}/{{results.jsonl, summary.md, summary.json, anytime.svg}}",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn method_name(method: &Method) -> String {
+    match method {
+        Method::Random => "random search".into(),
+        Method::Asha { eta, min_epochs } => format!("ASHA eta={eta}, min_epochs={min_epochs}"),
+    }
+}
+
+fn rungs_text(sweep: &Sweep) -> String {
+    let rungs = sweep.method.rungs(sweep.task.epochs);
+    if rungs.is_empty() {
+        "no rungs".into()
+    } else {
+        format!(
+            "rungs at epochs {}",
+            rungs
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.4}"))
+}
+
+/// What a sweep is made from: a rerun into the same folder must agree on all of it. The budget and
+/// --max-trials are not part of it: a rerun with more of either continues the sweep.
+fn identity_of(
+    args: &SweepArgs,
+    sweep: &Sweep,
+    space_text: &str,
+    backend: Backend,
+) -> anyhow::Result<serde_json::Value> {
+    let spec = hyperctl_controllers::Spec::parse(&args.controller)?;
+    let policy = match spec.unguarded().0.policy_dir() {
+        Some(dir) => Some(hyperctl_controllers::policy::fingerprint(dir)?),
+        None => None,
+    };
+    Ok(serde_json::json!({
+        "task": sweep.task,
+        "space": space_text,
+        "method": sweep.method,
+        "controller": sweep.controller,
+        "policy": policy,
+        "search_seed": sweep.seed,
+        "env_config": sweep.env,
+        "backend": backend.name(),
+    }))
+}
+
+fn summary_md(sweep: &Sweep, summary: &Summary, trials: &[TrialRecord]) -> String {
+    let mut md = format!(
+        "# Sweep on `{}`\n\n{} trials, {} epochs spent of a {}-epoch budget ({}; {}), controller `{}`, search seed {}. hyperctl {} ({}), backend {}.\n\n",
+        sweep.task.id,
+        summary.trials,
+        summary.epochs_spent,
+        sweep.budget,
+        method_name(&sweep.method),
+        rungs_text(sweep),
+        sweep.controller,
+        sweep.seed,
+        env!("CARGO_PKG_VERSION"),
+        env!("HYPERCTL_GIT_COMMIT"),
+        sweep.backend.name(),
+    );
+    md.push_str(&format!(
+        "- completed (whole budget): {}; stopped early: {}; diverged: {}\n",
+        summary.completed, summary.stopped, summary.diverged
+    ));
+    match &summary.best {
+        Some(b) => md.push_str(&format!(
+            "- **best** (lowest final validation loss): trial {}: `{}` — val {}, test {} (metric {})\n\n",
+            b.trial,
+            hyperctl_sweep::space::describe(&b.config),
+            fmt(b.final_val_loss),
+            fmt(b.test_loss),
+            fmt(b.test_metric),
+        )),
+        None => md.push_str("- no trial trained its whole budget\n\n"),
+    }
+    let mut done: Vec<&TrialRecord> = trials.iter().filter(|t| t.completed()).collect();
+    done.sort_by(|a, b| {
+        a.final_val_loss
+            .partial_cmp(&b.final_val_loss)
+            .expect("finite")
+    });
+    md.push_str("| rank | trial | configuration | final val loss | test loss | epochs spent before |\n|---:|---:|---|---:|---:|---:|\n");
+    for (rank, t) in done.iter().take(10).enumerate() {
+        md.push_str(&format!(
+            "| {} | {} | `{}` | {} | {} | {} |\n",
+            rank + 1,
+            t.trial,
+            hyperctl_sweep::space::describe(&t.config),
+            fmt(t.final_val_loss),
+            fmt(t.test_loss),
+            t.epochs_spent - t.epochs,
+        ));
+    }
+    md.push_str("\nAnytime (after each trial: epochs spent, the incumbent's test loss): `summary.json` `anytime`, plotted in `anytime.svg`.\n");
+    md
+}
+
+/// Each completed trial's final validation loss and the incumbent's test loss against the epochs
+/// spent.
+fn anytime_svg(
+    summary: &Summary,
+    trials: &[TrialRecord],
+    title: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let err = |e| anyhow::anyhow!("plotting failed: {e:?}");
+    let steps: Vec<(f64, f64)> = summary
+        .anytime
+        .iter()
+        .filter_map(|p| p.best_test_loss.map(|v| (p.epochs_spent as f64, v)))
+        .collect();
+    let dots: Vec<(f64, f64)> = trials
+        .iter()
+        .filter_map(|t| t.final_val_loss.map(|v| (t.epochs_spent as f64, v)))
+        .filter(|(_, v)| v.is_finite() && *v > 0.0)
+        .collect();
+    let values: Vec<f64> = steps
+        .iter()
+        .chain(&dots)
+        .map(|p| p.1)
+        .filter(|v| *v > 0.0)
+        .collect();
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if lo.is_finite() {
+        (lo / 1.2, hi * 1.2)
+    } else {
+        (0.1, 10.0)
+    };
+    let x_hi = summary.epochs_spent.max(1) as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("sweep on {title}"), ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x_hi * 1.02, (lo..hi).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .x_desc("epochs spent")
+            .y_desc("loss")
+            .draw()
+            .map_err(err)?;
+        let mut stair = Vec::new();
+        for (i, &(x, y)) in steps.iter().enumerate() {
+            if i > 0 {
+                stair.push((x, steps[i - 1].1));
+            }
+            stair.push((x, y));
+        }
+        if let Some(&(_, y)) = steps.last() {
+            stair.push((x_hi, y));
+        }
+        chart
+            .draw_series(LineSeries::new(stair, RED.stroke_width(2)))
+            .map_err(err)?
+            .label("incumbent's test loss")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        chart
+            .draw_series(dots.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))
+            .map_err(err)?
+            .label("completed trial's final val loss")
+            .legend(|(x, y)| Circle::new((x + 10, y), 3, BLUE.filled()));
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    write_atomic(path, svg.as_bytes()).context("cannot write the anytime plot")
+}
