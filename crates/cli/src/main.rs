@@ -56,6 +56,9 @@ enum Command {
     /// size, optimizer, ...): a controller runs every trial's lr and momentum, hopeless trials stop
     /// early at rungs; resumable.
     Sweep(sweep_cmd::SweepArgs),
+    /// Fit or evaluate the learning-curve predictor of `sweep --method predicted`.
+    #[command(subcommand)]
+    CurvePredictor(sweep_cmd::CurvePredictorCommand),
     /// Serve a policy's decisions to training loops in any framework (JSON lines over TCP).
     Serve(serve::ServeArgs),
     /// List or validate task collections.
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         Command::Tasks(command) => tasks_cmd::run(command),
         Command::Compare(args) => compare_cmd::run(args, cli.backend),
         Command::Sweep(args) => sweep_cmd::run(args, cli.backend),
+        Command::CurvePredictor(command) => sweep_cmd::curve_predictor(command),
         Command::Worker(args) => connected_worker(args),
         Command::MetaTrain(args) => meta_train_cmd::run(args, cli.backend),
         Command::Serve(args) => serve::run(args),

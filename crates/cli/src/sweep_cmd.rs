@@ -35,10 +35,14 @@ pub struct SweepArgs {
     /// The controller that sets every trial's lr and momentum.
     #[arg(long, default_value = "rollback(policy:policies/default)")]
     controller: String,
-    /// Early stopping: `asha[:eta=3,min_epochs=1]` (successive halving at rungs) or `random` (every
-    /// trial trains its whole budget).
+    /// Early stopping: `asha[:eta=3,min_epochs=1]` (successive halving at rungs on the current
+    /// validation loss), `predicted[:eta=3,min_epochs=1,z=1]` (the same rungs on a learned
+    /// prediction of the final loss, --predictor) or `random` (every trial trains its budget).
     #[arg(long, default_value = "asha", value_parser = Method::parse)]
     method: Method,
+    /// The curve predictor of `--method predicted` (a file of `hyperctl curve-predictor fit`).
+    #[arg(long)]
+    predictor: Option<PathBuf>,
     /// The search seed: which configurations are drawn, and every trial's run seed (task seed + it).
     #[arg(long, default_value_t = 0)]
     search_seed: u64,
@@ -89,6 +93,16 @@ pub fn run(args: SweepArgs, backend: Backend) -> anyhow::Result<()> {
         task.load()
             .with_context(|| format!("cannot load the data of task `{}`", task.id))?,
     );
+    let predictor = match (&args.method, &args.predictor) {
+        (Method::Predicted { .. }, Some(path)) => Some(Arc::new(load_predictor(path)?)),
+        (Method::Predicted { .. }, None) => {
+            anyhow::bail!(
+                "--method predicted needs --predictor FILE (from `hyperctl curve-predictor fit`)"
+            )
+        }
+        (_, Some(_)) => anyhow::bail!("--predictor is read by --method predicted only"),
+        (_, None) => None,
+    };
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -99,6 +113,7 @@ pub fn run(args: SweepArgs, backend: Backend) -> anyhow::Result<()> {
         budget: args.budget,
         max_trials: args.max_trials,
         method: args.method,
+        predictor,
         controller: args.controller.clone(),
         env,
         backend,
@@ -185,6 +200,9 @@ fn method_name(method: &Method) -> String {
     match method {
         Method::Random => "random search".into(),
         Method::Asha { eta, min_epochs } => format!("ASHA eta={eta}, min_epochs={min_epochs}"),
+        Method::Predicted { eta, min_epochs, z } => {
+            format!("predicted ASHA eta={eta}, min_epochs={min_epochs}, z={z}")
+        }
     }
 }
 
@@ -227,6 +245,7 @@ fn identity_of(
         "method": sweep.method,
         "controller": sweep.controller,
         "policy": policy,
+        "predictor": sweep.predictor.as_deref(),
         "search_seed": sweep.seed,
         "env_config": sweep.env,
         "backend": backend.name(),
@@ -365,4 +384,124 @@ fn anytime_svg(
         root.present().map_err(err)?;
     }
     write_atomic(path, svg.as_bytes()).context("cannot write the anytime plot")
+}
+
+/// `hyperctl curve-predictor`: fit or evaluate the learning-curve predictor of
+/// `sweep --method predicted` on the trials of earlier sweeps.
+#[derive(Debug, clap::Subcommand)]
+pub enum CurvePredictorCommand {
+    /// Fit on the completed trials of sweeps (their results.jsonl files) and write the predictor.
+    Fit {
+        /// Sweep results files (results.jsonl of `hyperctl sweep`, normally `--method random` on
+        /// meta-train tasks, under the controller the predictor will serve).
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// The ridge penalty (per sample).
+        #[arg(long, default_value_t = 1e-3)]
+        ridge: f64,
+        /// Where to write the predictor (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Rank accuracy on sweeps: per sweep, Spearman's ρ between the predicted (from 10/25/50% of
+    /// each trial's budget) and the final validation loss of its completed trials, next to the
+    /// current loss's ρ.
+    Eval {
+        /// Sweep results files.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// The predictor file.
+        #[arg(long)]
+        predictor: PathBuf,
+        /// Also write the table as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn read_sweeps(paths: &[PathBuf]) -> anyhow::Result<Vec<Vec<TrialRecord>>> {
+    paths
+        .iter()
+        .map(|p| {
+            if !p.is_file() {
+                anyhow::bail!("{}: no such results file", p.display());
+            }
+            Ok(hyperctl_sweep::read_trials(p)?)
+        })
+        .collect()
+}
+
+/// Reads a predictor file, naming it on error.
+pub fn load_predictor(path: &Path) -> anyhow::Result<hyperctl_sweep::CurvePredictor> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the predictor {}", path.display()))?;
+    hyperctl_sweep::CurvePredictor::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Runs `hyperctl curve-predictor`.
+pub fn curve_predictor(command: CurvePredictorCommand) -> anyhow::Result<()> {
+    match command {
+        CurvePredictorCommand::Fit {
+            results,
+            ridge,
+            out,
+        } => {
+            if !(ridge.is_finite() && ridge >= 0.0) {
+                anyhow::bail!("--ridge {ridge}: expected a number >= 0");
+            }
+            let sweeps = read_sweeps(&results)?;
+            let trials: Vec<TrialRecord> = sweeps.into_iter().flatten().collect();
+            let source = format!(
+                "{} trials of {}",
+                trials.len(),
+                results
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let p = hyperctl_sweep::CurvePredictor::fit(&trials, ridge, &source)
+                .map_err(|e| anyhow::anyhow!("cannot fit: {e}"))?;
+            write_atomic(&out, serde_json::to_string_pretty(&p)?.as_bytes())?;
+            eprintln!(
+                "fitted on {} prefixes of {} trials; wrote {}",
+                p.samples,
+                trials.len(),
+                out.display()
+            );
+            Ok(())
+        }
+        CurvePredictorCommand::Eval {
+            results,
+            predictor,
+            out,
+        } => {
+            let p = load_predictor(&predictor)?;
+            let sweeps = read_sweeps(&results)?;
+            let rows: Vec<_> = [0.1, 0.25, 0.5]
+                .iter()
+                .map(|&f| hyperctl_sweep::predictor::rank_accuracy(&p, &sweeps, f))
+                .collect();
+            println!(
+                "| budget seen | sweeps | rho(predicted, final) | rho(current loss, final) | predictor better / worse |"
+            );
+            println!("|---|---:|---:|---:|---|");
+            for r in &rows {
+                println!(
+                    "| {:.0}% | {} | {:.3} | {:.3} | {} / {} |",
+                    r.fraction * 100.0,
+                    r.sweeps,
+                    r.predicted,
+                    r.current,
+                    r.better,
+                    r.worse
+                );
+            }
+            if let Some(out) = out {
+                write_atomic(&out, serde_json::to_string_pretty(&rows)?.as_bytes())?;
+            }
+            Ok(())
+        }
+    }
 }

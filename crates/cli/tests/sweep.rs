@@ -181,3 +181,103 @@ fn bad_spaces_and_arguments_are_one_error_line_and_write_nothing() {
         );
     }
 }
+
+#[test]
+fn a_curve_predictor_fitted_on_random_sweeps_drives_predicted_early_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = space(
+        dir.path(),
+        "width = { choice = [4, 32] }\nweight_decay = { log_uniform = [1e-6, 1e-1] }\nlr = { log_uniform = [1e-3, 1.0] }\n",
+    );
+    let run = |out: &Path, method: &str, extra: &[&str]| {
+        let mut args = vec![
+            "sweep",
+            "--dataset",
+            "gen:teacher-cls:n=300,d=4",
+            "--epochs",
+            "8",
+            "--space",
+            space.to_str().unwrap(),
+            "--controller",
+            "warmup-cosine",
+            "--method",
+            method,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        hyperctl(&args)
+    };
+    let random = dir.path().join("random");
+    ok(&run(
+        &random,
+        "random",
+        &["--budget", "160", "--search-seed", "3"],
+    ));
+    assert_eq!(trials(&random).len(), 20);
+    let file = dir.path().join("predictor.json");
+    let results = random.join("results.jsonl");
+    let fit = hyperctl(&[
+        "curve-predictor",
+        "fit",
+        results.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    ok(&fit);
+    let eval = hyperctl(&[
+        "curve-predictor",
+        "eval",
+        results.to_str().unwrap(),
+        "--predictor",
+        file.to_str().unwrap(),
+    ]);
+    let table = ok(&eval);
+    assert!(table.contains("| 25% | 1 |"), "{table}");
+    // Predicted stopping: deterministic for any --jobs, and it stops trials.
+    let p1 = dir.path().join("p1");
+    let p2 = dir.path().join("p2");
+    let f = file.to_str().unwrap();
+    ok(&run(
+        &p1,
+        "predicted:eta=2,z=0.5",
+        &["--budget", "60", "--predictor", f, "--jobs", "1"],
+    ));
+    ok(&run(
+        &p2,
+        "predicted:eta=2,z=0.5",
+        &["--budget", "60", "--predictor", f, "--jobs", "2"],
+    ));
+    let a = trials(&p1);
+    assert_eq!(a, trials(&p2));
+    assert!(
+        a.iter().any(|t| t["stopped"] == true),
+        "nothing was stopped"
+    );
+    // Errors: no predictor; a damaged one; a predictor without the method that reads it.
+    let out = run(&dir.path().join("e1"), "predicted", &["--budget", "20"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --predictor FILE"));
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"format\": \"hyperctl-curve-predictor/1\"}").unwrap();
+    let out = run(
+        &dir.path().join("e2"),
+        "predicted",
+        &["--budget", "20", "--predictor", bad.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error:")
+            && err.contains("bad.json")
+            && err.contains("not a curve predictor"),
+        "{err}"
+    );
+    let out = run(
+        &dir.path().join("e3"),
+        "asha",
+        &["--budget", "20", "--predictor", f],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read by --method predicted only"));
+}

@@ -17,12 +17,14 @@
 
 #![warn(missing_docs)]
 
+pub mod predictor;
 pub mod search;
 pub mod space;
 pub mod summary;
 
 use std::path::PathBuf;
 
+pub use predictor::{CurvePredictor, Prediction};
 pub use search::{Method, Sweep, TrialRecord, read_trials, run};
 pub use space::{Config, Space};
 pub use summary::{AnytimePoint, Summary, summarize};

@@ -20,6 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use hyperctl_env_core::Env;
 use hyperctl_schedule_env::{EnvConfig, ScheduleEnv, run_schedule_while};
 use hyperctl_tasks::{Backend, Dataset, TaskSpec};
 use rand::SeedableRng;
@@ -27,6 +28,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::predictor::CurvePredictor;
 use crate::space::{Config, Space, apply};
 
 /// How trials are stopped early.
@@ -45,10 +47,22 @@ pub enum Method {
         /// The first rung's epoch (≥ 1).
         min_epochs: usize,
     },
+    /// ASHA's rungs driven by a learned curve predictor ([`CurvePredictor`], the sweep's
+    /// `predictor`): at a rung a trial goes on only if its optimistic predicted final validation
+    /// loss (mean − `z`·std) is among the best `max(1, ⌊n / eta⌋)` predicted means of the `n`
+    /// trials at that rung.
+    Predicted {
+        /// The reduction factor (≥ 2).
+        eta: usize,
+        /// The first rung's epoch (≥ 1).
+        min_epochs: usize,
+        /// How many standard deviations of optimism a trial gets (≥ 0).
+        z: f64,
+    },
 }
 
 impl Method {
-    /// Parses `random` or `asha[:eta=3,min_epochs=1]`.
+    /// Parses `random`, `asha[:eta=3,min_epochs=1]` or `predicted[:eta=3,min_epochs=1,z=1]`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let (name, params) = text.split_once(':').unwrap_or((text, ""));
         let mut values = BTreeMap::new();
@@ -56,37 +70,62 @@ impl Method {
             let (k, v) = part
                 .split_once('=')
                 .ok_or_else(|| format!("method `{text}`: expected key=value, got `{part}`"))?;
-            let v: usize = v
+            let v: f64 = v
                 .parse()
-                .map_err(|_| format!("method `{text}`: `{k}` expects a whole number, got `{v}`"))?;
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .ok_or_else(|| format!("method `{text}`: `{k}` expects a number, got `{v}`"))?;
             values.insert(k.to_string(), v);
         }
+        let mut whole = |k: &str, default: usize| -> Result<usize, String> {
+            match values.remove(k) {
+                None => Ok(default),
+                Some(v) if v.fract() == 0.0 && v >= 0.0 => Ok(v as usize),
+                Some(v) => Err(format!(
+                    "method `{text}`: `{k}` expects a whole number, got {v}"
+                )),
+            }
+        };
         let method = match name {
             "random" => Method::Random,
             "asha" => Method::Asha {
-                eta: values.remove("eta").unwrap_or(3),
-                min_epochs: values.remove("min_epochs").unwrap_or(1),
+                eta: whole("eta", 3)?,
+                min_epochs: whole("min_epochs", 1)?,
             },
-            other => return Err(format!("unknown method `{other}`; expected random or asha")),
+            "predicted" => Method::Predicted {
+                eta: whole("eta", 3)?,
+                min_epochs: whole("min_epochs", 1)?,
+                z: values.remove("z").unwrap_or(1.0),
+            },
+            other => {
+                return Err(format!(
+                    "unknown method `{other}`; expected random, asha or predicted"
+                ));
+            }
         };
         if let Some(k) = values.keys().next() {
             return Err(format!("method `{text}`: unknown parameter `{k}`"));
         }
-        if let Method::Asha { eta, min_epochs } = method
-            && (eta < 2 || min_epochs < 1)
-        {
-            return Err(format!(
+        match method {
+            Method::Asha { eta, min_epochs }
+            | Method::Predicted {
+                eta, min_epochs, ..
+            } if eta < 2 || min_epochs < 1 => Err(format!(
                 "method `{text}`: needs eta >= 2 and min_epochs >= 1"
-            ));
+            )),
+            Method::Predicted { z, .. } if z < 0.0 => Err(format!("method `{text}`: needs z >= 0")),
+            m => Ok(m),
         }
-        Ok(method)
     }
 
     /// The rung epochs for a task of `epochs` epochs (none for random search).
     pub fn rungs(&self, epochs: usize) -> Vec<usize> {
         match *self {
             Method::Random => Vec::new(),
-            Method::Asha { eta, min_epochs } => {
+            Method::Asha { eta, min_epochs }
+            | Method::Predicted {
+                eta, min_epochs, ..
+            } => {
                 let mut rungs = Vec::new();
                 let mut r = min_epochs;
                 while r < epochs {
@@ -98,11 +137,12 @@ impl Method {
         }
     }
 
+    /// Whether a trial whose score is `own` goes on at a rung where `competing` (itself included)
+    /// are the scores of every trial there; lower is better, and inf (diverged) sorts last.
     fn keep(&self, own: f64, competing: &[f64]) -> bool {
         match *self {
             Method::Random => true,
-            Method::Asha { eta, .. } => {
-                // `competing` includes `own`; NaN/inf (diverged) sort last.
+            Method::Asha { eta, .. } | Method::Predicted { eta, .. } => {
                 let better = competing.iter().filter(|&&v| v < own).count();
                 better < (competing.len() / eta).max(1)
             }
@@ -123,6 +163,8 @@ pub struct Sweep {
     pub max_trials: usize,
     /// Early stopping.
     pub method: Method,
+    /// The curve predictor [`Method::Predicted`] reads.
+    pub predictor: Option<Arc<CurvePredictor>>,
     /// The controller SPEC that sets every trial's lr and momentum.
     pub controller: String,
     /// Env bounds shared by every trial.
@@ -158,6 +200,8 @@ pub struct TrialRecord {
     pub controller: String,
     /// The run seed.
     pub seed: u64,
+    /// The untrained model's validation loss.
+    pub initial_val_loss: f64,
     /// Epochs trained (stopped trials: until they were stopped).
     pub epochs: usize,
     /// The task's budget in epochs.
@@ -213,6 +257,12 @@ pub fn draw_config(space: &Space, seed: u64, trial: usize) -> Config {
 struct Slot {
     /// Rung values per epoch (inf for a diverged epoch).
     curve: Vec<f64>,
+    /// The lr of each epoch.
+    lr: Vec<f64>,
+    /// The untrained validation loss.
+    v0: f64,
+    /// The trial's budget in epochs.
+    budget: usize,
     finished: bool,
     record: Option<TrialRecord>,
 }
@@ -399,6 +449,9 @@ pub fn run(
         .iter()
         .map(|r| Slot {
             curve: rung_curve(&r.val_loss, r.diverged),
+            lr: r.lr.clone(),
+            v0: r.initial_val_loss,
+            budget: r.budget_epochs,
             finished: true,
             record: Some(r.clone()),
         })
@@ -496,6 +549,13 @@ fn trial(
         trial: i,
         reason: e.to_string(),
     })?;
+    // The untrained loss, for the predictor (the episode below starts from the same state).
+    env.reset(Some(seed));
+    {
+        let mut state = shared.lock();
+        state.slots[i].v0 = env.trainer().initial_val().loss;
+        state.slots[i].budget = task.epochs;
+    }
     let mut kept = Vec::<Option<f64>>::new();
     let mut abandoned = false;
     let result = run_schedule_while(&mut env, controller.as_mut(), seed, rollback, |record| {
@@ -513,6 +573,7 @@ fn trial(
         };
         let mut state = shared.lock();
         state.slots[i].curve.push(own);
+        state.slots[i].lr.push(record.stats.lr);
         shared.changed.notify_all();
         if state.over {
             abandoned = true;
@@ -536,12 +597,25 @@ fn trial(
             abandoned = true;
             return false;
         }
-        let competing: Vec<f64> = state.slots[..=i]
-            .iter()
-            .filter(|s| s.curve.len() >= epoch)
-            .map(|s| s.curve[epoch - 1])
-            .collect();
-        sweep.method.keep(own, &competing)
+        let at_rung = state.slots[..=i].iter().filter(|s| s.curve.len() >= epoch);
+        match (&sweep.method, &sweep.predictor) {
+            (Method::Predicted { z, .. }, Some(p)) => {
+                let predicted = |s: &Slot| {
+                    p.predict(s.v0, &s.curve[..epoch], s.budget, &s.lr[..epoch])
+                        .filter(|q| q.mean.is_finite())
+                };
+                let competing: Vec<f64> = at_rung
+                    .map(|s| predicted(s).map_or(f64::INFINITY, |q| q.mean))
+                    .collect();
+                let optimistic =
+                    predicted(&state.slots[i]).map_or(f64::INFINITY, |q| q.mean - z * q.std);
+                sweep.method.keep(optimistic, &competing)
+            }
+            _ => {
+                let competing: Vec<f64> = at_rung.map(|s| s.curve[epoch - 1]).collect();
+                sweep.method.keep(own, &competing)
+            }
+        }
     });
     if abandoned {
         return finish(None);
@@ -563,6 +637,7 @@ fn trial(
         init_momentum: task.init.momentum,
         controller: sweep.controller.clone(),
         seed,
+        initial_val_loss: result.initial_val.loss,
         epochs: result.intervals.len(),
         budget_epochs: task.epochs,
         stopped: result.stopped,
@@ -651,6 +726,7 @@ mod tests {
                 budget,
                 max_trials: 100,
                 method: Method::parse(method).unwrap(),
+                predictor: None,
                 controller: "warmup-cosine".into(),
                 env: EnvConfig::defaults(),
                 backend: Backend::Flex,
