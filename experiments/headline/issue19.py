@@ -17,7 +17,7 @@ from collections import defaultdict
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
-from targets import bootstrap, loss_of, read_jsonl  # noqa: E402
+from targets import bootstrap, exists, loss_of, read_jsonl  # noqa: E402
 
 PARAM_FREE = ["prodigy", "dog", "average(dog)", "ldog", "d-adapt", "lr-range-test", "schedule-free"]
 
@@ -82,7 +82,7 @@ for folder in sys.argv[1:]:
     print(f"| (d) start-sweep spread <= 0.05 | mean {sw['spread']['mean']:.3f} [{sw['spread']['lo']:.3f}, {sw['spread']['hi']:.3f}], median task {sw['median_task_spread']:.3f} | {'yes' if sw['spread']['mean'] <= 0.05 else 'no'} |")
     rp = tg["vs_replay"]["ln"]
     agn_dir = os.path.join(folder, "agnostic")
-    if os.path.exists(os.path.join(agn_dir, "run", "results.jsonl")):
+    if exists(os.path.join(agn_dir, "run", "results.jsonl")):
         agn = policy_cells(agn_dir, "open-loop:")
         e = paired_ln(pol, agn)
         vs_best = paired_ln(agn, tuned_best_cells())
