@@ -14,7 +14,7 @@ SEED=${SEED:-0}
 CONTROLLER=${CONTROLLER:-rollback(policy:policies/default)}
 mkdir -p "$OUT"
 tasks=$($HC tasks list experiments/headline/tasks.toml --data-dir ../shared/data --split "$SPLIT" \
-    | awk -v s="$SPLIT" -v k="$EVERY" '$2 == s && $5 != "cnn:small" { n++; if ((n - 1) % k == 0) print $1 }')
+    | awk -v s="$SPLIT" -v k="$EVERY" '$2 == s && $4 !~ /^cnn/ { n++; if ((n - 1) % k == 0) print $1 }')
 n=$(echo "$tasks" | wc -l)
 i=0
 for t in $tasks; do
