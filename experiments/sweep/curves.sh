@@ -3,7 +3,8 @@
 # headline collection, a random-search sweep of TRIALS full-budget trials over space.toml under
 # CONTROLLER (default: the shipped policy with its guard). One folder per task under OUT.
 #   SPLIT=meta-train EVERY=1 TRIALS=16 bash experiments/sweep/curves.sh experiments/sweep/curves/meta-train
-# HC=path/to/hyperctl picks the binary (default: release). Each task's sweep resumes.
+# HC=path/to/hyperctl picks the binary (default: release). Each task's sweep resumes. Tasks whose
+# training split is smaller than the space's largest batch are skipped and listed in OUT/skipped.txt.
 set -euo pipefail
 OUT=$1
 HC=${HC:-./target/release/hyperctl}
@@ -23,5 +24,13 @@ for t in $tasks; do
     echo "[$i/$n] $t" >&2
     $HC sweep "experiments/headline/tasks.toml#$t" --data-dir ../shared/data --space experiments/sweep/space.toml \
         --method random --max-trials "$TRIALS" --budget 1000000 --search-seed "$SEED" \
-        --controller "$CONTROLLER" --out "$dir" > /dev/null 2> "$dir.log" || { cat "$dir.log" >&2; exit 1; }
+        --controller "$CONTROLLER" --out "$dir" > /dev/null 2> "$dir.log" || {
+        # A task too small for the space's batch sizes is skipped (and listed); anything else stops.
+        if grep -q "training rows" "$dir.log"; then
+            echo "$t: $(grep error: "$dir.log")" >> "$OUT/skipped.txt"
+            continue
+        fi
+        cat "$dir.log" >&2
+        exit 1
+    }
 done

@@ -396,9 +396,10 @@ pub enum CurvePredictorCommand {
         /// meta-train tasks, under the controller the predictor will serve).
         #[arg(required = true)]
         results: Vec<PathBuf>,
-        /// The ridge penalty (per sample).
-        #[arg(long, default_value_t = 1e-3)]
-        ridge: f64,
+        /// The ridge penalty (per sample); default: chosen by 5-fold cross-validation over the
+        /// sweeps from 1e-4, 1e-3, 1e-2, 1e-1, 1 (the one that ranks held-out sweeps' trials best).
+        #[arg(long)]
+        ridge: Option<f64>,
         /// Where to write the predictor (JSON).
         #[arg(long)]
         out: PathBuf,
@@ -447,27 +448,41 @@ pub fn curve_predictor(command: CurvePredictorCommand) -> anyhow::Result<()> {
             ridge,
             out,
         } => {
-            if !(ridge.is_finite() && ridge >= 0.0) {
-                anyhow::bail!("--ridge {ridge}: expected a number >= 0");
+            if let Some(r) = ridge
+                && !(r.is_finite() && r >= 0.0)
+            {
+                anyhow::bail!("--ridge {r}: expected a number >= 0");
             }
             let sweeps = read_sweeps(&results)?;
-            let trials: Vec<TrialRecord> = sweeps.into_iter().flatten().collect();
-            let source = format!(
-                "{} trials of {}",
-                trials.len(),
-                results
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let p = hyperctl_sweep::CurvePredictor::fit(&trials, ridge, &source)
-                .map_err(|e| anyhow::anyhow!("cannot fit: {e}"))?;
+            let trials: usize = sweeps.iter().map(Vec::len).sum();
+            let source = format!("{trials} trials of {} sweeps", sweeps.len());
+            if ridge.is_none() && sweeps.len() < 2 {
+                anyhow::bail!(
+                    "choosing the ridge penalty by cross-validation needs 2+ sweeps ({} given); pass --ridge",
+                    sweeps.len()
+                );
+            }
+            let p = match ridge {
+                Some(r) => hyperctl_sweep::CurvePredictor::fit(&sweeps, r, &source),
+                None => hyperctl_sweep::CurvePredictor::fit_cv(
+                    &sweeps,
+                    &[1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+                    5.min(sweeps.len()).max(2),
+                    &source,
+                )
+                .map(|(p, scores)| {
+                    for (r, score) in scores {
+                        eprintln!("ridge {r:e}: cross-validated mean rho {score:.3}");
+                    }
+                    p
+                }),
+            }
+            .map_err(|e| anyhow::anyhow!("cannot fit: {e}"))?;
             write_atomic(&out, serde_json::to_string_pretty(&p)?.as_bytes())?;
             eprintln!(
-                "fitted on {} prefixes of {} trials; wrote {}",
+                "fitted on {} prefixes of {trials} trials (ridge {:e}); wrote {}",
                 p.samples,
-                trials.len(),
+                p.ridge,
                 out.display()
             );
             Ok(())
@@ -484,16 +499,19 @@ pub fn curve_predictor(command: CurvePredictorCommand) -> anyhow::Result<()> {
                 .map(|&f| hyperctl_sweep::predictor::rank_accuracy(&p, &sweeps, f))
                 .collect();
             println!(
-                "| budget seen | sweeps | rho(predicted, final) | rho(current loss, final) | predictor better / worse |"
+                "| budget seen | sweeps | rho(predicted, final) | rho(current loss, final) | difference [95% CI] | predictor better / worse |"
             );
-            println!("|---|---:|---:|---:|---|");
+            println!("|---|---:|---:|---:|---|---|");
             for r in &rows {
                 println!(
-                    "| {:.0}% | {} | {:.3} | {:.3} | {} / {} |",
+                    "| {:.0}% | {} | {:.3} | {:.3} | {:+.3} [{:+.3}, {:+.3}] | {} / {} |",
                     r.fraction * 100.0,
                     r.sweeps,
                     r.predicted,
                     r.current,
+                    r.gain[0],
+                    r.gain[1],
+                    r.gain[2],
                     r.better,
                     r.worse
                 );

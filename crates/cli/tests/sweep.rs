@@ -221,9 +221,21 @@ fn a_curve_predictor_fitted_on_random_sweeps_drives_predicted_early_stopping() {
         "curve-predictor",
         "fit",
         results.to_str().unwrap(),
+        "--ridge",
+        "0.1",
         "--out",
         file.to_str().unwrap(),
     ]);
+    // Cross-validation (the default) needs several sweeps: one is a clear error.
+    let one = hyperctl(&[
+        "curve-predictor",
+        "fit",
+        results.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(one.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&one.stderr).contains("--ridge"));
     ok(&fit);
     let eval = hyperctl(&[
         "curve-predictor",

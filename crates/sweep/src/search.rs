@@ -288,10 +288,23 @@ impl Shared {
     }
 }
 
-/// Reads the trials recorded in `path` (none if it does not exist); a torn last line (a kill in
-/// mid-write) is dropped, anything else unreadable is an error naming the line.
+/// Reads the trials recorded in `path` (none if it does not exist; a `.gz` file is read gzipped);
+/// a torn last line (a kill in mid-write) is dropped, anything else unreadable is an error naming
+/// the line.
 pub fn read_trials(path: &Path) -> Result<Vec<TrialRecord>, Error> {
-    let text = match std::fs::read_to_string(path) {
+    let read = |path: &Path| -> std::io::Result<String> {
+        if path.extension().is_some_and(|e| e == "gz") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(std::fs::File::open(path)?),
+                &mut text,
+            )?;
+            Ok(text)
+        } else {
+            std::fs::read_to_string(path)
+        }
+    };
+    let text = match read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
