@@ -43,6 +43,15 @@ pub struct SweepArgs {
     /// The curve predictor of `--method predicted` (a file of `hyperctl curve-predictor fit`).
     #[arg(long)]
     predictor: Option<PathBuf>,
+    /// A data-driven prior: a folder of earlier sweeps (one per subfolder, e.g. on meta-train
+    /// tasks, as experiments/sweep/curves.sh writes them). The first trials are the best
+    /// configurations of the --prior-k sweeps whose datasets are most like this one's (rows,
+    /// features, outputs, task type); later trials search around them half of the time.
+    #[arg(long)]
+    prior: Option<PathBuf>,
+    /// How many nearest sweeps the prior starts from.
+    #[arg(long, default_value_t = 4, requires = "prior")]
+    prior_k: usize,
     /// The search seed: which configurations are drawn, and every trial's run seed (task seed + it).
     #[arg(long, default_value_t = 0)]
     search_seed: u64,
@@ -103,6 +112,34 @@ pub fn run(args: SweepArgs, backend: Backend) -> anyhow::Result<()> {
         (_, Some(_)) => anyhow::bail!("--predictor is read by --method predicted only"),
         (_, None) => None,
     };
+    let info = hyperctl_collections::DatasetInfo::of(&data);
+    let meta_features = hyperctl_sweep::prior::MetaFeatures {
+        rows: info.n_rows,
+        features: info.n_features,
+        outputs: info.n_outputs,
+        classification: task.task_type == hyperctl_tasks::TaskType::Classification,
+    };
+    let prior = match &args.prior {
+        Some(dir) => {
+            let entries = load_prior(dir)?;
+            let configs = hyperctl_sweep::prior::starting_configs(
+                &entries,
+                &meta_features,
+                &task.id,
+                &space,
+                args.prior_k,
+            );
+            if configs.is_empty() {
+                anyhow::bail!(
+                    "--prior {}: none of its {} sweeps has a completed configuration this space could draw",
+                    dir.display(),
+                    entries.len()
+                );
+            }
+            configs
+        }
+        None => Vec::new(),
+    };
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -114,6 +151,7 @@ pub fn run(args: SweepArgs, backend: Backend) -> anyhow::Result<()> {
         max_trials: args.max_trials,
         method: args.method,
         predictor,
+        prior,
         controller: args.controller.clone(),
         env,
         backend,
@@ -175,6 +213,7 @@ pub fn run(args: SweepArgs, backend: Backend) -> anyhow::Result<()> {
         &args.out.join("summary.json"),
         serde_json::to_string_pretty(&serde_json::json!({
             "summary": summary,
+            "meta_features": meta_features,
             "sweep": identity,
             "meta": meta,
         }))?
@@ -246,6 +285,7 @@ fn identity_of(
         "controller": sweep.controller,
         "policy": policy,
         "predictor": sweep.predictor.as_deref(),
+        "prior": sweep.prior,
         "search_seed": sweep.seed,
         "env_config": sweep.env,
         "backend": backend.name(),
@@ -271,6 +311,12 @@ fn summary_md(sweep: &Sweep, summary: &Summary, trials: &[TrialRecord]) -> Strin
         "- completed (whole budget): {}; stopped early: {}; diverged: {}\n",
         summary.completed, summary.stopped, summary.diverged
     ));
+    if !sweep.prior.is_empty() {
+        md.push_str(&format!(
+            "- prior: the first {} trials are the best configurations of the nearest earlier sweeps (by dataset)\n",
+            sweep.prior.len()
+        ));
+    }
     match &summary.best {
         Some(b) => md.push_str(&format!(
             "- **best** (lowest final validation loss): trial {}: `{}` — val {}, test {} (metric {})\n\n",
@@ -430,6 +476,54 @@ fn read_sweeps(paths: &[PathBuf]) -> anyhow::Result<Vec<Vec<TrialRecord>>> {
             Ok(hyperctl_sweep::read_trials(p)?)
         })
         .collect()
+}
+
+/// The prior's entries: every subfolder of `dir` that holds a finished sweep (summary.json with
+/// its dataset's meta-features, config.json, results.jsonl or results.jsonl.gz), in name order.
+fn load_prior(dir: &Path) -> anyhow::Result<Vec<hyperctl_sweep::prior::PriorEntry>> {
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("--prior {}: cannot read the folder", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("summary.json").is_file())
+        .collect();
+    folders.sort();
+    if folders.is_empty() {
+        anyhow::bail!(
+            "--prior {}: no finished sweeps in it (subfolders with summary.json)",
+            dir.display()
+        );
+    }
+    let mut entries = Vec::new();
+    for f in folders {
+        let read = |name: &str| -> anyhow::Result<serde_json::Value> {
+            let path = f.join(name);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))
+        };
+        let summary = read("summary.json")?;
+        let meta: hyperctl_sweep::prior::MetaFeatures =
+            serde_json::from_value(summary["meta_features"].clone()).with_context(|| {
+                format!(
+                    "{}: no `meta_features` (a sweep from before they were recorded: rerun it into its folder)",
+                    f.join("summary.json").display()
+                )
+            })?;
+        let task = read("config.json")?["sweep"]["task"]["id"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("{}: no `sweep.task.id`", f.join("config.json").display()))?;
+        let results = if f.join("results.jsonl").is_file() {
+            f.join("results.jsonl")
+        } else {
+            f.join("results.jsonl.gz")
+        };
+        let trials = hyperctl_sweep::read_trials(&results)?;
+        entries.push(hyperctl_sweep::prior::PriorEntry::from_trials(
+            &task, meta, &trials,
+        ));
+    }
+    Ok(entries)
 }
 
 /// Reads a predictor file, naming it on error.

@@ -293,3 +293,76 @@ fn a_curve_predictor_fitted_on_random_sweeps_drives_predicted_early_stopping() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("read by --method predicted only"));
 }
+
+#[test]
+fn a_prior_from_earlier_sweeps_starts_from_the_nearest_tasks_best_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = space(dir.path(), SPACE);
+    let prior = dir.path().join("prior");
+    let run = |dataset: &str, out: &Path, extra: &[&str]| {
+        let controller = policy();
+        let mut args = vec![
+            "sweep",
+            "--dataset",
+            dataset,
+            "--epochs",
+            "3",
+            "--space",
+            space.to_str().unwrap(),
+            "--budget",
+            "18",
+            "--method",
+            "random",
+            "--controller",
+            &controller,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        hyperctl(&args)
+    };
+    // Two earlier sweeps: one on a dataset like the new one (300 rows, 4 features), one unlike it.
+    ok(&run("gen:gauss-mix:n=320,d=4", &prior.join("near"), &[]));
+    ok(&run("gen:gauss-mix:n=3000,d=30", &prior.join("far"), &[]));
+    let near = trials(&prior.join("near"));
+    let best = near
+        .iter()
+        .filter(|t| t["final_val_loss"].is_number())
+        .min_by(|a, b| {
+            a["final_val_loss"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["final_val_loss"].as_f64().unwrap())
+        })
+        .unwrap();
+    let new = dir.path().join("new");
+    let p = prior.to_str().unwrap();
+    ok(&run(
+        "gen:gauss-mix:n=300,d=4",
+        &new,
+        &["--prior", p, "--prior-k", "1", "--jobs", "2"],
+    ));
+    let got = trials(&new);
+    assert_eq!(
+        got[0]["config"], best["config"],
+        "the first trial is the nearest sweep's best"
+    );
+    // Deterministic, and resumable with the same prior.
+    let again = dir.path().join("again");
+    ok(&run(
+        "gen:gauss-mix:n=300,d=4",
+        &again,
+        &["--prior", p, "--prior-k", "1", "--jobs", "1"],
+    ));
+    assert_eq!(trials(&again), got);
+    // A prior folder without sweeps is an error naming it.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = run(
+        "gen:gauss-mix:n=300,d=4",
+        &dir.path().join("x"),
+        &["--prior", empty.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no finished sweeps"));
+}

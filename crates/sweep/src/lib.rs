@@ -5,6 +5,7 @@
 //!
 //! - [`space`]: the SPACE file (TOML) and how a configuration changes the base task.
 //! - [`search`]: the deterministic, resumable search loop.
+//! - [`prior`]: starting configurations from other tasks' sweeps, matched by dataset.
 //! - [`summary`]: the best trial and the anytime curve (best test loss found vs epochs spent).
 //!
 //! # Architecture invariants
@@ -18,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod predictor;
+pub mod prior;
 pub mod search;
 pub mod space;
 pub mod summary;

@@ -23,7 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use hyperctl_env_core::Env;
 use hyperctl_schedule_env::{EnvConfig, ScheduleEnv, run_schedule_while};
 use hyperctl_tasks::{Backend, Dataset, TaskSpec};
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -165,6 +165,9 @@ pub struct Sweep {
     pub method: Method,
     /// The curve predictor [`Method::Predicted`] reads.
     pub predictor: Option<Arc<CurvePredictor>>,
+    /// Starting configurations from other tasks' sweeps ([`crate::prior::starting_configs`]);
+    /// empty for a search without a prior.
+    pub prior: Vec<Config>,
     /// The controller SPEC that sets every trial's lr and momentum.
     pub controller: String,
     /// Env bounds shared by every trial.
@@ -246,10 +249,32 @@ fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-/// The configuration of trial `i`.
-pub fn draw_config(space: &Space, seed: u64, trial: usize) -> Config {
+/// The configuration of trial `i`: with a prior (starting configurations, [`crate::prior`]),
+/// the first trials take them in order, and each later trial is, with probability 1/2, one of
+/// them with every key redrawn from the space with probability 1/2 (a search around what worked
+/// elsewhere), else a fresh draw. Without a prior every trial is a fresh draw.
+pub fn draw_config(space: &Space, seed: u64, trial: usize, prior: &[Config]) -> Config {
+    if let Some(c) = prior.get(trial) {
+        return c.clone();
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(trial as u64);
+    if !prior.is_empty() && rng.random::<f64>() < 0.5 {
+        let base = &prior[rng.random_range(0..prior.len())];
+        let fresh = space.draw(&mut rng);
+        return fresh
+            .into_iter()
+            .map(|(k, v)| {
+                let keep = rng.random::<bool>();
+                let value = if keep {
+                    base.get(&k).cloned().unwrap_or(v)
+                } else {
+                    v
+                };
+                (k, value)
+            })
+            .collect();
+    }
     space.draw(&mut rng)
 }
 
@@ -399,7 +424,7 @@ pub fn resumable(sweep: &Sweep, out: &Path) -> Result<Vec<TrialRecord>, Error> {
     let path = out.join("results.jsonl");
     let existing = read_trials(&path)?;
     for r in &existing {
-        let expected = draw_config(&sweep.space, sweep.seed, r.trial);
+        let expected = draw_config(&sweep.space, sweep.seed, r.trial, &sweep.prior);
         if r.config != expected {
             return Err(Error::Results {
                 path: path.clone(),
@@ -548,7 +573,7 @@ fn trial(
     if shared.lock().over {
         return finish(None);
     }
-    let config = draw_config(&sweep.space, sweep.seed, i);
+    let config = draw_config(&sweep.space, sweep.seed, i, &sweep.prior);
     let task = apply(&config, &sweep.task).map_err(|reason| Error::Trial { trial: i, reason })?;
     let seed = sweep.task.seed.wrapping_add(sweep.seed);
     let mut env =
@@ -740,6 +765,7 @@ mod tests {
                 max_trials: 100,
                 method: Method::parse(method).unwrap(),
                 predictor: None,
+                prior: Vec::new(),
                 controller: "warmup-cosine".into(),
                 env: EnvConfig::defaults(),
                 backend: Backend::Flex,

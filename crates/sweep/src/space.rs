@@ -173,6 +173,23 @@ impl Space {
             .collect()
     }
 
+    /// Whether this space could draw `config` itself: the same keys, every value inside its
+    /// distribution.
+    pub fn admits(&self, config: &Config) -> bool {
+        let num = |v: &toml::Value| v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
+        config.len() == self.params.len()
+            && self.params.iter().all(|(k, s)| {
+                config.get(k).is_some_and(|v| match s {
+                    Sampled::Fixed(f) => f == v,
+                    Sampled::Choice(vs) => vs.contains(v),
+                    Sampled::Int(a, b) => v.as_integer().is_some_and(|i| (*a..=*b).contains(&i)),
+                    Sampled::Uniform(a, b) | Sampled::LogUniform(a, b) => {
+                        num(v).is_some_and(|x| x >= *a && x <= *b)
+                    }
+                })
+            })
+    }
+
     /// The largest number `key` can take (`None` if the space does not set it or it is a word).
     pub fn largest(&self, key: &str) -> Option<f64> {
         let num = |v: &toml::Value| v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
