@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The search comparison of issue 20 on every EVERY-th MLP task of the headline's held-out split:
 # per task and search seed, random search (REF_TRIALS full-budget trials: the reference), then
-# ASHA and predicted ASHA with the same epoch budget (REF_TRIALS x the task's epochs), every trial
+# the other METHODS with the same epoch budget (REF_TRIALS x the task's epochs), every trial
 # run by CONTROLLER. One folder per task/seed/method under OUT; then anytime.py summarizes.
 #   EVERY=4 SEEDS=5 bash experiments/sweep/compare.sh experiments/sweep/compare
 # HC=path/to/hyperctl picks the binary (default: release); each sweep resumes.
@@ -13,6 +13,10 @@ SEEDS=${SEEDS:-5}
 REF_TRIALS=${REF_TRIALS:-64}
 CONTROLLER=${CONTROLLER:-rollback(policy:policies/default)}
 PREDICTOR=${PREDICTOR:-experiments/sweep/predictor.json}
+PRIOR=${PRIOR:-experiments/sweep/curves/meta-train}
+# random first (the reference); asha-late: one rung at ceil(epochs/3) (ASHA with a late first rung);
+# prior-*: with the prior from the meta-train sweeps (4 nearest datasets).
+METHODS=${METHODS:-random asha predicted}
 mkdir -p "$OUT"
 tasks=$($HC tasks list experiments/headline/tasks.toml --data-dir ../shared/data --split held-out \
     | awk -v k="$EVERY" '$2 == "held-out" && $4 !~ /^cnn/ { n++; if ((n - 1) % k == 0) print $1 "," $6 }')
@@ -25,12 +29,17 @@ for te in $tasks; do
     budget=$((REF_TRIALS * epochs))
     for s in $(seq 0 $((SEEDS - 1))); do
         base="$OUT/$(echo "$t" | tr '/' '_')/seed$s"
-        for m in random asha predicted; do
+        late=$(((epochs + 2) / 3))
+        for m in $METHODS; do
             extra=()
             case $m in
                 random) extra=(--method random --max-trials "$REF_TRIALS") ;;
                 asha) extra=(--method asha --max-trials 100000) ;;
                 predicted) extra=(--method predicted --predictor "$PREDICTOR" --max-trials 100000) ;;
+                asha-late) extra=(--method "asha:eta=3,min_epochs=$late" --max-trials 100000) ;;
+                prior-asha-late) extra=(--method "asha:eta=3,min_epochs=$late" --max-trials 100000 --prior "$PRIOR" --prior-k 4) ;;
+                prior-random) extra=(--method random --max-trials "$REF_TRIALS" --prior "$PRIOR" --prior-k 4) ;;
+                *) echo "unknown method $m" >&2; exit 2 ;;
             esac
             mkdir -p "$base"
             echo "[$i/$n] $t seed $s $m (budget $budget epochs)" >&2

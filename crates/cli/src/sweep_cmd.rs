@@ -278,18 +278,22 @@ fn identity_of(
         Some(dir) => Some(hyperctl_controllers::policy::fingerprint(dir)?),
         None => None,
     };
-    Ok(serde_json::json!({
+    let mut identity = serde_json::json!({
         "task": sweep.task,
         "space": space_text,
         "method": sweep.method,
         "controller": sweep.controller,
         "policy": policy,
         "predictor": sweep.predictor.as_deref(),
-        "prior": sweep.prior,
         "search_seed": sweep.seed,
         "env_config": sweep.env,
         "backend": backend.name(),
-    }))
+    });
+    // Recorded only when there is one, so sweeps from before priors existed still resume.
+    if !sweep.prior.is_empty() {
+        identity["prior"] = serde_json::to_value(&sweep.prior)?;
+    }
+    Ok(identity)
 }
 
 fn summary_md(sweep: &Sweep, summary: &Summary, trials: &[TrialRecord]) -> String {
