@@ -6,11 +6,15 @@ with the lowest final validation loss), against random search's best of its REF 
     method that never reaches it counts as > 1);
   - at equal epochs (1/16, 1/8, 1/4, 1/2 and all of random's), mean over tasks of
     ln(incumbent's test loss of the method / of random at the same epochs), and the same for the
-    validation loss, 95% bootstrap over tasks.
+    validation loss, 95% bootstrap over tasks (losses floored at FLOOR = 1e-3 in the ratios).
     python3 experiments/sweep/anytime.py experiments/sweep/compare [METHOD ...]
 """
 import glob, gzip, json, math, os, random, sys
 from collections import defaultdict
+
+# Losses below this are floored in ratios: a separable task's validation loss near 0 (1e-7 vs 0)
+# would otherwise dominate every mean.
+FLOOR = 1e-3
 
 
 def bootstrap(values, resamples=2000, seed=0xB00757A9):
@@ -75,7 +79,7 @@ def main():
                 for what, c, ref in [("test", c_test, ref_test), ("val", c_val, ref_val)]:
                     a, b = at(c, frac * total), at(ref, frac * total)
                     if a is not None and b is not None:
-                        gaps[(m, what)][frac][task].append(math.log(max(a, 1e-12) / max(b, 1e-12)))
+                        gaps[(m, what)][frac][task].append(math.log(max(a, FLOOR) / max(b, FLOOR)))
     tasks = len({os.path.basename(os.path.dirname(d)) for d in glob.glob(os.path.join(root, "*", "seed*"))})
     print(f"{cells} task x seed cells over {tasks} tasks (reference: random search's best of its trials)\n")
     print("| method | median fraction of random's epochs to reach its best validation loss | reached within 1/10 | reached at all |")
