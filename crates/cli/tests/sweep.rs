@@ -21,25 +21,35 @@ fn space(dir: &Path, text: &str) -> PathBuf {
 
 const SPACE: &str = "width = { choice = [8, 32] }\ndepth = { int = [1, 2] }\nweight_decay = { log_uniform = [1e-6, 1e-2] }\nbatch_size = { choice = [16, 32] }\n";
 
-fn sweep(space: &Path, out: &Path, budget: &str, extra: &[&str]) -> std::process::Output {
-    let controller = policy();
+/// `hyperctl sweep --dataset DATASET --epochs EPOCHS --space SPACE --out OUT EXTRA...`.
+fn sweep_on(
+    dataset: &str,
+    epochs: &str,
+    space: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
     let mut args = vec![
         "sweep",
         "--dataset",
-        "gen:gauss-mix:n=300,d=4",
+        dataset,
         "--epochs",
-        "4",
+        epochs,
         "--space",
         space.to_str().unwrap(),
-        "--budget",
-        budget,
-        "--controller",
-        &controller,
         "--out",
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
     hyperctl(&args)
+}
+
+/// A sweep of the shipped policy on the small generated task.
+fn sweep(space: &Path, out: &Path, budget: &str, extra: &[&str]) -> std::process::Output {
+    let controller = policy();
+    let mut args = vec!["--budget", budget, "--controller", &controller];
+    args.extend_from_slice(extra);
+    sweep_on("gen:gauss-mix:n=300,d=4", "4", space, out, &args)
 }
 
 fn trials(out: &Path) -> Vec<Value> {
@@ -190,23 +200,9 @@ fn a_curve_predictor_fitted_on_random_sweeps_drives_predicted_early_stopping() {
         "width = { choice = [4, 32] }\nweight_decay = { log_uniform = [1e-6, 1e-1] }\nlr = { log_uniform = [1e-3, 1.0] }\n",
     );
     let run = |out: &Path, method: &str, extra: &[&str]| {
-        let mut args = vec![
-            "sweep",
-            "--dataset",
-            "gen:teacher-cls:n=300,d=4",
-            "--epochs",
-            "8",
-            "--space",
-            space.to_str().unwrap(),
-            "--controller",
-            "warmup-cosine",
-            "--method",
-            method,
-            "--out",
-            out.to_str().unwrap(),
-        ];
+        let mut args = vec!["--controller", "warmup-cosine", "--method", method];
         args.extend_from_slice(extra);
-        hyperctl(&args)
+        sweep_on("gen:teacher-cls:n=300,d=4", "8", &space, out, &args)
     };
     let random = dir.path().join("random");
     ok(&run(
@@ -299,27 +295,18 @@ fn a_prior_from_earlier_sweeps_starts_from_the_nearest_tasks_best_configuration(
     let dir = tempfile::tempdir().unwrap();
     let space = space(dir.path(), SPACE);
     let prior = dir.path().join("prior");
+    let controller = policy();
     let run = |dataset: &str, out: &Path, extra: &[&str]| {
-        let controller = policy();
         let mut args = vec![
-            "sweep",
-            "--dataset",
-            dataset,
-            "--epochs",
-            "3",
-            "--space",
-            space.to_str().unwrap(),
             "--budget",
             "18",
             "--method",
             "random",
             "--controller",
             &controller,
-            "--out",
-            out.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        hyperctl(&args)
+        sweep_on(dataset, "3", &space, out, &args)
     };
     // Two earlier sweeps: one on a dataset like the new one (300 rows, 4 features), one unlike it.
     ok(&run("gen:gauss-mix:n=320,d=4", &prior.join("near"), &[]));
