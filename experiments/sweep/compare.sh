@@ -15,7 +15,8 @@ CONTROLLER=${CONTROLLER:-rollback(policy:policies/default)}
 PREDICTOR=${PREDICTOR:-experiments/sweep/predictor.json}
 PRIOR=${PRIOR:-experiments/sweep/curves/meta-train}
 # random first (the reference); asha-late: one rung at ceil(epochs/3) (ASHA with a late first rung);
-# prior-*: with the prior from the meta-train sweeps (4 nearest datasets).
+# prior-*: with the prior from the meta-train sweeps (4 nearest datasets); nc-*: no controller
+# inside (warmup-cosine, the lr and momentum searched over space-lr.toml).
 METHODS=${METHODS:-random asha predicted}
 mkdir -p "$OUT"
 tasks=$($HC tasks list experiments/headline/tasks.toml --data-dir ../shared/data --split held-out \
@@ -39,13 +40,22 @@ for te in $tasks; do
                 asha-late) extra=(--method "asha:eta=3,min_epochs=$late" --max-trials 100000) ;;
                 prior-asha-late) extra=(--method "asha:eta=3,min_epochs=$late" --max-trials 100000 --prior "$PRIOR" --prior-k 4) ;;
                 prior-random) extra=(--method random --max-trials "$REF_TRIALS" --prior "$PRIOR" --prior-k 4) ;;
+                nc-random) extra=(--method random --max-trials "$REF_TRIALS") ;;
+                nc-asha-late) extra=(--method "asha:eta=3,min_epochs=$late" --max-trials 100000) ;;
                 *) echo "unknown method $m" >&2; exit 2 ;;
             esac
             mkdir -p "$base"
             echo "[$i/$n] $t seed $s $m (budget $budget epochs)" >&2
+            # nc-*: no controller inside: warmup-cosine at a searched lr and momentum.
+            space=experiments/sweep/space.toml
+            controller=$CONTROLLER
+            if [[ $m == nc-* ]]; then
+                space=experiments/sweep/space-lr.toml
+                controller=warmup-cosine
+            fi
             if ! $HC sweep "experiments/headline/tasks.toml#$t" --data-dir ../shared/data \
-                --space experiments/sweep/space.toml --budget "$budget" --search-seed "$s" \
-                --controller "$CONTROLLER" "${extra[@]}" --out "$base/$m" > /dev/null 2> "$base/$m.log"; then
+                --space "$space" --budget "$budget" --search-seed "$s" \
+                --controller "$controller" "${extra[@]}" --out "$base/$m" > /dev/null 2> "$base/$m.log"; then
                 if grep -q "training rows" "$base/$m.log"; then
                     echo "$t: $(grep error: "$base/$m.log")" >> "$OUT/skipped.txt"
                     rm -rf "$base"
