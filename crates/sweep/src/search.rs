@@ -589,16 +589,19 @@ fn trial(
     })?;
     // The untrained loss, for the predictor (the episode below starts from the same state).
     env.reset(Some(seed));
+    let v0 = env.trainer().initial_val().loss;
     {
         let mut state = shared.lock();
-        state.slots[i].v0 = env.trainer().initial_val().loss;
+        state.slots[i].v0 = v0;
         state.slots[i].budget = task.epochs;
     }
     let mut kept = Vec::<Option<f64>>::new();
     let mut abandoned = false;
     let result = run_schedule_while(&mut env, controller.as_mut(), seed, rollback, |record| {
+        // A rolled-back epoch leaves the state of the one before (the untrained model's for
+        // the first).
         let value = if record.rolled_back {
-            kept.last().copied().flatten()
+            kept.last().copied().unwrap_or(finite(v0))
         } else {
             finite(record.stats.val_loss)
         };
