@@ -353,23 +353,7 @@ fn dot(w: &[f64], x: &[f64]) -> f64 {
 /// Spearman's rank correlation of two equally long samples (average ranks for ties); `None`
 /// when either is constant or there are fewer than 3 values.
 pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
-    fn ranks(v: &[f64]) -> Vec<f64> {
-        let mut idx: Vec<usize> = (0..v.len()).collect();
-        idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
-        let mut r = vec![0.0; v.len()];
-        let mut k = 0;
-        while k < idx.len() {
-            let mut m = k;
-            while m + 1 < idx.len() && v[idx[m + 1]] == v[idx[k]] {
-                m += 1;
-            }
-            for &i in &idx[k..=m] {
-                r[i] = (k + m) as f64 / 2.0;
-            }
-            k = m + 1;
-        }
-        r
-    }
+    use hyperctl_compare::summary::average_ranks as ranks;
     if a.len() != b.len() || a.len() < 3 {
         return None;
     }
